@@ -1,0 +1,172 @@
+"""Typed parameters of one pipeline variant (``conf/base/<variant>/parameters.yml``).
+
+Every section is parsed here before any model is loaded, so a typo or an impossible value stops the
+run with one message that names the parameter, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    prompt_column: str = "prompt"
+    required_columns: list[str] = Field(default_factory=lambda: ["answer"])
+    eval_size: int = Field(64, gt=0, description="prompts held out for checkpoint validation")
+    max_train_prompts: int | None = Field(None, gt=0)
+
+
+class TinyModelParams(_Section):
+    hidden_size: int = Field(128, gt=0)
+    num_hidden_layers: int = Field(2, gt=0)
+    num_attention_heads: int = Field(4, gt=0)
+    num_key_value_heads: int = Field(2, gt=0)
+    intermediate_size: int = Field(256, gt=0)
+    max_position_embeddings: int = Field(256, gt=0)
+    seed: int = 0
+
+
+class ModelParams(_Section):
+    name_or_path: str = Field(min_length=1)
+    build_tiny: TinyModelParams | None = Field(
+        None, description="when set, the project builds this tiny model into name_or_path instead of loading one"
+    )
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    trust_remote_code: bool = False
+
+
+class FormattingParams(_Section):
+    max_prompt_length: int = Field(gt=0, description="prompts longer than this many tokens are dropped")
+
+
+class RewardParams(_Section):
+    functions: list[str] = Field(min_length=1)
+    weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _weights_match_functions(self) -> RewardParams:
+        if self.weights is not None:
+            if len(self.weights) != len(self.functions):
+                raise ValueError(
+                    f"weights has {len(self.weights)} entries but functions has {len(self.functions)}; "
+                    "give one weight per reward function"
+                )
+            if any(weight < 0 for weight in self.weights) or sum(self.weights) <= 0:
+                raise ValueError("weights must be non-negative with a positive sum")
+        return self
+
+    def normalised_weights(self) -> list[float]:
+        """Weights summing to 1, so a weighted reward of rewards in [0, 1] stays in [0, 1]."""
+        weights = self.weights or [1.0] * len(self.functions)
+        total = sum(weights)
+        return [weight / total for weight in weights]
+
+
+class TrainingParams(_Section):
+    output_dir: str = Field(min_length=1)
+    learning_rate: float = Field(gt=0)
+    max_steps: int = Field(-1, ge=-1, description="-1 trains for num_train_epochs")
+    num_train_epochs: float = Field(1.0, gt=0)
+    per_device_train_batch_size: int = Field(gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    num_generations: int = Field(ge=2, description="completions sampled per prompt (the GRPO group)")
+    max_completion_length: int = Field(gt=0)
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.0, ge=0, description="KL coefficient; 0 skips the reference model")
+    lr_scheduler_type: str = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    logging_steps: int = Field(1, gt=0)
+    save_strategy: Literal["no", "steps", "epoch"] = "no"
+    save_steps: int = Field(500, gt=0)
+    bf16: bool = False
+    use_cpu: bool = False
+    gradient_checkpointing: bool = False
+    torch_num_threads: int | None = Field(None, gt=0)
+    grpo_config_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="further trl.GRPOConfig fields, passed through unchanged"
+    )
+
+    @model_validator(mode="after")
+    def _group_divides_batch(self) -> TrainingParams:
+        generation_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if generation_batch % self.num_generations:
+            raise ValueError(
+                f"num_generations={self.num_generations} must divide per_device_train_batch_size x "
+                f"gradient_accumulation_steps = {generation_batch}; pick a batch that is a multiple of it"
+            )
+        return self
+
+
+class ValidationParams(_Section):
+    max_prompts: int = Field(64, gt=0)
+    max_new_tokens: int = Field(gt=0)
+    min_eval_reward: float | None = Field(None, ge=0, le=1)
+    min_reward_gain: float | None = None
+    sample_rows: int = Field(5, ge=0, description="prompts with completions shown in the markdown report")
+
+
+class BenchmarkParams(_Section):
+    mode: str = Field(min_length=1, description="row label in the benchmark table, e.g. debug / full / LoRA")
+
+
+class VariantParams(_Section):
+    seed: int = 42
+    data: DataParams = Field(default_factory=DataParams)
+    model: ModelParams
+    formatting: FormattingParams
+    reward: RewardParams
+    training: TrainingParams
+    validation: ValidationParams
+    benchmark: BenchmarkParams
+
+
+class ParameterError(ValueError):
+    """Bad parameters: the message names each offending key, its value and what is allowed."""
+
+
+def _known_keys(model: type[BaseModel], location: tuple[str | int, ...]) -> list[str]:
+    for part in location:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        candidates = [
+            arg for arg in getattr(annotation, "__args__", (annotation,)) if isinstance(arg, type)
+        ]
+        nested = next((arg for arg in candidates if issubclass(arg, BaseModel)), None)
+        if nested is None:
+            return []
+        model = nested
+    return list(model.model_fields)
+
+
+def parse_section(model: type[_Section], raw: Any, prefix: str) -> Any:
+    """Parse ``raw`` into ``model``; on failure raise one ParameterError covering every problem."""
+    try:
+        return model.model_validate(raw if raw is not None else {})
+    except ValidationError as error:
+        problems = []
+        for issue in error.errors():
+            location = tuple(issue["loc"])
+            key = ".".join([prefix, *map(str, location)]) if location else prefix
+            if issue["type"] == "extra_forbidden":
+                valid = _known_keys(model, location[:-1])
+                close = difflib.get_close_matches(str(location[-1]), valid, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(sorted(valid))}"
+                problems.append(f"unknown parameter '{key}': {hint}")
+            elif issue["type"] == "missing":
+                problems.append(f"missing parameter '{key}': add it to the variant's parameters.yml")
+            else:
+                value = issue.get("input")
+                problems.append(f"parameter '{key}' = {value!r}: {issue['msg']}")
+        raise ParameterError("Invalid parameters:\n  - " + "\n  - ".join(problems)) from None
+
+
+def parse_variant_params(raw: dict[str, Any], variant: str) -> VariantParams:
+    return parse_section(VariantParams, raw, variant)

@@ -1,0 +1,62 @@
+"""Project hooks: parameter validation before anything runs, and a closing summary of the run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import mlflow
+from kedro.framework.hooks import hook_impl
+from kedro.io import DataCatalog
+from kedro.pipeline import Pipeline
+
+from grpo_pipeline.config.schema import parse_variant_params
+
+logger = logging.getLogger(__name__)
+
+
+def _variants(pipeline: Pipeline) -> list[str]:
+    return sorted({node.namespace.split(".")[0] for node in pipeline.nodes if node.namespace})
+
+
+class ParameterValidationHooks:
+    """Parse every variant's parameters before the first node runs, so nothing is trained or written on bad input."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        for variant in _variants(pipeline):
+            parse_variant_params(catalog.load(f"params:{variant}"), variant)
+
+
+class RunSummaryHooks:
+    """Print what a person wants after ``kedro run``: rewards before/after, wall time, where outputs went."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        self._started = time.perf_counter()
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        wall = time.perf_counter() - self._started
+        lines = [f"Run finished in {wall:.1f} s."]
+        for variant in _variants(pipeline):
+            report_name = f"{variant}.validation_report"
+            if report_name not in pipeline.all_outputs() or not catalog.exists(report_name):
+                continue
+            report = catalog.load(report_name)
+            lines.append(
+                f"[{variant}] eval reward base {report['base']['mean_reward']:.3f} -> trained "
+                f"{report['trained']['mean_reward']:.3f} ({report['reward_gain']:+.3f}) on {report['eval_prompts']} "
+                f"held-out prompts; checkpoint: {report['checkpoint']}"
+            )
+        run = mlflow.active_run() or mlflow.last_active_run()
+        if run is not None:
+            lines.append(
+                f"MLflow run '{run.info.run_name}' ({run.info.run_id}) in {mlflow.get_tracking_uri()}; "
+                "browse it with `kedro mlflow ui`."
+            )
+        print("\n".join(["", "=" * 30 + " grpo-pipeline summary " + "=" * 30, *lines, "=" * 83]), flush=True)

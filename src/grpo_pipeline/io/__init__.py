@@ -1,0 +1,22 @@
+"""Custom Kedro datasets of the project."""
+
+from grpo_pipeline.io.checkpoint_dataset import HFCheckpoint, HFCheckpointDataset
+from grpo_pipeline.io.mlflow_metrics import MlflowStepMetricsDataset
+from grpo_pipeline.io.prompt_dataset import PromptJSONLinesDataset
+from grpo_pipeline.io.report_datasets import (
+    CSVTableDataset,
+    JSONReportDataset,
+    MarkdownReportDataset,
+    PNGFigureDataset,
+)
+
+__all__ = [
+    "CSVTableDataset",
+    "HFCheckpoint",
+    "HFCheckpointDataset",
+    "JSONReportDataset",
+    "MarkdownReportDataset",
+    "MlflowStepMetricsDataset",
+    "PNGFigureDataset",
+    "PromptJSONLinesDataset",
+]

@@ -1,0 +1,105 @@
+"""A tiny chat model built from a config: random weights and a character-level tokenizer with a chat template.
+
+It is saved as an ordinary Hugging Face directory so that the pipeline loads it through the same
+``from_pretrained`` path as a hub model, and it needs no network at any point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from grpo_pipeline.io.atomic import atomic_directory
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+ALPHABET = string.digits + string.ascii_letters + string.punctuation + " "
+FINGERPRINT_FILE = "tiny_model_fingerprint.json"
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Architecture of the embedded model: a Llama decoder small enough to train on two CPU cores."""
+
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 256
+    max_position_embeddings: int = 256
+    seed: int = 0
+
+    def fingerprint(self) -> str:
+        payload = json.dumps({"spec": asdict(self), "alphabet": ALPHABET, "template": CHAT_TEMPLATE}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A character-level tokenizer: one token per printable ASCII character, plus chat special tokens."""
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + list(ALPHABET))}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        eos_token="<|end|>",
+        additional_special_tokens=SPECIAL_TOKENS[3:],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=TinyModelSpec.max_position_embeddings,
+        padding_side="left",
+    )
+
+
+def build_tiny_model(spec: TinyModelSpec) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(spec.seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model, tokenizer
+
+
+def ensure_tiny_model(directory: str | Path, spec: TinyModelSpec) -> Path:
+    """Build the tiny model into ``directory`` unless an identical build is already there; return the path.
+
+    The directory is written atomically, so an interrupted build never leaves a half-saved model behind.
+    """
+    directory = Path(directory)
+    fingerprint_path = directory / FINGERPRINT_FILE
+    if fingerprint_path.is_file() and json.loads(fingerprint_path.read_text()).get("fingerprint") == spec.fingerprint():
+        return directory
+    model, tokenizer = build_tiny_model(spec)
+    with atomic_directory(directory) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / FINGERPRINT_FILE).write_text(
+            json.dumps({"fingerprint": spec.fingerprint(), "spec": asdict(spec)}, indent=2)
+        )
+    return directory

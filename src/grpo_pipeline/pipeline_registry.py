@@ -1,0 +1,20 @@
+"""The project's pipelines: one GRPO pipeline instantiated per variant, plus its stage slices."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Pipeline
+
+from grpo_pipeline.pipelines import grpo
+
+VARIANTS = ("debug", "full", "lora")
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    pipelines: dict[str, Pipeline] = {}
+    for variant in VARIANTS:
+        variant_pipeline = grpo.create_pipeline(namespace=variant)
+        pipelines[f"grpo_{variant}"] = variant_pipeline
+        for stage in grpo.STAGES:
+            pipelines[f"grpo_{variant}_{stage}"] = variant_pipeline.only_nodes_with_tags(stage)
+    pipelines["__default__"] = pipelines["grpo_debug"]
+    return pipelines

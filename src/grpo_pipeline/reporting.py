@@ -1,0 +1,82 @@
+"""Human-readable renderings of the pipeline's reports: markdown tables and the reward-curve figure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are only ever written to files
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    divider = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    rows = ["| " + " | ".join(cell(value) for value in record) + " |" for record in frame.itertuples(index=False)]
+    return "\n".join([header, divider, *rows])
+
+
+def validation_markdown(report: dict[str, Any]) -> str:
+    rewards = pd.DataFrame(
+        [
+            {"model": "base", "mean_reward": round(report["base"]["mean_reward"], 4),
+             **{name: round(value, 4) for name, value in report["base"]["rewards"].items()}},
+            {"model": "trained", "mean_reward": round(report["trained"]["mean_reward"], 4),
+             **{name: round(value, 4) for name, value in report["trained"]["rewards"].items()}},
+        ]
+    )
+    samples = pd.DataFrame(report["samples"])
+    status = "PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"])
+    return "\n".join(
+        [
+            "# Checkpoint validation",
+            "",
+            f"- checkpoint: `{report['checkpoint']}` (global step {report['global_step']})",
+            f"- base model: `{report['base_model']}`",
+            f"- {report['eval_prompts']} held-out prompts, greedy decoding, up to {report['max_new_tokens']} new tokens",
+            f"- reward gain (trained - base): **{report['reward_gain']:+.4f}**",
+            f"- status: **{status}**",
+            "",
+            "## Mean rewards (each in [0, 1]; mean_reward is their weighted mean)",
+            "",
+            markdown_table(rewards),
+            "",
+            "## Sample completions",
+            "",
+            markdown_table(samples) if not samples.empty else "_none requested_",
+            "",
+        ]
+    )
+
+
+def benchmark_markdown(table: pd.DataFrame) -> str:
+    return "# GRPO benchmark\n\n" + markdown_table(table) + "\n"
+
+
+def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> plt.Figure:
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    steps = metrics["step"]
+    axis.plot(steps, metrics["reward"], color="black", linewidth=2, label="reward (weighted)")
+    if "reward_std" in metrics:
+        axis.fill_between(
+            steps, metrics["reward"] - metrics["reward_std"], metrics["reward"] + metrics["reward_std"],
+            color="black", alpha=0.12, label="± reward std within groups",
+        )
+    for name in reward_names:
+        column = f"rewards/{name}_reward/mean" if f"rewards/{name}_reward/mean" in metrics else f"rewards/{name}/mean"
+        if column in metrics:
+            axis.plot(steps, metrics[column], linewidth=1.2, label=f"{name} (mean)")
+    axis.set_xlabel("training step")
+    axis.set_ylabel("reward")
+    axis.set_ylim(-0.05, 1.05)
+    axis.set_title("GRPO training reward")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return figure

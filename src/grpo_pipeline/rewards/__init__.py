@@ -1,0 +1,36 @@
+"""Reward functions and the name registry the pipeline resolves ``reward.functions`` against."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
+
+RewardFunction = Callable[..., list[float]]
+
+REWARD_FUNCTIONS: dict[str, RewardFunction] = {
+    "accuracy": accuracy_reward,
+    "format": format_reward,
+    "length": length_reward,
+}
+
+
+def get_reward_function(name: str) -> RewardFunction:
+    """The registered reward called ``name``; an unknown name raises one error listing the valid ones."""
+    try:
+        return REWARD_FUNCTIONS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, REWARD_FUNCTIONS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ValueError(
+            f"Unknown reward function '{name}' in parameter 'reward.functions'.{hint} "
+            f"Registered rewards: {sorted(REWARD_FUNCTIONS)} (see grpo_pipeline/rewards/__init__.py)."
+        ) from None
+
+
+def get_reward_functions(names: list[str]) -> list[RewardFunction]:
+    return [get_reward_function(name) for name in names]
+
+
+__all__ = ["REWARD_FUNCTIONS", "RewardFunction", "get_reward_function", "get_reward_functions"]

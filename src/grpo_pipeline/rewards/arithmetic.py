@@ -1,0 +1,58 @@
+"""Verifiable rewards for the shipped arithmetic task.
+
+Each reward is a plain function ``(completions, **kwargs) -> list[float]`` with values in [0, 1], the
+shape ``trl.GRPOTrainer`` calls: ``completions`` holds either strings or, for conversational prompts,
+lists of messages; dataset columns (here ``answer``) arrive as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_INTEGER = re.compile(r"-?\d+")
+_BARE_INTEGER = re.compile(r"-?\d+")
+
+
+def completion_text(completion: str | list[dict[str, Any]]) -> str:
+    """The generated text of one completion, whether plain or conversational."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(str(message.get("content", "")) for message in completion)
+
+
+def accuracy_reward(completions: list[Any], answer: list[Any], **kwargs: Any) -> list[float]:
+    """1.0 when the first integer in the completion equals the reference answer, else 0.0."""
+    rewards = []
+    for completion, reference in zip(completions, answer, strict=True):
+        match = _INTEGER.search(completion_text(completion))
+        rewards.append(1.0 if match is not None and int(match.group()) == int(reference) else 0.0)
+    return rewards
+
+
+def format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+    """1.0 for a bare integer answer; otherwise partial credit for the share of digit characters.
+
+    The partial credit gives a randomly initialised policy a gradient to climb: a bare integer is
+    almost never sampled by chance, but completions differ in how many digits they contain.
+    """
+    rewards = []
+    for completion in completions:
+        text = completion_text(completion).strip()
+        if _BARE_INTEGER.fullmatch(text):
+            rewards.append(1.0)
+        elif text:
+            digits = sum(character.isdigit() for character in text)
+            rewards.append(0.5 * digits / len(text))
+        else:
+            rewards.append(0.0)
+    return rewards
+
+
+def length_reward(completions: list[Any], target_chars: int = 3, **kwargs: Any) -> list[float]:
+    """1.0 for a non-empty answer of at most ``target_chars`` characters, decaying as ``target/len`` beyond."""
+    rewards = []
+    for completion in completions:
+        length = len(completion_text(completion).strip())
+        rewards.append(0.0 if length == 0 else min(1.0, target_chars / length))
+    return rewards

@@ -1,0 +1,20 @@
+"""Kedro project settings: https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
+
+from kedro.config import OmegaConfigLoader
+
+from grpo_pipeline.hooks import ParameterValidationHooks, RunSummaryHooks
+
+# kedro-mlflow registers its own hooks through its plugin entry point.
+HOOKS = (ParameterValidationHooks(), RunSummaryHooks())
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    # `local` is per machine and git-ignored; `gpu` is selected with `kedro run --env=gpu`.
+    "default_run_env": "local",
+    # Environments override single keys (e.g. gpu sets full.training.bf16) instead of whole variants.
+    "merge_strategy": {"parameters": "soft"},
+    "config_patterns": {
+        "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
+    },
+}

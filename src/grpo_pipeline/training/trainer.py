@@ -1,0 +1,124 @@
+"""Building and running ``trl.GRPOTrainer`` from the project's typed parameters."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
+from trl import GRPOConfig, GRPOTrainer
+
+from grpo_pipeline.config.schema import RewardParams, TrainingParams
+
+_TYPED_FIELDS = set(TrainingParams.model_fields) - {"grpo_config_overrides", "torch_num_threads"}
+
+
+def build_grpo_config(training: TrainingParams, reward: RewardParams, seed: int) -> GRPOConfig:
+    """A ``GRPOConfig`` from parameters; unknown override keys fail here, before any model is loaded."""
+    overlap = _TYPED_FIELDS & set(training.grpo_config_overrides)
+    if overlap:
+        raise ValueError(
+            f"training.grpo_config_overrides repeats typed parameters {sorted(overlap)}; set them under "
+            "training directly"
+        )
+    values = training.model_dump(include=_TYPED_FIELDS)
+    try:
+        return GRPOConfig(
+            **values,
+            **training.grpo_config_overrides,
+            reward_weights=reward.normalised_weights(),
+            seed=seed,
+            data_seed=seed,
+            report_to="none",  # metrics reach MLflow through the catalog, see MlflowStepMetricsDataset
+            save_only_model=False,
+        )
+    except TypeError as error:
+        raise ValueError(
+            f"training.grpo_config_overrides: {error}. Use field names of trl.GRPOConfig (TRL 1.16)."
+        ) from None
+
+
+@dataclass
+class GenerationTiming:
+    seconds: float = 0.0
+    completion_tokens: int = 0
+    calls: int = 0
+
+
+class TimedGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` that measures the wall time and token count of its generation phase."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.generation_timing = GenerationTiming()
+
+    def _generate(self, prompts: list) -> tuple:
+        started = time.perf_counter()
+        output = super()._generate(prompts)
+        self.generation_timing.seconds += time.perf_counter() - started
+        self.generation_timing.completion_tokens += sum(len(ids) for ids in output[1])
+        self.generation_timing.calls += 1
+        return output
+
+
+@dataclass
+class StepRecorder(TrainerCallback):
+    """Collects each logged step's metrics and the wall time of every optimisation step."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    _step_started: float = 0.0
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.step_seconds.append(time.perf_counter() - self._step_started)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if logs and "reward" in logs:
+            numeric = {key: float(value) for key, value in logs.items() if isinstance(value, int | float)}
+            self.rows.append({"step": state.global_step, **numeric})
+
+
+class RewardProgressCallback(ProgressCallback):
+    """One tqdm bar with step, ETA and the latest reward, instead of a printed dict per logging step."""
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if state.is_world_process_zero and self.training_bar is not None and logs and "reward" in logs:
+            self.training_bar.set_postfix(reward=f"{logs['reward']:.3f}", loss=f"{logs.get('loss', 0.0):.4f}")
+
+
+def use_reward_progress_bar(trainer: GRPOTrainer) -> None:
+    """Swap the stock progress bar (which prints every log dict) for :class:`RewardProgressCallback`."""
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(RewardProgressCallback)
+
+
+def peak_memory_mb() -> dict[str, float | None]:
+    """Peak resident memory of this process and, when CUDA is in use, peak allocated GPU memory."""
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"peak_rss_mb": rss_mb, "peak_gpu_mb": gpu_mb}
