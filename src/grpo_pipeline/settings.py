@@ -1,5 +1,7 @@
 """Kedro project settings: https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
 
+import warnings
+
 from kedro.config import OmegaConfigLoader
 
 from grpo_pipeline.hooks import ParameterValidationHooks, RunSummaryHooks
@@ -18,3 +20,12 @@ CONFIG_LOADER_ARGS = {
         "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
     },
 }
+
+# Known-harmless warnings from dependencies, silenced one by one by message (never wholesale):
+# OmegaConf's resolver rename (raised inside kedro and kedro-mlflow) and mlflow's pyfunc type-hint
+# advice for kedro-mlflow's model class.
+for _message in (
+    r"register_new_resolver\(\) is deprecated",
+    r"Add type hints to the `predict` method",
+):
+    warnings.filterwarnings("ignore", message=_message)

@@ -88,7 +88,7 @@ class TrainingParams(_Section):
     save_steps: int = Field(500, gt=0)
     bf16: bool = False
     use_cpu: bool = False
-    gradient_checkpointing: bool = False
+    activation_checkpointing: bool = False
     torch_num_threads: int | None = Field(None, gt=0)
     grpo_config_overrides: dict[str, Any] = Field(
         default_factory=dict, description="further trl.GRPOConfig fields, passed through unchanged"

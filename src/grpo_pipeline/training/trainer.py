@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,9 @@ from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.config.schema import RewardParams, TrainingParams
+
+# TRL 1.16 still reads transformers' renamed `is_gradient_checkpointing`; harmless until transformers 6.
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 _TYPED_FIELDS = set(TrainingParams.model_fields) - {"grpo_config_overrides", "torch_num_threads"}
 

@@ -263,8 +263,11 @@ def _generate_greedy(
             pad_token_id=tokenizer.pad_token_id,
         )
         finite = finite and all(bool(torch.isfinite(step).all()) for step in output.logits)
-        new_tokens = output.sequences[:, batch["input_ids"].shape[1] :]
-        completions.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        for row in output.sequences[:, batch["input_ids"].shape[1] :].tolist():
+            if tokenizer.eos_token_id in row:
+                row = row[: row.index(tokenizer.eos_token_id)]
+            # Other special tokens stay visible: an untrained model emitting them should not look empty.
+            completions.append(tokenizer.decode([token for token in row if token != tokenizer.pad_token_id]))
     return completions, finite
 
 

@@ -1,0 +1,57 @@
+# Two entry points for a fresh machine: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+PYTHON ?= python3
+VENV ?= .venv
+PIP := $(VENV)/bin/pip
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+# Where a CPU-only machine gets torch when no local wheel is on pip's find-links path.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+PIPELINE ?= grpo_debug
+
+# Unattended runs never prompt for or send telemetry.
+export KEDRO_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test lint viz mlflow-ui clean
+
+setup: $(VENV)/.installed
+
+# torch goes in first and on its own: a CPU machine gets the CPU build (a local wheel when pip's
+# find-links has one, else the CPU index), so resolving the project never pulls a multi-GB CUDA torch.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if $(BIN)/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" 2>/dev/null; then \
+		echo "torch $(TORCH_VERSION) already installed"; \
+	elif command -v nvidia-smi >/dev/null 2>&1; then \
+		$(PIP) install "torch==$(TORCH_VERSION)"; \
+	elif $(PIP) install --no-index --no-deps "torch==$(TORCH_VERSION)" >/dev/null 2>&1; then \
+		echo "torch $(TORCH_VERSION) from a local wheel"; $(PIP) install "torch==$(TORCH_VERSION)"; \
+	else \
+		$(PIP) install "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
+	fi
+	$(PIP) install -e ".[dev]"
+	@touch $@
+
+run: setup
+	$(BIN)/kedro run --pipelines=$(PIPELINE)
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
+
+viz: setup
+	$(BIN)/kedro viz run --host 127.0.0.1
+
+mlflow-ui: setup
+	$(BIN)/kedro mlflow ui
+
+clean:
+	rm -rf data/0[2-8]_*/* mlflow.db mlartifacts
+	git checkout -- data 2>/dev/null || true

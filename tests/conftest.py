@@ -1,0 +1,59 @@
+"""Shared fixtures. Pipeline runs happen in a copy of the project so the checkout stays clean."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+
+def copy_project(destination: Path) -> Path:
+    """A runnable copy of the project: configuration, shipped raw data, empty output folders."""
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy2(PROJECT_ROOT / name, destination / name)
+    shutil.copytree(PROJECT_ROOT / "conf" / "base", destination / "conf" / "base")
+    (destination / "conf" / "local").mkdir(parents=True)
+    shutil.copytree(PROJECT_ROOT / "data" / "01_raw", destination / "data" / "01_raw")
+    shutil.copytree(PROJECT_ROOT / "src", destination / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return destination
+
+
+def invoke_kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """``kedro ARGS`` in ``project`` as a user would type it, without standard input."""
+    return subprocess.run(
+        [KEDRO, *args], cwd=project, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def run_kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Like :func:`invoke_kedro`, failing the test with kedro's output when the command fails."""
+    result = invoke_kedro(project, *args, timeout=timeout)
+    if result.returncode != 0:
+        pytest.fail(f"kedro {' '.join(args)} exited {result.returncode}:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tiny", TinyModelSpec())
+
+
+@pytest.fixture(scope="session")
+def debug_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One real ``kedro run --pipelines=grpo_debug`` in a project copy, shared by the end-to-end tests."""
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    return project, run_kedro(project, "run", "--pipelines=grpo_debug")

@@ -1,0 +1,86 @@
+"""`kedro run --pipelines=grpo_debug` end to end, as a user types it, and what it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from grpo_pipeline.pipeline_registry import register_pipelines
+from grpo_pipeline.pipelines.grpo import STAGES
+from tests.conftest import copy_project, invoke_kedro
+
+Run = tuple[Path, subprocess.CompletedProcess[str]]
+
+
+def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
+    project, result = debug_run
+    assert "grpo-pipeline summary" in result.stdout
+    assert "eval reward base" in result.stdout and "MLflow run 'grpo_debug'" in result.stdout
+    report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+    assert report["passed"]
+    assert report["reward_gain"] >= 0.3, report
+    metrics = pd.read_csv(project / "data/07_model_output/debug/training_metrics.csv")
+    assert len(metrics) >= 10
+    first, last = metrics["reward"].head(5).mean(), metrics["reward"].tail(5).mean()
+    assert last > first + 0.2, (first, last)
+
+
+def test_debug_run_writes_checkpoint_and_reports(debug_run: Run) -> None:
+    project, _ = debug_run
+    checkpoint = project / "data/06_models/debug/checkpoint"
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "tokenizer_config.json").is_file()
+    assert not list(checkpoint.parent.glob(".checkpoint.tmp-*")), "a staging directory was left behind"
+    reporting = project / "data/08_reporting/debug"
+    for name in ("validation_report.md", "benchmark.csv", "benchmark.md", "reward_curve.png", "prompt_length_stats.json"):
+        assert (reporting / name).stat().st_size > 0, name
+    assert (reporting / "reward_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    benchmark = pd.read_csv(reporting / "benchmark.csv")
+    assert benchmark.loc[0, "mode"] == "debug" and benchmark.loc[0, "steps"] >= 10
+
+
+def test_mlflow_store_holds_the_run(debug_run: Run) -> None:
+    project, _ = debug_run
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("grpo_pipeline")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'grpo_debug'")
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "reward")) >= 10
+    assert len(client.get_metric_history(run.info.run_id, "rewards/format_reward/mean")) >= 10
+    assert float(run.data.params["debug.training.learning_rate"]) > 0
+    assert run.data.params["debug.model.build_tiny.hidden_size"] == "128"
+    artifacts = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "reports")}
+    assert {"validation_report.json", "validation_report.md", "benchmark.csv", "reward_curve.png"} <= artifacts
+
+
+def test_all_variants_and_stages_are_registered() -> None:
+    pipelines = register_pipelines()
+    for variant in ("debug", "full", "lora"):
+        nodes = {node.name for node in pipelines[f"grpo_{variant}"].nodes}
+        assert f"{variant}.train_grpo" in nodes and f"{variant}.validate_checkpoint" in nodes
+        assert all(pipelines[f"grpo_{variant}_{stage}"].nodes for stage in STAGES)
+    assert pipelines["__default__"] is pipelines["grpo_debug"]
+
+
+def test_bad_raw_file_fails_before_any_model_is_built(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    raw = project / "data/01_raw/arithmetic_prompts.jsonl"
+    lines = raw.read_text().splitlines()
+    lines[6] = '{"prompt": "What is 1 + 1?"'
+    raw.write_text("\n".join(lines) + "\n")
+    result = invoke_kedro(project, "run", "--pipelines=grpo_debug")
+    assert result.returncode != 0
+    assert "arithmetic_prompts.jsonl line 7: malformed JSON" in result.stdout + result.stderr
+    assert not (project / "data/06_models/debug/checkpoint").exists()
+
+
+def test_bad_parameter_fails_before_anything_is_written(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    result = invoke_kedro(project, "run", "--pipelines=grpo_debug", "--params=debug.training.learning_rate=-0.1")
+    assert result.returncode != 0
+    assert "parameter 'debug.training.learning_rate' = -0.1" in result.stdout + result.stderr
+    assert not (project / "data/06_models").exists() and not (project / "data/02_intermediate").exists()

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kedro.io import DatasetError
+
+from grpo_pipeline.io.prompt_dataset import PromptJSONLinesDataset
+from grpo_pipeline.pipelines.grpo.nodes import PromptDataError, prepare_prompts
+
+DATA = {"prompt_column": "prompt", "required_columns": ["answer"], "eval_size": 2}
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def load(path: Path) -> pd.DataFrame:
+    return PromptJSONLinesDataset(filepath=str(path)).load()
+
+
+def rows(count: int) -> list[str]:
+    return [json.dumps({"prompt": f"What is {i} + 1?", "answer": str(i + 1)}) for i in range(count)]
+
+
+def test_normalises_text_and_chat_prompts_and_drops_duplicates(tmp_path: Path) -> None:
+    lines = [
+        *rows(6),
+        json.dumps({"prompt": [{"role": "user", "content": "  What is 9 + 9?  "}], "answer": 18}),
+        json.dumps({"prompt": "What is 0 + 1?", "answer": "1"}),  # duplicate of the first row
+    ]
+    train, evaluation = prepare_prompts(load(write_lines(tmp_path / "p.jsonl", lines)), DATA, seed=1)
+    assert len(train) + len(evaluation) == 7
+    assert len(evaluation) == 2
+    combined = pd.concat([train, evaluation])
+    assert all(isinstance(prompt, list) and prompt[-1]["role"] == "user" for prompt in combined["prompt"])
+    assert "What is 9 + 9?" in {prompt[-1]["content"] for prompt in combined["prompt"]}
+    assert set(combined["answer"]) >= {"18", "1"}
+
+
+def test_split_is_seeded(tmp_path: Path) -> None:
+    frame = load(write_lines(tmp_path / "p.jsonl", rows(20)))
+    first = prepare_prompts(frame, DATA, seed=7)[1]
+    again = prepare_prompts(frame, DATA, seed=7)[1]
+    other = prepare_prompts(frame, DATA, seed=8)[1]
+    assert first["answer"].tolist() == again["answer"].tolist()
+    assert first["answer"].tolist() != other["answer"].tolist()
+
+
+def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [json.dumps({"prompt": "What is 1 + 1?"})] * 4)
+    with pytest.raises(PromptDataError, match=r"p\.jsonl: column 'answer' is missing"):
+        prepare_prompts(load(path), DATA, seed=0)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "empty.jsonl", [""])
+    with pytest.raises(PromptDataError, match=r"empty\.jsonl is empty"):
+        prepare_prompts(load(path), DATA, seed=0)
+
+
+def test_malformed_json_line_names_file_and_line(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "bad.jsonl", [*rows(3), '{"prompt": "What is 1 + 1?", "answer": ', *rows(2)])
+    with pytest.raises(DatasetError, match=r"bad\.jsonl line 4: malformed JSON"):
+        load(path)
+
+
+def test_bad_prompt_row_names_line(tmp_path: Path) -> None:
+    bad = json.dumps({"prompt": [{"role": "robot", "content": "hi"}], "answer": "1"})
+    path = write_lines(tmp_path / "p.jsonl", [*rows(4), bad])
+    with pytest.raises(PromptDataError, match=r"p\.jsonl line 5: message 0 has role 'robot'"):
+        prepare_prompts(load(path), DATA, seed=0)
+
+
+def test_empty_answer_names_line(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [*rows(2), json.dumps({"prompt": "What is 1 + 1?", "answer": " "})])
+    with pytest.raises(PromptDataError, match=r"line 3: 'answer' is empty"):
+        prepare_prompts(load(path), DATA, seed=0)
+
+
+def test_too_few_prompts_for_eval_split(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "p.jsonl", rows(2))
+    with pytest.raises(PromptDataError, match="data.eval_size=2"):
+        prepare_prompts(load(path), DATA, seed=0)
+
+
+def test_unknown_data_parameter() -> None:
+    with pytest.raises(ValueError, match="unknown parameter 'data.eval_sise': did you mean 'eval_size'"):
+        prepare_prompts(pd.DataFrame(), {**DATA, "eval_sise": 3}, seed=0)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from grpo_pipeline.config.schema import ParameterError, TrainingParams, parse_section, parse_variant_params
+from tests.conftest import PROJECT_ROOT
+
+TRAINING: dict[str, Any] = {
+    "output_dir": "out",
+    "learning_rate": 1e-3,
+    "per_device_train_batch_size": 8,
+    "num_generations": 4,
+    "max_completion_length": 8,
+}
+
+
+@pytest.mark.parametrize("variant", ["debug", "full", "lora"])
+def test_shipped_parameters_parse(variant: str) -> None:
+    raw = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / variant / "parameters.yml").read_text())
+    parse_variant_params(raw[variant], variant)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"learning_rat": 1e-3}, r"unknown parameter 'debug.training.learning_rat': did you mean 'learning_rate'"),
+        ({"learning_rate": "fast"}, r"'debug.training.learning_rate' = 'fast': Input should be a valid number"),
+        ({"learning_rate": -1.0}, r"'debug.training.learning_rate' = -1.0: Input should be greater than 0"),
+        ({"num_generations": 3}, r"num_generations=3 must divide per_device_train_batch_size"),
+    ],
+)
+def test_bad_training_parameters_name_key_and_value(override: dict[str, Any], message: str) -> None:
+    with pytest.raises(ParameterError, match=message):
+        parse_section(TrainingParams, {**TRAINING, **override}, "debug.training")

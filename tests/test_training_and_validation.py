@@ -1,0 +1,137 @@
+"""The training, validation and benchmark nodes with the real GRPOTrainer on the tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
+from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, format_prompts, train_grpo, validate_checkpoint
+from grpo_pipeline.rewards.arithmetic import format_reward
+
+REWARD = {"functions": ["accuracy", "format", "length"]}
+VALIDATION = {"max_prompts": 8, "max_new_tokens": 6}
+
+
+def training_params(output_dir: Path, **overrides: Any) -> dict[str, Any]:
+    return {
+        "output_dir": str(output_dir),
+        "learning_rate": 3e-3,
+        "max_steps": 4,
+        "per_device_train_batch_size": 8,
+        "num_generations": 4,
+        "max_completion_length": 6,
+        "use_cpu": True,
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+def datasets(tiny_model_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    questions = [(f"What is {a} + {b}?", str(a + b)) for a in range(6) for b in range(6)]
+    raw = pd.DataFrame(
+        {"prompt": [[{"role": "user", "content": q}] for q, _ in questions], "answer": [a for _, a in questions]}
+    )
+    train, evaluation, _ = format_prompts(
+        raw.iloc[8:], raw.iloc[:8], str(tiny_model_dir), {"name_or_path": "x"}, {"max_prompt_length": 64}
+    )
+    return train, evaluation
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory):
+    output = tmp_path_factory.mktemp("train")
+    checkpoint, metrics, timings = train_grpo(
+        datasets[0], str(tiny_model_dir), {"name_or_path": str(tiny_model_dir)}, training_params(output / "trainer"),
+        REWARD, seed=0,
+    )
+    dataset = HFCheckpointDataset(path=str(output / "checkpoint"))
+    dataset.save(checkpoint)
+    return dataset, checkpoint, metrics, timings
+
+
+def test_training_records_per_step_metrics(trained: Any) -> None:
+    _, checkpoint, metrics, timings = trained
+    assert metrics["step"].tolist() == [1, 2, 3, 4]
+    for column in ("reward", "reward_std", "loss", "completions/mean_length", "entropy", "step_time",
+                   "rewards/accuracy_reward/mean", "rewards/format_reward/mean", "rewards/length_reward/mean"):
+        assert column in metrics, column
+    assert metrics["reward"].between(0, 1).all()
+    assert timings["steps"] == 4 and 0 < timings["generation_share"] < 1
+    assert timings["generated_tokens"] > 0 and timings["peak_rss_mb"] > 0
+    assert checkpoint.trainer_state["global_step"] == 4
+
+
+def test_training_changes_the_weights(trained: Any, tiny_model_dir: Path) -> None:
+    from grpo_pipeline.models.loading import load_causal_lm
+
+    base = load_causal_lm(tiny_model_dir).state_dict()
+    tuned = trained[0].load().model.state_dict()
+    assert any(not torch.equal(base[name], tuned[name]) for name in base)
+
+
+def test_kl_is_logged_when_beta_is_positive(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
+    _, metrics, _ = train_grpo(
+        datasets[0], str(tiny_model_dir), {"name_or_path": "x"},
+        training_params(tmp_path, max_steps=2, beta=0.04), REWARD, seed=0,
+    )
+    assert "kl" in metrics and metrics["kl"].notna().all()
+
+
+def test_checkpoint_is_a_standard_hf_directory_that_reloads_and_generates(trained: Any) -> None:
+    dataset = trained[0]
+    path = Path(dataset._describe()["path"])
+    assert {"config.json", "model.safetensors", "tokenizer.json", "trainer_state.json"} <= {p.name for p in path.iterdir()}
+    assert not list(path.glob("*.bin"))
+    reloaded = dataset.load()
+    inputs = reloaded.tokenizer(["<|user|>What is 1 + 1?<|end|><|assistant|>"], return_tensors="pt")
+    output = reloaded.model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_validation_compares_with_base_model(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
+    report, markdown = validate_checkpoint(
+        trained[0].load(), str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION
+    )
+    assert report["eval_prompts"] == 8 and report["passed"]
+    assert report["reward_gain"] == pytest.approx(report["trained"]["mean_reward"] - report["base"]["mean_reward"])
+    assert set(report["trained"]["rewards"]) == {"accuracy", "format", "length"}
+    recomputed = format_reward([s["trained_completion"] for s in report["samples"]])
+    assert len(recomputed) == len(report["samples"]) == 5
+    assert "# Checkpoint validation" in markdown and "| trained |" in markdown
+
+
+def test_validation_fails_below_threshold(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"mean eval reward .* < validation.min_eval_reward=1.0"):
+        validate_checkpoint(
+            trained[0].load(), str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD,
+            {**VALIDATION, "min_eval_reward": 1.0},
+        )
+
+
+def test_validation_fails_on_nan_weights(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
+    checkpoint = trained[0].load()
+    with torch.no_grad():
+        checkpoint.model.model.layers[0].mlp.down_proj.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        validate_checkpoint(checkpoint, str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION)
+
+
+def test_benchmark_row_has_the_seed_columns(trained: Any, tmp_path: Path) -> None:
+    table, markdown = benchmark_run(trained[3], training_params(tmp_path), {"mode": "debug"})
+    assert list(table.columns[:4]) == ["mode", "steps", "wall_time_s", "s_per_step"]
+    row = table.iloc[0]
+    assert row["steps"] == 4 and row["s_per_step"] > 0
+    assert row["step_s_min"] <= row["step_s_median"] <= row["step_s_max"]
+    assert row["generation_share"] + row["optimisation_share"] == pytest.approx(1.0)
+    assert markdown.startswith("# GRPO benchmark")
+
+
+def test_unknown_reward_fails_before_loading_a_model(datasets: Any, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Unknown reward function 'corectness'"):
+        train_grpo(datasets[0], str(tmp_path / "no-model-here"), {"name_or_path": "x"}, training_params(tmp_path),
+                   {"functions": ["corectness"]}, seed=0)
