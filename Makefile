@@ -16,7 +16,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint viz mlflow-ui clean
+.PHONY: setup run test lint viz mlflow-ui benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -46,11 +46,15 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 
+# Both servers listen on 127.0.0.1 only; `kedro mlflow ui` starts the `mlflow` executable, hence PATH.
 viz: setup
-	$(BIN)/kedro viz run --host 127.0.0.1
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/kedro viz run --host 127.0.0.1
 
 mlflow-ui: setup
-	$(BIN)/kedro mlflow ui
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/kedro mlflow ui
+
+benchmark: setup
+	$(BIN)/python benchmarks/kedro_overhead.py --repeats 3
 
 clean:
 	rm -rf data/0[2-8]_*/* mlflow.db mlartifacts

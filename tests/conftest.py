@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from grpo_pipeline import sandbox
 from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -21,20 +21,19 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
 def copy_project(destination: Path) -> Path:
-    """A runnable copy of the project: configuration, shipped raw data, empty output folders."""
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy2(PROJECT_ROOT / name, destination / name)
-    shutil.copytree(PROJECT_ROOT / "conf" / "base", destination / "conf" / "base")
-    (destination / "conf" / "local").mkdir(parents=True)
-    shutil.copytree(PROJECT_ROOT / "data" / "01_raw", destination / "data" / "01_raw")
-    shutil.copytree(PROJECT_ROOT / "src", destination / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    return destination
+    return sandbox.copy_project(PROJECT_ROOT, destination)
 
 
 def invoke_kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     """``kedro ARGS`` in ``project`` as a user would type it, without standard input."""
     return subprocess.run(
-        [KEDRO, *args], cwd=project, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        [KEDRO, *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
         env={**os.environ, "COLUMNS": "200"},
     )
 
@@ -43,7 +42,9 @@ def run_kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     """Like :func:`invoke_kedro`, failing the test with kedro's output when the command fails."""
     result = invoke_kedro(project, *args, timeout=timeout)
     if result.returncode != 0:
-        pytest.fail(f"kedro {' '.join(args)} exited {result.returncode}:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+        pytest.fail(
+            f"kedro {' '.join(args)} exited {result.returncode}:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 

@@ -12,13 +12,19 @@ MODEL = {"name_or_path": "unused"}
 
 def frame(*questions: str) -> pd.DataFrame:
     return pd.DataFrame(
-        {"prompt": [[{"role": "user", "content": question}] for question in questions], "answer": ["1"] * len(questions)}
+        {
+            "prompt": [[{"role": "user", "content": question}] for question in questions],
+            "answer": ["1"] * len(questions),
+        }
     )
 
 
 def test_applies_chat_template_and_counts_tokens(tiny_model_dir: Path) -> None:
     train, evaluation, stats = format_prompts(
-        frame("What is 1 + 0?", "What is 2 - 1?"), frame("1 + 0 = ?"), str(tiny_model_dir), MODEL,
+        frame("What is 1 + 0?", "What is 2 - 1?"),
+        frame("1 + 0 = ?"),
+        str(tiny_model_dir),
+        MODEL,
         {"max_prompt_length": 64},
     )
     assert train["prompt_text"][0] == "<|user|>What is 1 + 0?<|end|><|assistant|>"
@@ -31,7 +37,10 @@ def test_applies_chat_template_and_counts_tokens(tiny_model_dir: Path) -> None:
 def test_drops_prompts_over_max_length_and_reports_how_many(tiny_model_dir: Path) -> None:
     long_question = "What is " + " + ".join(["1"] * 30) + "?"
     train, _, stats = format_prompts(
-        frame("What is 1 + 0?", long_question), frame("1 + 0 = ?"), str(tiny_model_dir), MODEL,
+        frame("What is 1 + 0?", long_question),
+        frame("1 + 0 = ?"),
+        str(tiny_model_dir),
+        MODEL,
         {"max_prompt_length": 32},
     )
     assert len(train) == 1
@@ -41,4 +50,6 @@ def test_drops_prompts_over_max_length_and_reports_how_many(tiny_model_dir: Path
 
 def test_every_prompt_over_length_is_an_error(tiny_model_dir: Path) -> None:
     with pytest.raises(PromptDataError, match=r"formatting.max_prompt_length=4 tokens"):
-        format_prompts(frame("What is 1 + 0?"), frame("1 + 0 = ?"), str(tiny_model_dir), MODEL, {"max_prompt_length": 4})
+        format_prompts(
+            frame("What is 1 + 0?"), frame("1 + 0 = ?"), str(tiny_model_dir), MODEL, {"max_prompt_length": 4}
+        )

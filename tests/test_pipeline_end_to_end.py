@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
-from tests.conftest import copy_project, invoke_kedro
+from tests.conftest import copy_project, invoke_kedro, run_kedro
 
 Run = tuple[Path, subprocess.CompletedProcess[str]]
 
@@ -35,7 +35,13 @@ def test_debug_run_writes_checkpoint_and_reports(debug_run: Run) -> None:
     assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "tokenizer_config.json").is_file()
     assert not list(checkpoint.parent.glob(".checkpoint.tmp-*")), "a staging directory was left behind"
     reporting = project / "data/08_reporting/debug"
-    for name in ("validation_report.md", "benchmark.csv", "benchmark.md", "reward_curve.png", "prompt_length_stats.json"):
+    for name in (
+        "validation_report.md",
+        "benchmark.csv",
+        "benchmark.md",
+        "reward_curve.png",
+        "prompt_length_stats.json",
+    ):
         assert (reporting / name).stat().st_size > 0, name
     assert (reporting / "reward_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     benchmark = pd.read_csv(reporting / "benchmark.csv")
@@ -84,3 +90,14 @@ def test_bad_parameter_fails_before_anything_is_written(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "parameter 'debug.training.learning_rate' = -0.1" in result.stdout + result.stderr
     assert not (project / "data/06_models").exists() and not (project / "data/02_intermediate").exists()
+
+
+def test_every_variant_resolves_in_registry_and_kedro_viz(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    listed = run_kedro(project, "registry", "list").stdout
+    assert all(f"grpo_{variant}" in listed for variant in ("debug", "full", "lora"))
+    run_kedro(project, "viz", "build")
+    for variant in ("debug", "full", "lora"):
+        graph = json.loads((project / "build/api/pipelines" / f"grpo_{variant}").read_text())
+        names = {node["name"] for node in graph["nodes"]}
+        assert {"train_grpo", "validate_checkpoint", "benchmark_run"} <= names, names

@@ -83,10 +83,10 @@ def test_empty_answer_names_line(tmp_path: Path) -> None:
 
 def test_too_few_prompts_for_eval_split(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p.jsonl", rows(2))
-    with pytest.raises(PromptDataError, match="data.eval_size=2"):
+    with pytest.raises(PromptDataError, match=r"data\.eval_size=2"):
         prepare_prompts(load(path), DATA, seed=0)
 
 
 def test_unknown_data_parameter() -> None:
-    with pytest.raises(ValueError, match="unknown parameter 'data.eval_sise': did you mean 'eval_size'"):
+    with pytest.raises(ValueError, match=r"unknown parameter 'data\.eval_sise': did you mean 'eval_size'"):
         prepare_prompts(pd.DataFrame(), {**DATA, "eval_sise": 3}, seed=0)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
+from grpo_pipeline.models.loading import load_causal_lm
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, format_prompts, train_grpo, validate_checkpoint
 from grpo_pipeline.rewards.arithmetic import format_reward
 
@@ -43,11 +44,17 @@ def datasets(tiny_model_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory):
+def trained(
+    tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
+):
     output = tmp_path_factory.mktemp("train")
     checkpoint, metrics, timings = train_grpo(
-        datasets[0], str(tiny_model_dir), {"name_or_path": str(tiny_model_dir)}, training_params(output / "trainer"),
-        REWARD, seed=0,
+        datasets[0],
+        str(tiny_model_dir),
+        {"name_or_path": str(tiny_model_dir)},
+        training_params(output / "trainer"),
+        REWARD,
+        seed=0,
     )
     dataset = HFCheckpointDataset(path=str(output / "checkpoint"))
     dataset.save(checkpoint)
@@ -57,8 +64,17 @@ def trained(tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], t
 def test_training_records_per_step_metrics(trained: Any) -> None:
     _, checkpoint, metrics, timings = trained
     assert metrics["step"].tolist() == [1, 2, 3, 4]
-    for column in ("reward", "reward_std", "loss", "completions/mean_length", "entropy", "step_time",
-                   "rewards/accuracy_reward/mean", "rewards/format_reward/mean", "rewards/length_reward/mean"):
+    for column in (
+        "reward",
+        "reward_std",
+        "loss",
+        "completions/mean_length",
+        "entropy",
+        "step_time",
+        "rewards/accuracy_reward/mean",
+        "rewards/format_reward/mean",
+        "rewards/length_reward/mean",
+    ):
         assert column in metrics, column
     assert metrics["reward"].between(0, 1).all()
     assert timings["steps"] == 4 and 0 < timings["generation_share"] < 1
@@ -67,8 +83,6 @@ def test_training_records_per_step_metrics(trained: Any) -> None:
 
 
 def test_training_changes_the_weights(trained: Any, tiny_model_dir: Path) -> None:
-    from grpo_pipeline.models.loading import load_causal_lm
-
     base = load_causal_lm(tiny_model_dir).state_dict()
     tuned = trained[0].load().model.state_dict()
     assert any(not torch.equal(base[name], tuned[name]) for name in base)
@@ -76,8 +90,12 @@ def test_training_changes_the_weights(trained: Any, tiny_model_dir: Path) -> Non
 
 def test_kl_is_logged_when_beta_is_positive(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
     _, metrics, _ = train_grpo(
-        datasets[0], str(tiny_model_dir), {"name_or_path": "x"},
-        training_params(tmp_path, max_steps=2, beta=0.04), REWARD, seed=0,
+        datasets[0],
+        str(tiny_model_dir),
+        {"name_or_path": "x"},
+        training_params(tmp_path, max_steps=2, beta=0.04),
+        REWARD,
+        seed=0,
     )
     assert "kl" in metrics and metrics["kl"].notna().all()
 
@@ -85,7 +103,9 @@ def test_kl_is_logged_when_beta_is_positive(tiny_model_dir: Path, datasets: Any,
 def test_checkpoint_is_a_standard_hf_directory_that_reloads_and_generates(trained: Any) -> None:
     dataset = trained[0]
     path = Path(dataset._describe()["path"])
-    assert {"config.json", "model.safetensors", "tokenizer.json", "trainer_state.json"} <= {p.name for p in path.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "trainer_state.json"} <= {
+        p.name for p in path.iterdir()
+    }
     assert not list(path.glob("*.bin"))
     reloaded = dataset.load()
     inputs = reloaded.tokenizer(["<|user|>What is 1 + 1?<|end|><|assistant|>"], return_tensors="pt")
@@ -108,7 +128,11 @@ def test_validation_compares_with_base_model(trained: Any, datasets: Any, tiny_m
 def test_validation_fails_below_threshold(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
     with pytest.raises(ValueError, match=r"mean eval reward .* < validation.min_eval_reward=1.0"):
         validate_checkpoint(
-            trained[0].load(), str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD,
+            trained[0].load(),
+            str(tiny_model_dir),
+            datasets[1],
+            {"name_or_path": "x"},
+            REWARD,
             {**VALIDATION, "min_eval_reward": 1.0},
         )
 
@@ -133,5 +157,11 @@ def test_benchmark_row_has_the_seed_columns(trained: Any, tmp_path: Path) -> Non
 
 def test_unknown_reward_fails_before_loading_a_model(datasets: Any, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Unknown reward function 'corectness'"):
-        train_grpo(datasets[0], str(tmp_path / "no-model-here"), {"name_or_path": "x"}, training_params(tmp_path),
-                   {"functions": ["corectness"]}, seed=0)
+        train_grpo(
+            datasets[0],
+            str(tmp_path / "no-model-here"),
+            {"name_or_path": "x"},
+            training_params(tmp_path),
+            {"functions": ["corectness"]},
+            seed=0,
+        )

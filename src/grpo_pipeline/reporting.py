@@ -8,8 +8,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures are only ever written to files
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -25,10 +25,16 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def validation_markdown(report: dict[str, Any]) -> str:
     rewards = pd.DataFrame(
         [
-            {"model": "base", "mean_reward": round(report["base"]["mean_reward"], 4),
-             **{name: round(value, 4) for name, value in report["base"]["rewards"].items()}},
-            {"model": "trained", "mean_reward": round(report["trained"]["mean_reward"], 4),
-             **{name: round(value, 4) for name, value in report["trained"]["rewards"].items()}},
+            {
+                "model": "base",
+                "mean_reward": round(report["base"]["mean_reward"], 4),
+                **{name: round(value, 4) for name, value in report["base"]["rewards"].items()},
+            },
+            {
+                "model": "trained",
+                "mean_reward": round(report["trained"]["mean_reward"], 4),
+                **{name: round(value, 4) for name, value in report["trained"]["rewards"].items()},
+            },
         ]
     )
     samples = pd.DataFrame(report["samples"])
@@ -39,7 +45,8 @@ def validation_markdown(report: dict[str, Any]) -> str:
             "",
             f"- checkpoint: `{report['checkpoint']}` (global step {report['global_step']})",
             f"- base model: `{report['base_model']}`",
-            f"- {report['eval_prompts']} held-out prompts, greedy decoding, up to {report['max_new_tokens']} new tokens",
+            f"- {report['eval_prompts']} held-out prompts, greedy decoding, "
+            f"up to {report['max_new_tokens']} new tokens",
             f"- reward gain (trained - base): **{report['reward_gain']:+.4f}**",
             f"- status: **{status}**",
             "",
@@ -65,8 +72,12 @@ def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> plt.F
     axis.plot(steps, metrics["reward"], color="black", linewidth=2, label="reward (weighted)")
     if "reward_std" in metrics:
         axis.fill_between(
-            steps, metrics["reward"] - metrics["reward_std"], metrics["reward"] + metrics["reward_std"],
-            color="black", alpha=0.12, label="± reward std within groups",
+            steps,
+            metrics["reward"] - metrics["reward_std"],
+            metrics["reward"] + metrics["reward_std"],
+            color="black",
+            alpha=0.12,
+            label="± reward std within groups",
         )
     for name in reward_names:
         column = f"rewards/{name}_reward/mean" if f"rewards/{name}_reward/mean" in metrics else f"rewards/{name}/mean"

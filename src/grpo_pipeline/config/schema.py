@@ -136,9 +136,7 @@ def _known_keys(model: type[BaseModel], location: tuple[str | int, ...]) -> list
     for part in location:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field else None
-        candidates = [
-            arg for arg in getattr(annotation, "__args__", (annotation,)) if isinstance(arg, type)
-        ]
+        candidates = [arg for arg in getattr(annotation, "__args__", (annotation,)) if isinstance(arg, type)]
         nested = next((arg for arg in candidates if issubclass(arg, BaseModel)), None)
         if nested is None:
             return []

@@ -7,6 +7,7 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 from kedro.io import AbstractDataset
 
@@ -66,8 +67,6 @@ class PNGFigureDataset(_AtomicFileDataset):
         return Path(self._filepath).read_bytes()
 
     def save(self, data: Any) -> None:
-        import matplotlib.pyplot as plt
-
         buffer = io.BytesIO()
         data.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
         plt.close(data)

@@ -13,9 +13,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def load_tokenizer(
     name_or_path: str | Path, revision: str | None = None, trust_remote_code: bool = False
 ) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(
-        str(name_or_path), revision=revision, trust_remote_code=trust_remote_code
-    )
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), revision=revision, trust_remote_code=trust_remote_code)
     if tokenizer.chat_template is None:
         raise ValueError(
             f"The tokenizer of '{name_or_path}' has no chat template. Use an instruct/chat model, or set "

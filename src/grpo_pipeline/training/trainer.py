@@ -82,9 +82,7 @@ class StepRecorder(TrainerCallback):
     ) -> None:
         self._step_started = time.perf_counter()
 
-    def on_step_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self.step_seconds.append(time.perf_counter() - self._step_started)
 
     def on_log(

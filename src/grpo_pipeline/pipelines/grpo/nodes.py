@@ -120,7 +120,10 @@ def prepare_prompts(raw_prompts: pd.DataFrame, data: dict[str, Any], seed: int) 
         train_prompts = train_prompts.head(params.max_train_prompts)
     logger.info(
         "Prompts: %d rows read, %d duplicates dropped, %d train / %d eval",
-        len(raw_prompts), int(duplicated.sum()), len(train_prompts), len(eval_prompts),
+        len(raw_prompts),
+        int(duplicated.sum()),
+        len(train_prompts),
+        len(eval_prompts),
     )
     return train_prompts, eval_prompts
 
@@ -165,7 +168,10 @@ def format_prompts(
         if (~keep).any():
             logger.warning(
                 "%s split: dropped %d of %d prompts longer than formatting.max_prompt_length=%d tokens",
-                split, int((~keep).sum()), len(frame), params.max_prompt_length,
+                split,
+                int((~keep).sum()),
+                len(frame),
+                params.max_prompt_length,
             )
         result = frame[keep].copy()
         result["prompt_text"] = [text for text, kept in zip(texts, keep, strict=True) if kept]
@@ -252,8 +258,9 @@ def _generate_greedy(
     completions: list[str] = []
     finite = True
     for start in range(0, len(prompt_texts), batch_size):
-        batch = tokenizer(prompt_texts[start : start + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(policy.device)
+        batch = tokenizer(
+            prompt_texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(policy.device)
         output = policy.generate(
             **batch,
             max_new_tokens=max_new_tokens,
@@ -263,11 +270,12 @@ def _generate_greedy(
             pad_token_id=tokenizer.pad_token_id,
         )
         finite = finite and all(bool(torch.isfinite(step).all()) for step in output.logits)
-        for row in output.sequences[:, batch["input_ids"].shape[1] :].tolist():
-            if tokenizer.eos_token_id in row:
-                row = row[: row.index(tokenizer.eos_token_id)]
+        for generated in output.sequences[:, batch["input_ids"].shape[1] :].tolist():
+            end = generated.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in generated else len(generated)
             # Other special tokens stay visible: an untrained model emitting them should not look empty.
-            completions.append(tokenizer.decode([token for token in row if token != tokenizer.pad_token_id]))
+            completions.append(
+                tokenizer.decode([token for token in generated[:end] if token != tokenizer.pad_token_id])
+            )
     return completions, finite
 
 
@@ -317,10 +325,13 @@ def validate_checkpoint(
         failures.append("the checkpoint produces NaN/inf logits or rewards")
     if params.min_eval_reward is not None and trained_scores["mean_reward"] < params.min_eval_reward:
         failures.append(
-            f"mean eval reward {trained_scores['mean_reward']:.3f} < validation.min_eval_reward={params.min_eval_reward}"
+            f"mean eval reward {trained_scores['mean_reward']:.3f} "
+            f"< validation.min_eval_reward={params.min_eval_reward}"
         )
     if params.min_reward_gain is not None and gain < params.min_reward_gain:
-        failures.append(f"reward gain over the base model {gain:+.3f} < validation.min_reward_gain={params.min_reward_gain}")
+        failures.append(
+            f"reward gain over the base model {gain:+.3f} < validation.min_reward_gain={params.min_reward_gain}"
+        )
 
     report = {
         "checkpoint": checkpoint.path,
@@ -345,14 +356,20 @@ def validate_checkpoint(
                 "trained_reward": trained_reward,
             }
             for messages, row, base_completion, trained_completion, base_reward, trained_reward in zip(
-                frame["prompt"], frame.to_dict(orient="records"), base_completions, trained_completions,
-                base_scores["per_prompt"], trained_scores["per_prompt"], strict=True,
+                frame["prompt"],
+                frame.to_dict(orient="records"),
+                base_completions,
+                trained_completions,
+                base_scores["per_prompt"],
+                trained_scores["per_prompt"],
+                strict=True,
             )
         ][: params.sample_rows],
     }
     if failures:
         raise ValueError(
-            f"Checkpoint validation failed for {checkpoint.path}: " + "; ".join(failures)
+            f"Checkpoint validation failed for {checkpoint.path}: "
+            + "; ".join(failures)
             + f". Base {base_scores['mean_reward']:.3f} -> trained {trained_scores['mean_reward']:.3f}."
             " Train longer or adjust the thresholds under validation."
         )

@@ -1,0 +1,100 @@
+"""What does running GRPO through Kedro cost over a bare TRL script?
+
+Runs the debug variant's GRPO config both ways in one invocation, alternating, in throwaway copies
+of the project (the user's data and MLflow store are untouched):
+
+- bare:  ``python benchmarks/bare_trl_grpo.py`` (prepare prompts, template, train, save; no Kedro/MLflow)
+- kedro: ``kedro run --pipelines=grpo_debug --to-nodes=debug.train_grpo`` (the same work as nodes,
+  plus catalog I/O and MLflow tracking of parameters and per-step metrics)
+
+Both are timed as whole processes, imports included, after one untimed warm-up each, and the ratio
+of medians is printed and written to ``benchmarks/results/``.
+
+    python benchmarks/kedro_overhead.py --repeats 3 --max-steps 80
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from grpo_pipeline.sandbox import copy_project
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, check=False)
+    elapsed = time.perf_counter() - started
+    if result.returncode:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-steps", type=int, default=None, help="default: the debug variant's max_steps")
+    parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    bare = [
+        sys.executable,
+        str(PROJECT_ROOT / "benchmarks" / "bare_trl_grpo.py"),
+        "--project",
+        ".",
+        "--output",
+        "bare_output",
+    ]
+    kedro = [str(BIN / "kedro"), "run", "--pipelines=grpo_debug", "--to-nodes=debug.train_grpo"]
+    if args.max_steps is not None:
+        bare += ["--max-steps", str(args.max_steps)]
+        kedro += [f"--params=debug.training.max_steps={args.max_steps}"]
+    times: dict[str, list[float]] = {"bare": [], "kedro": []}
+    with tempfile.TemporaryDirectory(prefix="grpo-overhead-") as scratch:
+        sides = [
+            ("bare", bare, copy_project(PROJECT_ROOT, Path(scratch) / "bare")),
+            ("kedro", kedro, copy_project(PROJECT_ROOT, Path(scratch) / "kedro")),
+        ]
+        # One untimed warm-up each: it builds the tiny model and creates the MLflow SQLite store,
+        # one-off costs of a new project rather than of a run.
+        for name, command, cwd in sides:
+            print(f"warm-up {name:5s} {timed(command, cwd):6.2f} s (not counted)", flush=True)
+        for repeat in range(args.repeats):
+            # Alternate the order so that neither side always runs second.
+            for name, command, cwd in sides if repeat % 2 == 0 else reversed(sides):
+                times[name].append(timed(command, cwd))
+                print(f"repeat {repeat + 1}/{args.repeats} {name:5s} {times[name][-1]:6.2f} s", flush=True)
+
+    bare_median, kedro_median = statistics.median(times["bare"]), statistics.median(times["kedro"])
+    result = {
+        "max_steps": args.max_steps,
+        "repeats": args.repeats,
+        "bare_seconds": times["bare"],
+        "kedro_seconds": times["kedro"],
+        "bare_median_s": round(bare_median, 2),
+        "kedro_median_s": round(kedro_median, 2),
+        "overhead_s": round(kedro_median - bare_median, 2),
+        "ratio": round(kedro_median / bare_median, 3),
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    label = f"steps{args.max_steps}" if args.max_steps is not None else "default"
+    (args.output / f"kedro_overhead_{label}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"bare TRL median {bare_median:.2f} s | kedro run median {kedro_median:.2f} s | "
+        f"overhead {kedro_median - bare_median:+.2f} s | ratio kedro/bare = {result['ratio']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
