@@ -53,3 +53,14 @@ def test_every_prompt_over_length_is_an_error(tiny_model_dir: Path) -> None:
         format_prompts(
             frame("What is 1 + 0?"), frame("1 + 0 = ?"), str(tiny_model_dir), MODEL, {"max_prompt_length": 4}
         )
+
+
+def test_text_prompt_format_hands_the_trainer_templated_strings(tiny_model_dir: Path) -> None:
+    train, _, _ = format_prompts(
+        frame("What is 1 + 0?"),
+        frame("1 + 0 = ?"),
+        str(tiny_model_dir),
+        MODEL,
+        {"max_prompt_length": 64, "prompt_format": "text"},
+    )
+    assert train["prompt"][0] == train["prompt_text"][0] == "<|user|>What is 1 + 0?<|end|><|assistant|>"

@@ -165,3 +165,12 @@ def test_unknown_reward_fails_before_loading_a_model(datasets: Any, tmp_path: Pa
             {"functions": ["corectness"]},
             seed=0,
         )
+
+
+def test_trains_on_text_prompts(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
+    text_dataset = datasets[0].assign(prompt=datasets[0]["prompt_text"])
+    _, metrics, _ = train_grpo(
+        text_dataset, str(tiny_model_dir), {"name_or_path": "x"}, training_params(tmp_path, max_steps=2), REWARD, seed=0
+    )
+    assert metrics["step"].tolist() == [1, 2]
+    assert metrics["completions/mean_length"].gt(0).all()

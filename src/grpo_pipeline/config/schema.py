@@ -45,6 +45,11 @@ class ModelParams(_Section):
 
 class FormattingParams(_Section):
     max_prompt_length: int = Field(gt=0, description="prompts longer than this many tokens are dropped")
+    prompt_format: Literal["conversational", "text"] = Field(
+        "conversational",
+        description="conversational: GRPOTrainer gets chat messages and applies the template itself; "
+        "text: it gets the already templated string",
+    )
 
 
 class RewardParams(_Section):

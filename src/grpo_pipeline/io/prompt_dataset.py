@@ -28,7 +28,7 @@ class PromptJSONLinesDataset(JSONDataset):
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    record = json.loads(line.strip())
                 except json.JSONDecodeError as error:
                     raise DatasetError(
                         f"{load_path} line {line_number}: malformed JSON ({error.msg} at column {error.colno}). "

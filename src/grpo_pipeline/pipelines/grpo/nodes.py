@@ -144,7 +144,11 @@ def format_prompts(
     model: dict[str, Any],
     formatting: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Apply the chat template, measure prompt lengths in tokens, and drop prompts over the limit."""
+    """Apply the chat template, measure prompt lengths in tokens, and drop prompts over the limit.
+
+    The ``prompt`` column of the output is what ``GRPOTrainer`` takes: chat messages, or with
+    ``formatting.prompt_format: text`` the templated string; ``prompt_text`` always holds the latter.
+    """
     model_params = parse_section(ModelParams, model, "model")
     params = parse_section(FormattingParams, formatting, "formatting")
     tokenizer = load_tokenizer(base_model_path, model_params.revision, model_params.trust_remote_code)
@@ -175,6 +179,8 @@ def format_prompts(
             )
         result = frame[keep].copy()
         result["prompt_text"] = [text for text, kept in zip(texts, keep, strict=True) if kept]
+        if params.prompt_format == "text":
+            result["prompt"] = result["prompt_text"]
         result["prompt_tokens"] = lengths[keep]
         if result.empty:
             raise PromptDataError(
@@ -186,7 +192,7 @@ def format_prompts(
 
 
 def _trainer_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns GRPOTrainer sees: the conversational prompt and what the rewards read."""
+    """The columns GRPOTrainer sees: the prompt and what the rewards read."""
     return frame.drop(columns=["prompt_text", "prompt_tokens"], errors="ignore")
 
 
@@ -348,14 +354,14 @@ def validate_checkpoint(
         "failures": failures,
         "samples": [
             {
-                "prompt": messages[-1]["content"],
+                "prompt": prompt[-1]["content"] if isinstance(prompt, list) else prompt,
                 "answer": str(row.get("answer", "")),
                 "base_completion": base_completion,
                 "trained_completion": trained_completion,
                 "base_reward": base_reward,
                 "trained_reward": trained_reward,
             }
-            for messages, row, base_completion, trained_completion, base_reward, trained_reward in zip(
+            for prompt, row, base_completion, trained_completion, base_reward, trained_reward in zip(
                 frame["prompt"],
                 frame.to_dict(orient="records"),
                 base_completions,
