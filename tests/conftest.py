@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from grpo_pipeline import sandbox
 from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
+from grpo_pipeline.pipelines.grpo.nodes import format_prompts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -58,3 +60,16 @@ def debug_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproces
     """One real ``kedro run --pipelines=grpo_debug`` in a project copy, shared by the end-to-end tests."""
     project = copy_project(tmp_path_factory.mktemp("project"))
     return project, run_kedro(project, "run", "--pipelines=grpo_debug")
+
+
+@pytest.fixture(scope="session")
+def datasets(tiny_model_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Formatted train/eval prompts (single-digit additions) for node-level training tests."""
+    questions = [(f"What is {a} + {b}?", str(a + b)) for a in range(6) for b in range(6)]
+    raw = pd.DataFrame(
+        {"prompt": [[{"role": "user", "content": q}] for q, _ in questions], "answer": [a for _, a in questions]}
+    )
+    train, evaluation, _ = format_prompts(
+        raw.iloc[8:], raw.iloc[:8], str(tiny_model_dir), {"name_or_path": "x"}, {"max_prompt_length": 64}
+    )
+    return train, evaluation

@@ -5,7 +5,8 @@ from typing import Any
 import pytest
 import yaml
 
-from grpo_pipeline.config.schema import ParameterError, TrainingParams, parse_section, parse_variant_params
+from grpo_pipeline.config.params import parse_variant_params
+from grpo_pipeline.config.schema import ParameterError, TrainingParams, parse_section
 from tests.conftest import PROJECT_ROOT
 
 TRAINING: dict[str, Any] = {

@@ -11,7 +11,7 @@ import torch
 
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
 from grpo_pipeline.models.loading import load_causal_lm
-from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, format_prompts, train_grpo, validate_checkpoint
+from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, train_grpo, validate_checkpoint
 from grpo_pipeline.rewards.arithmetic import format_reward
 
 REWARD = {"functions": ["accuracy", "format", "length"]}
@@ -32,18 +32,6 @@ def training_params(output_dir: Path, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def datasets(tiny_model_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    questions = [(f"What is {a} + {b}?", str(a + b)) for a in range(6) for b in range(6)]
-    raw = pd.DataFrame(
-        {"prompt": [[{"role": "user", "content": q}] for q, _ in questions], "answer": [a for _, a in questions]}
-    )
-    train, evaluation, _ = format_prompts(
-        raw.iloc[8:], raw.iloc[:8], str(tiny_model_dir), {"name_or_path": "x"}, {"max_prompt_length": 64}
-    )
-    return train, evaluation
-
-
-@pytest.fixture(scope="module")
 def trained(
     tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
 ):
@@ -52,6 +40,7 @@ def trained(
         datasets[0],
         str(tiny_model_dir),
         {"name_or_path": str(tiny_model_dir)},
+        None,
         training_params(output / "trainer"),
         REWARD,
         seed=0,
@@ -93,6 +82,7 @@ def test_kl_is_logged_when_beta_is_positive(tiny_model_dir: Path, datasets: Any,
         datasets[0],
         str(tiny_model_dir),
         {"name_or_path": "x"},
+        None,
         training_params(tmp_path, max_steps=2, beta=0.04),
         REWARD,
         seed=0,
@@ -161,6 +151,7 @@ def test_unknown_reward_fails_before_loading_a_model(datasets: Any, tmp_path: Pa
             datasets[0],
             str(tmp_path / "no-model-here"),
             {"name_or_path": "x"},
+            None,
             training_params(tmp_path),
             {"functions": ["corectness"]},
             seed=0,
@@ -170,7 +161,13 @@ def test_unknown_reward_fails_before_loading_a_model(datasets: Any, tmp_path: Pa
 def test_trains_on_text_prompts(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
     text_dataset = datasets[0].assign(prompt=datasets[0]["prompt_text"])
     _, metrics, _ = train_grpo(
-        text_dataset, str(tiny_model_dir), {"name_or_path": "x"}, training_params(tmp_path, max_steps=2), REWARD, seed=0
+        text_dataset,
+        str(tiny_model_dir),
+        {"name_or_path": "x"},
+        None,
+        training_params(tmp_path, max_steps=2),
+        REWARD,
+        seed=0,
     )
     assert metrics["step"].tolist() == [1, 2]
     assert metrics["completions/mean_length"].gt(0).all()

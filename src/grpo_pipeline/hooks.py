@@ -11,7 +11,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
-from grpo_pipeline.config.schema import parse_variant_params
+from grpo_pipeline.config.params import parse_variant_params
 
 logger = logging.getLogger(__name__)
 

@@ -48,6 +48,15 @@ def validation_markdown(report: dict[str, Any]) -> str:
             f"- {report['eval_prompts']} held-out prompts, greedy decoding, "
             f"up to {report['max_new_tokens']} new tokens",
             f"- reward gain (trained - base): **{report['reward_gain']:+.4f}**",
+            *(
+                [
+                    f"- LoRA merged export: identical greedy generations on "
+                    f"{report['merged_export']['identical_greedy_generations']}/{report['merged_export']['prompts']} "
+                    "prompts (base+adapter vs merged)"
+                ]
+                if report.get("merged_export")
+                else []
+            ),
             f"- status: **{status}**",
             "",
             "## Mean rewards (each in [0, 1]; mean_reward is their weighted mean)",

@@ -17,5 +17,6 @@ def copy_project(source: Path, destination: Path) -> Path:
     shutil.copytree(source / "conf" / "base", destination / "conf" / "base")
     (destination / "conf" / "local").mkdir(parents=True)
     shutil.copytree(source / "data" / "01_raw", destination / "data" / "01_raw")
+    shutil.copytree(source / "configs", destination / "configs")
     shutil.copytree(source / "src", destination / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return destination

@@ -75,14 +75,35 @@ class RewardParams(_Section):
         return [weight / total for weight in weights]
 
 
+class PeftParams(_Section):
+    """LoRA adapters (peft.LoraConfig); ``null`` in a variant's parameters means full fine-tuning."""
+
+    r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: Literal["all-linear"] | list[str] = "all-linear"
+    bias: Literal["none", "all", "lora_only"] = "none"
+    merge_and_export: bool = Field(False, description="also save base+adapter merged into one model")
+
+
 class TrainingParams(_Section):
-    output_dir: str = Field(min_length=1)
+    output_dir: str = Field(min_length=1, description="trainer output: crash-recovery checkpoint-N folders")
+    resume_from_checkpoint: Literal["auto"] | bool | str = Field(
+        "auto",
+        description="auto: continue from the newest complete checkpoint-N in output_dir if the last run "
+        "did not finish; false: always start fresh; a path: resume from that checkpoint",
+    )
+    seed_config: str | None = Field(
+        None, description="a PPO-era seed config (YAML) applied on top, see grpo_pipeline/config/seed_overlay.py"
+    )
     learning_rate: float = Field(gt=0)
     max_steps: int = Field(-1, ge=-1, description="-1 trains for num_train_epochs")
     num_train_epochs: float = Field(1.0, gt=0)
     per_device_train_batch_size: int = Field(gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
     num_generations: int = Field(ge=2, description="completions sampled per prompt (the GRPO group)")
+    num_iterations: int = Field(1, gt=0, description="optimisation passes over each generation batch (GRPO's mu)")
+    steps_per_generation: int | None = Field(None, gt=0, description="optimizer steps per generation batch")
     max_completion_length: int = Field(gt=0)
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient; 0 skips the reference model")
@@ -91,6 +112,7 @@ class TrainingParams(_Section):
     logging_steps: int = Field(1, gt=0)
     save_strategy: Literal["no", "steps", "epoch"] = "no"
     save_steps: int = Field(500, gt=0)
+    save_total_limit: int | None = Field(2, gt=0)
     bf16: bool = False
     use_cpu: bool = False
     activation_checkpointing: bool = False
@@ -116,6 +138,9 @@ class ValidationParams(_Section):
     min_eval_reward: float | None = Field(None, ge=0, le=1)
     min_reward_gain: float | None = None
     sample_rows: int = Field(5, ge=0, description="prompts with completions shown in the markdown report")
+    merge_check_prompts: int = Field(
+        8, gt=0, description="prompts on which a LoRA merged export must generate what base+adapter does"
+    )
 
 
 class BenchmarkParams(_Section):
@@ -126,6 +151,7 @@ class VariantParams(_Section):
     seed: int = 42
     data: DataParams = Field(default_factory=DataParams)
     model: ModelParams
+    peft: PeftParams | None = None
     formatting: FormattingParams
     reward: RewardParams
     training: TrainingParams
@@ -169,7 +195,3 @@ def parse_section(model: type[_Section], raw: Any, prefix: str) -> Any:
                 value = issue.get("input")
                 problems.append(f"parameter '{key}' = {value!r}: {issue['msg']}")
         raise ParameterError("Invalid parameters:\n  - " + "\n  - ".join(problems)) from None
-
-
-def parse_variant_params(raw: dict[str, Any], variant: str) -> VariantParams:
-    return parse_section(VariantParams, raw, variant)

@@ -1,7 +1,6 @@
 """Custom Kedro datasets of the project."""
 
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpoint, HFCheckpointDataset
-from grpo_pipeline.io.mlflow_metrics import MlflowStepMetricsDataset
 from grpo_pipeline.io.prompt_dataset import PromptJSONLinesDataset
 from grpo_pipeline.io.report_datasets import (
     CSVTableDataset,
@@ -16,7 +15,6 @@ __all__ = [
     "HFCheckpointDataset",
     "JSONReportDataset",
     "MarkdownReportDataset",
-    "MlflowStepMetricsDataset",
     "PNGFigureDataset",
     "PromptJSONLinesDataset",
 ]

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from kedro.io import AbstractDataset
 
-from grpo_pipeline.io.atomic import atomic_write_bytes, atomic_write_text
+from grpo_pipeline.atomic import atomic_write_bytes, atomic_write_text
 
 
 class _AtomicFileDataset(AbstractDataset[Any, Any]):

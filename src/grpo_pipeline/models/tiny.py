@@ -16,7 +16,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from grpo_pipeline.io.atomic import atomic_directory
+from grpo_pipeline.atomic import atomic_directory
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"

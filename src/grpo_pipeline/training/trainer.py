@@ -9,16 +9,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from peft import LoraConfig
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from grpo_pipeline.config.schema import RewardParams, TrainingParams
+from grpo_pipeline.config.schema import PeftParams, RewardParams, TrainingParams
 
 # TRL 1.16 still reads transformers' renamed `is_gradient_checkpointing`; harmless until transformers 6.
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
-_TYPED_FIELDS = set(TrainingParams.model_fields) - {"grpo_config_overrides", "torch_num_threads"}
+# Fields of TrainingParams that the project handles itself rather than passing to GRPOConfig.
+_PROJECT_FIELDS = {"grpo_config_overrides", "torch_num_threads", "resume_from_checkpoint", "seed_config"}
+_TYPED_FIELDS = set(TrainingParams.model_fields) - _PROJECT_FIELDS
 
 
 def build_grpo_config(training: TrainingParams, reward: RewardParams, seed: int) -> GRPOConfig:
@@ -69,11 +72,21 @@ class TimedGRPOTrainer(GRPOTrainer):
         return output
 
 
-@dataclass
-class StepRecorder(TrainerCallback):
-    """Collects each logged step's metrics and the wall time of every optimisation step."""
+def build_lora_config(peft: PeftParams) -> LoraConfig:
+    return LoraConfig(
+        r=peft.r,
+        lora_alpha=peft.lora_alpha,
+        lora_dropout=peft.lora_dropout,
+        target_modules=peft.target_modules,
+        bias=peft.bias,
+        task_type="CAUSAL_LM",
+    )
 
-    rows: list[dict[str, float]] = field(default_factory=list)
+
+@dataclass
+class StepTimer(TrainerCallback):
+    """The wall time of every optimisation step this process ran."""
+
     step_seconds: list[float] = field(default_factory=list)
     _step_started: float = 0.0
 
@@ -84,18 +97,6 @@ class StepRecorder(TrainerCallback):
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self.step_seconds.append(time.perf_counter() - self._step_started)
-
-    def on_log(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        logs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if logs and "reward" in logs:
-            numeric = {key: float(value) for key, value in logs.items() if isinstance(value, int | float)}
-            self.rows.append({"step": state.global_step, **numeric})
 
 
 class RewardProgressCallback(ProgressCallback):

@@ -15,13 +15,14 @@ import pandas as pd
 import torch
 from datasets import Dataset
 
+from grpo_pipeline.config.params import parse_training_params
 from grpo_pipeline.config.schema import (
     BenchmarkParams,
     DataParams,
     FormattingParams,
     ModelParams,
+    PeftParams,
     RewardParams,
-    TrainingParams,
     ValidationParams,
     parse_section,
 )
@@ -35,10 +36,23 @@ from grpo_pipeline.reporting import (
     validation_markdown,
 )
 from grpo_pipeline.rewards import get_reward_functions
+from grpo_pipeline.training.checkpoints import (
+    CheckpointCompletionCallback,
+    mark_finished,
+    read_marker,
+    resolve_resume_checkpoint,
+    start_fresh,
+)
+from grpo_pipeline.training.mlflow_logging import (
+    MlflowStepMetricsCallback,
+    log_history_to_active_run,
+    tag_active_run,
+)
 from grpo_pipeline.training.trainer import (
-    StepRecorder,
+    StepTimer,
     TimedGRPOTrainer,
     build_grpo_config,
+    build_lora_config,
     peak_memory_mb,
     use_reward_progress_bar,
 )
@@ -200,16 +214,25 @@ def train_grpo(
     train_dataset: pd.DataFrame,
     base_model_path: str,
     model: dict[str, Any],
+    peft: dict[str, Any] | None,
     training: dict[str, Any],
     reward: dict[str, Any],
     seed: int,
 ) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any]]:
-    """Fine-tune the base model with ``trl.GRPOTrainer``; return the checkpoint, step metrics and timings."""
+    """Fine-tune the base model with ``trl.GRPOTrainer``; return the checkpoint, step metrics and timings.
+
+    With ``peft`` set, TRL wraps the model in LoRA adapters. With ``training.resume_from_checkpoint:
+    auto`` a run that crashed continues from its newest complete ``checkpoint-N``: the trainer restores
+    weights, optimizer and step, and the new MLflow run is tagged with the crashed one and given its
+    history, so it holds the whole curve.
+    """
     model_params = parse_section(ModelParams, model, "model")
-    training_params = parse_section(TrainingParams, training, "training")
+    peft_params = None if peft is None else parse_section(PeftParams, peft, "peft")
+    training_params, seed_config_mapping = parse_training_params(training)
     reward_params = parse_section(RewardParams, reward, "reward")
     reward_functions = get_reward_functions(reward_params.functions)
     config = build_grpo_config(training_params, reward_params, seed)
+    resume_from = resolve_resume_checkpoint(training_params.resume_from_checkpoint, config.output_dir)
     if training_params.torch_num_threads:
         torch.set_num_threads(training_params.torch_num_threads)
     # rollout_func is opt-in; TRL warns about experimental features we do not use on every run.
@@ -217,25 +240,46 @@ def train_grpo(
 
     tokenizer = load_tokenizer(base_model_path, model_params.revision, model_params.trust_remote_code)
     policy = load_causal_lm(base_model_path, model_params.revision, model_params.dtype, model_params.trust_remote_code)
-    recorder = StepRecorder()
+    step_timer = StepTimer()
     trainer = TimedGRPOTrainer(
         model=policy,
         reward_funcs=reward_functions,
         args=config,
         train_dataset=Dataset.from_pandas(_trainer_columns(train_dataset), preserve_index=False),
         processing_class=tokenizer,
-        callbacks=[recorder],
+        peft_config=build_lora_config(peft_params) if peft_params else None,
+        callbacks=[step_timer, MlflowStepMetricsCallback(), CheckpointCompletionCallback()],
     )
     use_reward_progress_bar(trainer)
-    started = time.perf_counter()
-    trainer.train()
-    wall_seconds = time.perf_counter() - started
+    tag_active_run({f"seed_config.{line.split(':')[0]}": line for line in seed_config_mapping})
+    # Read before training: checkpoint rotation (save_total_limit) may delete the folder during the run.
+    marker = read_marker(resume_from) if resume_from else {"global_step": 0}
+    if resume_from is None:
+        start_fresh(config.output_dir)
+    else:
+        logger.info("Resuming training from %s (global step %d)", resume_from, marker["global_step"])
+        tag_active_run(
+            {
+                "grpo.resumed_from_checkpoint": str(resume_from),
+                "grpo.resumed_from_step": str(marker["global_step"]),
+                "grpo.resumed_from_mlflow_run": str(marker["mlflow_run_id"]),
+            }
+        )
+        log_history_to_active_run(json.loads((resume_from / "trainer_state.json").read_text())["log_history"])
 
-    metrics = pd.DataFrame(recorder.rows)
-    step_seconds = np.array(recorder.step_seconds)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    wall_seconds = time.perf_counter() - started
+    mark_finished(config.output_dir, trainer.state.global_step)
+
+    metrics = pd.DataFrame([entry for entry in trainer.state.log_history if "reward" in entry])
+    metrics = metrics[["step", *[column for column in metrics.columns if column != "step"]]]
+    step_seconds = np.array(step_timer.step_seconds)
     timing = trainer.generation_timing
     timings = {
         "steps": int(trainer.state.global_step),
+        "resumed_from_step": marker["global_step"],
+        "steps_this_run": len(step_seconds),
         "train_wall_seconds": wall_seconds,
         "step_seconds_min": float(step_seconds.min()),
         "step_seconds_median": float(np.median(step_seconds)),
@@ -250,18 +294,23 @@ def train_grpo(
         **peak_memory_mb(),
     }
     state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
-    checkpoint = HFCheckpoint(model=trainer.model, tokenizer=tokenizer, trainer_state=state)
+    checkpoint = HFCheckpoint(
+        model=trainer.model,
+        tokenizer=tokenizer,
+        trainer_state=state,
+        export_merged=bool(peft_params and peft_params.merge_and_export),
+    )
     return checkpoint, metrics, timings
 
 
 @torch.no_grad()
 def _generate_greedy(
     policy: torch.nn.Module, tokenizer: Any, prompt_texts: list[str], max_new_tokens: int, batch_size: int = 32
-) -> tuple[list[str], bool]:
-    """Greedy completions for templated prompts, and whether every logit along the way was finite."""
+) -> tuple[list[list[int]], bool]:
+    """Greedy completion token ids (up to EOS) for templated prompts, and whether every logit was finite."""
     policy.eval()
     tokenizer.padding_side = "left"
-    completions: list[str] = []
+    completions: list[list[int]] = []
     finite = True
     for start in range(0, len(prompt_texts), batch_size):
         batch = tokenizer(
@@ -278,11 +327,13 @@ def _generate_greedy(
         finite = finite and all(bool(torch.isfinite(step).all()) for step in output.logits)
         for generated in output.sequences[:, batch["input_ids"].shape[1] :].tolist():
             end = generated.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in generated else len(generated)
-            # Other special tokens stay visible: an untrained model emitting them should not look empty.
-            completions.append(
-                tokenizer.decode([token for token in generated[:end] if token != tokenizer.pad_token_id])
-            )
+            completions.append([token for token in generated[:end] if token != tokenizer.pad_token_id])
     return completions, finite
+
+
+def _decode(tokenizer: Any, completions: list[list[int]]) -> list[str]:
+    # Special tokens stay visible: an untrained model emitting them should not look empty.
+    return [tokenizer.decode(ids) for ids in completions]
 
 
 def _score(completions: list[str], frame: pd.DataFrame, reward_params: RewardParams) -> dict[str, Any]:
@@ -317,16 +368,31 @@ def validate_checkpoint(
     prompt_texts = frame["prompt_text"].tolist()
 
     base = load_causal_lm(base_model_path, model_params.revision, model_params.dtype, model_params.trust_remote_code)
-    base_completions, base_finite = _generate_greedy(base, checkpoint.tokenizer, prompt_texts, params.max_new_tokens)
+    base_ids, base_finite = _generate_greedy(base, checkpoint.tokenizer, prompt_texts, params.max_new_tokens)
     del base
-    trained_completions, trained_finite = _generate_greedy(
+    trained_ids, trained_finite = _generate_greedy(
         checkpoint.model, checkpoint.tokenizer, prompt_texts, params.max_new_tokens
     )
+    base_completions = _decode(checkpoint.tokenizer, base_ids)
+    trained_completions = _decode(checkpoint.tokenizer, trained_ids)
     base_scores = _score(base_completions, frame, reward_params)
     trained_scores = _score(trained_completions, frame, reward_params)
     gain = trained_scores["mean_reward"] - base_scores["mean_reward"]
 
     failures = []
+    merged_export = None
+    if checkpoint.merged_model is not None:
+        count = min(params.merge_check_prompts, len(prompt_texts))
+        merged_ids, _ = _generate_greedy(
+            checkpoint.merged_model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens
+        )
+        identical = sum(a == b for a, b in zip(merged_ids, trained_ids[:count], strict=True))
+        merged_export = {"prompts": count, "identical_greedy_generations": identical, "matches": identical == count}
+        if identical != count:
+            failures.append(
+                f"the merged export generates different tokens from base+adapter on {count - identical} of "
+                f"{count} prompts"
+            )
     if not trained_finite or not math.isfinite(trained_scores["mean_reward"]):
         failures.append("the checkpoint produces NaN/inf logits or rewards")
     if params.min_eval_reward is not None and trained_scores["mean_reward"] < params.min_eval_reward:
@@ -349,6 +415,8 @@ def validate_checkpoint(
         "base": {key: base_scores[key] for key in ("mean_reward", "rewards")} | {"finite": base_finite},
         "trained": {key: trained_scores[key] for key in ("mean_reward", "rewards")} | {"finite": trained_finite},
         "reward_gain": gain,
+        "adapter": checkpoint.is_adapter,
+        "merged_export": merged_export,
         "thresholds": {"min_eval_reward": params.min_eval_reward, "min_reward_gain": params.min_reward_gain},
         "passed": not failures,
         "failures": failures,
@@ -393,7 +461,7 @@ def benchmark_run(
 ) -> tuple[pd.DataFrame, str]:
     """One row of the benchmark table (the seed's mode / steps / wall time / s/step, and more)."""
     params = parse_section(BenchmarkParams, benchmark, "benchmark")
-    training_params = parse_section(TrainingParams, training, "training")
+    training_params, _ = parse_training_params(training)
     timings = training_timings
     row = {
         "mode": params.mode,
@@ -410,6 +478,7 @@ def benchmark_run(
         "num_generations": training_params.num_generations,
         "trainable_parameters": timings["trainable_parameters"],
         "total_parameters": timings["total_parameters"],
+        "trainable_share": round(timings["trainable_parameters"] / timings["total_parameters"], 4),
         "peak_rss_mb": round(timings["peak_rss_mb"], 1),
         "peak_gpu_mb": None if timings["peak_gpu_mb"] is None else round(timings["peak_gpu_mb"], 1),
         "device": timings["device"],

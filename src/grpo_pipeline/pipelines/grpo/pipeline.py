@@ -40,6 +40,7 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
                     "train_dataset",
                     "base_model_path",
                     "params:model",
+                    "params:peft",
                     "params:training",
                     "params:reward",
                     "params:seed",

@@ -1,0 +1,74 @@
+"""LoRA through peft: what changes, what is saved, and the merged export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
+from grpo_pipeline.models.loading import load_causal_lm
+from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, train_grpo, validate_checkpoint
+from tests.test_training_and_validation import REWARD, VALIDATION, training_params
+
+PEFT = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear", "merge_and_export": True}
+
+
+@pytest.fixture(scope="module")
+def lora_checkpoint(tiny_model_dir: Path, datasets: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    output = tmp_path_factory.mktemp("lora")
+    checkpoint, _, timings = train_grpo(
+        datasets[0],
+        str(tiny_model_dir),
+        {"name_or_path": str(tiny_model_dir)},
+        PEFT,
+        training_params(output / "trainer", learning_rate=1e-2),
+        REWARD,
+        seed=0,
+    )
+    dataset = HFCheckpointDataset(path=str(output / "checkpoint"))
+    dataset.save(checkpoint)
+    return dataset, timings
+
+
+def test_adapter_weights_change_and_base_weights_do_not(lora_checkpoint: tuple, tiny_model_dir: Path) -> None:
+    reloaded = lora_checkpoint[0].load()
+    assert reloaded.is_adapter
+    original = load_causal_lm(tiny_model_dir).state_dict()
+    lora_b = {name: value for name, value in reloaded.model.state_dict().items() if "lora_B" in name}
+    assert lora_b and any(value.abs().sum() > 0 for value in lora_b.values()), "LoRA B starts at zero and must move"
+    base_layers = {
+        name.replace("base_model.model.", "").replace(".base_layer", ""): value
+        for name, value in reloaded.model.state_dict().items()
+        if "lora_" not in name
+    }
+    assert set(original) <= set(base_layers)
+    assert all(torch.equal(original[name], base_layers[name]) for name in original)
+
+
+def test_checkpoint_holds_adapter_and_merged_export(lora_checkpoint: tuple) -> None:
+    path = Path(lora_checkpoint[0]._describe()["path"])
+    names = {item.name for item in path.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "merged"} <= names
+    assert "model.safetensors" not in names
+    assert (path / "merged" / "model.safetensors").is_file()
+
+
+def test_merged_export_generates_what_base_plus_adapter_does(
+    lora_checkpoint: tuple, datasets: Any, tiny_model_dir: Path
+) -> None:
+    report, markdown = validate_checkpoint(
+        lora_checkpoint[0].load(), str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION
+    )
+    assert report["adapter"] is True
+    assert report["merged_export"] == {"prompts": 8, "identical_greedy_generations": 8, "matches": True}
+    assert "LoRA merged export: identical greedy generations on 8/8" in markdown
+
+
+def test_benchmark_reports_the_trainable_share(lora_checkpoint: tuple, tmp_path: Path) -> None:
+    table, _ = benchmark_run(lora_checkpoint[1], training_params(tmp_path), {"mode": "LoRA"})
+    row = table.iloc[0]
+    assert 0 < row["trainable_parameters"] < 0.5 * row["total_parameters"]
+    assert row["trainable_share"] == pytest.approx(row["trainable_parameters"] / row["total_parameters"], abs=1e-4)

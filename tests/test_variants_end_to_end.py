@@ -1,0 +1,129 @@
+"""grpo_full and grpo_lora on the tiny model, the seed-config overlay, and resuming after `kill -9`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
+from grpo_pipeline.training.checkpoints import complete_checkpoints
+from tests.conftest import KEDRO, copy_project, run_kedro
+
+TINY_MODEL = "data/06_models/tiny"
+
+
+def tiny_overrides(variant: str, **extra: object) -> str:
+    """--params that run a hub-model variant on the tiny model in seconds."""
+    values = {
+        "model.name_or_path": TINY_MODEL,
+        "training.use_cpu": "true",
+        "training.max_steps": 12,
+        "training.learning_rate": 0.003,
+        "training.per_device_train_batch_size": 16,
+        "training.num_generations": 8,
+        "training.max_completion_length": 8,
+        "formatting.max_prompt_length": 64,
+        "validation.max_new_tokens": 8,
+        **extra,
+    }
+    return "--params=" + ",".join(f"{variant}.{key}={value}" for key, value in values.items())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    project = copy_project(tmp_path)
+    ensure_tiny_model(project / TINY_MODEL, TinyModelSpec())
+    return project
+
+
+def mlflow_runs(project: Path, name: str) -> list:
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("grpo_pipeline")
+    return client.search_runs(
+        [experiment.experiment_id], filter_string=f"attributes.run_name = '{name}'", order_by=["attributes.start_time"]
+    )
+
+
+def test_grpo_full_on_the_tiny_model(project: Path) -> None:
+    run_kedro(project, "run", "--pipelines=grpo_full", tiny_overrides("full"))
+    checkpoint = project / "data/06_models/full/checkpoint"
+    assert (checkpoint / "model.safetensors").is_file() and not (checkpoint / "adapter_config.json").exists()
+    report = json.loads((project / "data/08_reporting/full/validation_report.json").read_text())
+    assert report["passed"] and report["global_step"] == 12 and report["adapter"] is False
+    benchmark = pd.read_csv(project / "data/08_reporting/full/benchmark.csv")
+    assert benchmark.loc[0, "mode"] == "full" and benchmark.loc[0, "trainable_share"] == 1.0
+
+
+def test_grpo_lora_on_the_tiny_model(project: Path) -> None:
+    run_kedro(project, "run", "--pipelines=grpo_lora", tiny_overrides("lora", **{"training.learning_rate": 0.01}))
+    checkpoint = project / "data/06_models/lora/checkpoint"
+    assert (checkpoint / "adapter_model.safetensors").is_file() and (checkpoint / "merged/model.safetensors").is_file()
+    report = json.loads((project / "data/08_reporting/lora/validation_report.json").read_text())
+    assert report["adapter"] is True and report["merged_export"]["matches"] is True
+    benchmark = pd.read_csv(project / "data/08_reporting/lora/benchmark.csv")
+    assert benchmark.loc[0, "mode"] == "LoRA" and 0 < benchmark.loc[0, "trainable_share"] < 0.5
+
+
+def test_seed_config_overlay_through_kedro(project: Path) -> None:
+    result = run_kedro(
+        project,
+        "run",
+        "--pipelines=grpo_debug",
+        "--to-nodes=debug.train_grpo",
+        "--params=debug.training.seed_config=configs/lfm2_350m_debug.yaml",
+    )
+    assert "total_episodes: 10 -> max_steps=3" in result.stdout + result.stderr
+    timings = json.loads((project / "data/07_model_output/debug/training_timings.json").read_text())
+    assert timings["steps"] == 3
+    (run,) = mlflow_runs(project, "grpo_debug")
+    assert run.data.tags["seed_config.num_mini_batches"].startswith("num_mini_batches: 2 -> steps_per_generation=2")
+
+
+def test_training_resumes_after_kill_9(project: Path) -> None:
+    params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
+    output_dir = project / "data/06_models/debug/trainer_output"
+    process = subprocess.Popen(
+        [KEDRO, "run", "--pipelines=grpo_debug", params],
+        cwd=project,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not complete_checkpoints(output_dir) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = complete_checkpoints(output_dir)
+    assert saved, "no complete checkpoint was written before the kill"
+    resumed_step = int(saved[-1].name.split("-")[1])
+    assert resumed_step < 150, "training finished before it could be killed"
+    # A half-written checkpoint with a higher step (no completion marker) must never be picked.
+    (output_dir / "checkpoint-149").mkdir()
+    (output_dir / "checkpoint-149" / "config.json").write_text("{}")
+
+    result = run_kedro(project, "run", "--pipelines=grpo_debug", params)
+    assert "Resuming training from" in result.stdout + result.stderr
+    timings = json.loads((project / "data/07_model_output/debug/training_timings.json").read_text())
+    assert timings["resumed_from_step"] == resumed_step
+    assert timings["steps"] == 150 and timings["steps_this_run"] == 150 - resumed_step
+    metrics = pd.read_csv(project / "data/07_model_output/debug/training_metrics.csv")
+    assert metrics["step"].tolist() == list(range(1, 151))
+    report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+    assert report["passed"] and report["global_step"] == 150
+
+    crashed, resumed = mlflow_runs(project, "grpo_debug")
+    assert resumed.data.tags["grpo.resumed_from_step"] == str(resumed_step)
+    assert resumed.data.tags["grpo.resumed_from_mlflow_run"] == crashed.info.run_id
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    history = client.get_metric_history(resumed.info.run_id, "reward")
+    assert sorted({point.step for point in history}) == list(range(1, 151))
