@@ -1,9 +1,16 @@
-"""The debug variant's GRPO run as a bare TRL script, in the style of ``trl/scripts/grpo.py``: no Kedro,
-no MLflow. It reads the same raw prompts and parameter file and does the same work as the pipeline's
-prepare, format and train nodes (normalise, de-duplicate, split, template, drop long prompts, train,
-save), so that ``kedro_overhead.py`` can compare the two.
+"""A variant's GRPO run as a bare TRL script, in the style of ``trl/scripts/grpo.py``: no Kedro, no MLflow.
 
-    python benchmarks/bare_trl_grpo.py --project . --output /tmp/bare --max-steps 80
+It reads the same raw prompts and parameter files as the pipeline and does the work of its prepare,
+format and train nodes (normalise, de-duplicate, split, template, drop long prompts, train, save).
+Two uses:
+
+- ``kedro_overhead.py`` compares it with ``kedro run`` on the debug variant;
+- on a machine without Kedro/MLflow (the lent GPU machine), it times the seed's rows:
+
+    python benchmarks/bare_trl_grpo.py --output /tmp/bare --variant debug --max-steps 80
+    python benchmarks/bare_trl_grpo.py --output /tmp/full --variant full --env gpu --random-lfm2-350m --max-steps 100
+
+It prints one JSON line: steps, wall times, s/step, trainable parameters and peak memory.
 """
 
 from __future__ import annotations
@@ -12,32 +19,73 @@ import argparse
 import json
 import os
 import random
+import resource
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 from datasets import Dataset, load_dataset
+from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
 
+PROJECT_ONLY_KEYS = ("torch_num_threads", "resume_from_checkpoint", "seed_config", "grpo_config_overrides")
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Kedro's soft merge of an environment's parameters over base."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = (
+            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
+    return merged
+
+
+def variant_params(project: Path, variant: str, env: str | None) -> dict[str, Any]:
+    params = yaml.safe_load((project / f"conf/base/{variant}/parameters.yml").read_text())[variant]
+    env_file = project / f"conf/{env}/parameters.yml"
+    if env and env_file.is_file():
+        params = deep_merge(params, (yaml.safe_load(env_file.read_text()) or {}).get(variant, {}))
+    return params
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", type=Path, default=Path())
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--variant", default="debug", choices=["debug", "full", "lora"])
+    parser.add_argument("--env", default=None, help="a Kedro environment whose parameters apply on top, e.g. gpu")
+    parser.add_argument("--model", default=None, help="model path or id instead of the variant's")
+    parser.add_argument("--random-lfm2-350m", action="store_true", help="build and use a random LFM2-350M")
     parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one parameter, e.g. training.per_device_train_batch_size=4 (value parsed as YAML)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-    params = yaml.safe_load((args.project / "conf/base/debug/parameters.yml").read_text())["debug"]
+    params = variant_params(args.project, args.variant, args.env)
+    for assignment in args.set:
+        dotted, value = assignment.split("=", 1)
+        section, key = dotted.split(".", 1)
+        params[section][key] = yaml.safe_load(value)
     training = dict(params["training"])
-    torch.set_num_threads(training.pop("torch_num_threads") or torch.get_num_threads())
-    training.update(training.pop("grpo_config_overrides"))
+    if training.get("torch_num_threads"):
+        torch.set_num_threads(training["torch_num_threads"])
+    training.update(training.get("grpo_config_overrides") or {})
+    for key in PROJECT_ONLY_KEYS:
+        training.pop(key, None)
     training["output_dir"] = str(args.output / "trainer_output")
     if args.max_steps is not None:
         training["max_steps"] = args.max_steps
@@ -54,9 +102,19 @@ def main() -> None:
     random.Random(params["seed"]).shuffle(rows)
     train_rows = rows[params["data"]["eval_size"] :]
 
-    model_dir = ensure_tiny_model(args.output / "base_model", TinyModelSpec(**params["model"]["build_tiny"]))
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True)
+    if args.random_lfm2_350m:
+        from grpo_pipeline.models.lfm2 import ensure_random_lfm2_350m  # noqa: PLC0415 (only this mode needs LFM2)
+
+        model_path: str | Path = ensure_random_lfm2_350m(args.output / "lfm2-350m-random")
+    elif args.model:
+        model_path = args.model
+    elif params["model"].get("build_tiny"):
+        model_path = ensure_tiny_model(args.output / "base_model", TinyModelSpec(**params["model"]["build_tiny"]))
+    else:
+        model_path = params["model"]["name_or_path"]
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[params["model"]["dtype"]]
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, use_safetensors=True)
     limit = params["formatting"]["max_prompt_length"]
     train_rows = [
         row
@@ -64,6 +122,18 @@ def main() -> None:
         if len(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)["input_ids"])
         <= limit
     ]
+    peft = params.get("peft")
+    peft_config = None
+    if peft:
+        peft_config = LoraConfig(
+            r=peft["r"],
+            lora_alpha=peft["lora_alpha"],
+            lora_dropout=peft["lora_dropout"],
+            target_modules=peft["target_modules"],
+            bias=peft["bias"],
+            task_type="CAUSAL_LM",
+        )
+
     weights = params["reward"]["weights"]
     config = GRPOConfig(
         **training,
@@ -77,18 +147,35 @@ def main() -> None:
         args=config,
         train_dataset=Dataset.from_list(train_rows),
         processing_class=tokenizer,
+        peft_config=peft_config,
     )
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     train_started = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - train_started
     trainer.save_model(str(args.output / "checkpoint"))
     tokenizer.save_pretrained(args.output / "checkpoint")
+    steps = trainer.state.global_step
     print(
         json.dumps(
             {
-                "steps": trainer.state.global_step,
-                "train_seconds": train_seconds,
-                "script_seconds": time.perf_counter() - started,
+                "variant": args.variant,
+                "model": str(model_path),
+                "steps": steps,
+                "train_seconds": round(train_seconds, 2),
+                "s_per_step": round(train_seconds / max(steps, 1), 4),
+                "script_seconds": round(time.perf_counter() - started, 2),
+                "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+                "total_parameters": sum(p.numel() for p in trainer.model.parameters()),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                if torch.cuda.is_available()
+                else None,
+                "device": str(trainer.accelerator.device),
+                "batch": training["per_device_train_batch_size"],
+                "num_generations": training["num_generations"],
+                "max_completion_length": training["max_completion_length"],
             }
         )
     )

@@ -36,3 +36,9 @@ def test_shipped_parameters_parse(variant: str) -> None:
 def test_bad_training_parameters_name_key_and_value(override: dict[str, Any], message: str) -> None:
     with pytest.raises(ParameterError, match=message):
         parse_section(TrainingParams, {**TRAINING, **override}, "debug.training")
+
+
+def test_save_strategy_no_from_the_command_line() -> None:
+    # `kedro run --params=debug.training.save_strategy=no` delivers the YAML boolean False.
+    params = parse_section(TrainingParams, {**TRAINING, "save_strategy": False}, "debug.training")
+    assert params.save_strategy == "no"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -120,6 +120,12 @@ class TrainingParams(_Section):
     grpo_config_overrides: dict[str, Any] = Field(
         default_factory=dict, description="further trl.GRPOConfig fields, passed through unchanged"
     )
+
+    @field_validator("save_strategy", mode="before")
+    @classmethod
+    def _yaml_no_is_false(cls, value: Any) -> Any:
+        # `--params=...save_strategy=no` reaches us as False: YAML 1.1 reads a bare `no` as a boolean.
+        return "no" if value is False else value
 
     @model_validator(mode="after")
     def _group_divides_batch(self) -> TrainingParams:

@@ -46,9 +46,18 @@ class TinyModelSpec:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A character-level tokenizer: one token per printable ASCII character, plus chat special tokens."""
-    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + list(ALPHABET))}
+def build_tokenizer(vocab_size: int | None = None) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer: one token per printable ASCII character, plus chat special tokens.
+
+    ``vocab_size`` pads the vocabulary with reserved tokens, for a model whose embedding table must
+    match a real architecture's size.
+    """
+    tokens = SPECIAL_TOKENS + list(ALPHABET)
+    if vocab_size is not None:
+        if vocab_size < len(tokens):
+            raise ValueError(f"vocab_size={vocab_size} is smaller than the {len(tokens)} tokens the tokenizer needs")
+        tokens += [f"<|reserved_{index}|>" for index in range(vocab_size - len(tokens))]
+    vocab = {token: index for index, token in enumerate(tokens)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     backend.decoder = decoders.Fuse()
