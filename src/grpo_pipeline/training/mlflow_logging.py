@@ -1,7 +1,7 @@
 """Per-step training metrics streamed to the active MLflow run while training runs.
 
-Streaming (rather than logging once at the end) keeps the history of a run that crashes, which is
-what a resumed run links back to.
+Streaming (rather than logging once at the end) shows live curves and keeps the history of a run
+that crashes, which a resumed run links back to.
 """
 
 from __future__ import annotations
@@ -39,11 +39,25 @@ def log_metrics(run_id: str, metrics: list[Metric]) -> None:
 
 
 class MlflowStepMetricsCallback(TrainerCallback):
-    """Logs each GRPO logging step (reward, reward_std, per-reward means, loss, kl, ...) to MLflow."""
+    """Logs each GRPO logging step (reward, reward_std, per-reward means, loss, kl, ...) to MLflow.
 
-    def __init__(self) -> None:
+    Steps are buffered and written every ``flush_seconds``, at each checkpoint save and at the end:
+    one SQLite transaction per logged step would cost more than a tiny model's training step. A crash
+    loses at most ``flush_seconds`` of history, which the resumed run restores from its checkpoint.
+    """
+
+    def __init__(self, flush_seconds: float = 5.0) -> None:
         run = mlflow.active_run()
         self.run_id = run.info.run_id if run else None
+        self.flush_seconds = flush_seconds
+        self._pending: list[Metric] = []
+        self._last_flush = time.monotonic()
+
+    def flush(self) -> None:
+        if self.run_id and self._pending:
+            log_metrics(self.run_id, self._pending)
+        self._pending = []
+        self._last_flush = time.monotonic()
 
     def on_log(
         self,
@@ -54,7 +68,17 @@ class MlflowStepMetricsCallback(TrainerCallback):
         **kwargs: Any,
     ) -> None:
         if self.run_id and state.is_world_process_zero and logs and "reward" in logs:
-            log_metrics(self.run_id, metrics_of([{**logs, "step": state.global_step}]))
+            self._pending += metrics_of([{**logs, "step": state.global_step}])
+            if time.monotonic() - self._last_flush >= self.flush_seconds:
+                self.flush()
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.flush()
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.flush()
 
 
 def tag_active_run(tags: dict[str, str]) -> None:
