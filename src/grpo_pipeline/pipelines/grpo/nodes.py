@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
-import os
-import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from datasets import Dataset
 
 from grpo_pipeline.config.params import parse_training_params
 from grpo_pipeline.config.schema import (
@@ -26,6 +21,7 @@ from grpo_pipeline.config.schema import (
     ValidationParams,
     parse_section,
 )
+from grpo_pipeline.evaluation import decode, generate_greedy, score
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpoint
 from grpo_pipeline.io.prompt_dataset import LINE_COLUMN, SOURCE_ATTR
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
@@ -35,27 +31,7 @@ from grpo_pipeline.reporting import (
     reward_curve_figure,
     validation_markdown,
 )
-from grpo_pipeline.rewards import get_reward_functions
-from grpo_pipeline.training.checkpoints import (
-    CheckpointCompletionCallback,
-    mark_finished,
-    read_marker,
-    resolve_resume_checkpoint,
-    start_fresh,
-)
-from grpo_pipeline.training.mlflow_logging import (
-    MlflowStepMetricsCallback,
-    log_history_to_active_run,
-    tag_active_run,
-)
-from grpo_pipeline.training.trainer import (
-    StepTimer,
-    TimedGRPOTrainer,
-    build_grpo_config,
-    build_lora_config,
-    peak_memory_mb,
-    use_reward_progress_bar,
-)
+from grpo_pipeline.training.run import run_grpo
 
 logger = logging.getLogger(__name__)
 
@@ -205,11 +181,6 @@ def format_prompts(
     return formatted[0], formatted[1], statistics
 
 
-def _trainer_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns GRPOTrainer sees: the prompt and what the rewards read."""
-    return frame.drop(columns=["prompt_text", "prompt_tokens"], errors="ignore")
-
-
 def train_grpo(
     train_dataset: pd.DataFrame,
     base_model_path: str,
@@ -221,135 +192,20 @@ def train_grpo(
 ) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any]]:
     """Fine-tune the base model with ``trl.GRPOTrainer``; return the checkpoint, step metrics and timings.
 
-    With ``peft`` set, TRL wraps the model in LoRA adapters. With ``training.resume_from_checkpoint:
-    auto`` a run that crashed continues from its newest complete ``checkpoint-N``: the trainer restores
-    weights, optimizer and step, and the new MLflow run is tagged with the crashed one and given its
-    history, so it holds the whole curve.
+    ``peft`` set (the lora variant) trains LoRA adapters; ``training.resume_from_checkpoint: auto``
+    continues a crashed run (see grpo_pipeline/training/run.py).
     """
-    model_params = parse_section(ModelParams, model, "model")
-    peft_params = None if peft is None else parse_section(PeftParams, peft, "peft")
     training_params, seed_config_mapping = parse_training_params(training)
-    reward_params = parse_section(RewardParams, reward, "reward")
-    reward_functions = get_reward_functions(reward_params.functions)
-    config = build_grpo_config(training_params, reward_params, seed)
-    resume_from = resolve_resume_checkpoint(training_params.resume_from_checkpoint, config.output_dir)
-    if training_params.torch_num_threads:
-        torch.set_num_threads(training_params.torch_num_threads)
-    # rollout_func is opt-in; TRL warns about experimental features we do not use on every run.
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-
-    tokenizer = load_tokenizer(base_model_path, model_params.revision, model_params.trust_remote_code)
-    policy = load_causal_lm(base_model_path, model_params.revision, model_params.dtype, model_params.trust_remote_code)
-    step_timer = StepTimer()
-    trainer = TimedGRPOTrainer(
-        model=policy,
-        reward_funcs=reward_functions,
-        args=config,
-        train_dataset=Dataset.from_pandas(_trainer_columns(train_dataset), preserve_index=False),
-        processing_class=tokenizer,
-        peft_config=build_lora_config(peft_params) if peft_params else None,
-        callbacks=[step_timer, MlflowStepMetricsCallback(), CheckpointCompletionCallback()],
+    return run_grpo(
+        train_dataset,
+        base_model_path,
+        parse_section(ModelParams, model, "model"),
+        None if peft is None else parse_section(PeftParams, peft, "peft"),
+        training_params,
+        parse_section(RewardParams, reward, "reward"),
+        seed,
+        seed_config_mapping,
     )
-    use_reward_progress_bar(trainer)
-    tag_active_run({f"seed_config.{line.split(':')[0]}": line for line in seed_config_mapping})
-    # Read before training: checkpoint rotation (save_total_limit) may delete the folder during the run.
-    marker = read_marker(resume_from) if resume_from else {"global_step": 0}
-    if resume_from is None:
-        start_fresh(config.output_dir)
-    else:
-        logger.info("Resuming training from %s (global step %d)", resume_from, marker["global_step"])
-        tag_active_run(
-            {
-                "grpo.resumed_from_checkpoint": str(resume_from),
-                "grpo.resumed_from_step": str(marker["global_step"]),
-                "grpo.resumed_from_mlflow_run": str(marker["mlflow_run_id"]),
-            }
-        )
-        log_history_to_active_run(json.loads((resume_from / "trainer_state.json").read_text())["log_history"])
-
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    wall_seconds = time.perf_counter() - started
-    mark_finished(config.output_dir, trainer.state.global_step)
-
-    metrics = pd.DataFrame([entry for entry in trainer.state.log_history if "reward" in entry])
-    metrics = metrics[["step", *[column for column in metrics.columns if column != "step"]]]
-    step_seconds = np.array(step_timer.step_seconds)
-    timing = trainer.generation_timing
-    timings = {
-        "steps": int(trainer.state.global_step),
-        "resumed_from_step": marker["global_step"],
-        "steps_this_run": len(step_seconds),
-        "train_wall_seconds": wall_seconds,
-        "step_seconds_min": float(step_seconds.min()),
-        "step_seconds_median": float(np.median(step_seconds)),
-        "step_seconds_max": float(step_seconds.max()),
-        "generation_seconds": timing.seconds,
-        "generation_share": timing.seconds / step_seconds.sum(),
-        "generated_tokens": timing.completion_tokens,
-        "generated_tokens_per_second": timing.completion_tokens / timing.seconds if timing.seconds else 0.0,
-        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-        "total_parameters": sum(p.numel() for p in trainer.model.parameters()),
-        "device": str(trainer.accelerator.device),
-        **peak_memory_mb(),
-    }
-    state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
-    checkpoint = HFCheckpoint(
-        model=trainer.model,
-        tokenizer=tokenizer,
-        trainer_state=state,
-        export_merged=bool(peft_params and peft_params.merge_and_export),
-    )
-    return checkpoint, metrics, timings
-
-
-@torch.no_grad()
-def _generate_greedy(
-    policy: torch.nn.Module, tokenizer: Any, prompt_texts: list[str], max_new_tokens: int, batch_size: int = 32
-) -> tuple[list[list[int]], bool]:
-    """Greedy completion token ids (up to EOS) for templated prompts, and whether every logit was finite."""
-    policy.eval()
-    tokenizer.padding_side = "left"
-    completions: list[list[int]] = []
-    finite = True
-    for start in range(0, len(prompt_texts), batch_size):
-        batch = tokenizer(
-            prompt_texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(policy.device)
-        output = policy.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            output_logits=True,
-            return_dict_in_generate=True,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        finite = finite and all(bool(torch.isfinite(step).all()) for step in output.logits)
-        for generated in output.sequences[:, batch["input_ids"].shape[1] :].tolist():
-            end = generated.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in generated else len(generated)
-            completions.append([token for token in generated[:end] if token != tokenizer.pad_token_id])
-    return completions, finite
-
-
-def _decode(tokenizer: Any, completions: list[list[int]]) -> list[str]:
-    # Special tokens stay visible: an untrained model emitting them should not look empty.
-    return [tokenizer.decode(ids) for ids in completions]
-
-
-def _score(completions: list[str], frame: pd.DataFrame, reward_params: RewardParams) -> dict[str, Any]:
-    columns = {column: frame[column].tolist() for column in frame.columns if column not in ("prompt", "prompt_text")}
-    as_messages = [[{"role": "assistant", "content": text}] for text in completions]
-    per_reward = {
-        name: np.asarray(function(completions=as_messages, prompts=frame["prompt"].tolist(), **columns), dtype=float)
-        for name, function in zip(reward_params.functions, get_reward_functions(reward_params.functions), strict=True)
-    }
-    weights = reward_params.normalised_weights()
-    total = sum(weight * values for weight, values in zip(weights, per_reward.values(), strict=True))
-    return {
-        "mean_reward": float(np.mean(total)),
-        "rewards": {name: float(values.mean()) for name, values in per_reward.items()},
-        "per_prompt": total.tolist(),
-    }
 
 
 def validate_checkpoint(
@@ -368,22 +224,22 @@ def validate_checkpoint(
     prompt_texts = frame["prompt_text"].tolist()
 
     base = load_causal_lm(base_model_path, model_params.revision, model_params.dtype, model_params.trust_remote_code)
-    base_ids, base_finite = _generate_greedy(base, checkpoint.tokenizer, prompt_texts, params.max_new_tokens)
+    base_ids, base_finite = generate_greedy(base, checkpoint.tokenizer, prompt_texts, params.max_new_tokens)
     del base
-    trained_ids, trained_finite = _generate_greedy(
+    trained_ids, trained_finite = generate_greedy(
         checkpoint.model, checkpoint.tokenizer, prompt_texts, params.max_new_tokens
     )
-    base_completions = _decode(checkpoint.tokenizer, base_ids)
-    trained_completions = _decode(checkpoint.tokenizer, trained_ids)
-    base_scores = _score(base_completions, frame, reward_params)
-    trained_scores = _score(trained_completions, frame, reward_params)
+    base_completions = decode(checkpoint.tokenizer, base_ids)
+    trained_completions = decode(checkpoint.tokenizer, trained_ids)
+    base_scores = score(base_completions, frame, reward_params)
+    trained_scores = score(trained_completions, frame, reward_params)
     gain = trained_scores["mean_reward"] - base_scores["mean_reward"]
 
     failures = []
     merged_export = None
     if checkpoint.merged_model is not None:
         count = min(params.merge_check_prompts, len(prompt_texts))
-        merged_ids, _ = _generate_greedy(
+        merged_ids, _ = generate_greedy(
             checkpoint.merged_model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens
         )
         identical = sum(a == b for a, b in zip(merged_ids, trained_ids[:count], strict=True))

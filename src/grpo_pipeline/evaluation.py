@@ -1,0 +1,61 @@
+"""Greedy generation and reward scoring of a model on held-out prompts, for checkpoint validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from grpo_pipeline.config.schema import RewardParams
+from grpo_pipeline.rewards import get_reward_functions
+
+
+@torch.no_grad()
+def generate_greedy(
+    policy: torch.nn.Module, tokenizer: Any, prompt_texts: list[str], max_new_tokens: int, batch_size: int = 32
+) -> tuple[list[list[int]], bool]:
+    """Greedy completion token ids (up to EOS) for templated prompts, and whether every logit was finite."""
+    policy.eval()
+    tokenizer.padding_side = "left"
+    completions: list[list[int]] = []
+    finite = True
+    for start in range(0, len(prompt_texts), batch_size):
+        batch = tokenizer(
+            prompt_texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(policy.device)
+        output = policy.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        finite = finite and all(bool(torch.isfinite(step).all()) for step in output.logits)
+        for generated in output.sequences[:, batch["input_ids"].shape[1] :].tolist():
+            end = generated.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in generated else len(generated)
+            completions.append([token for token in generated[:end] if token != tokenizer.pad_token_id])
+    return completions, finite
+
+
+def decode(tokenizer: Any, completions: list[list[int]]) -> list[str]:
+    # Special tokens stay visible: an untrained model emitting them should not look empty.
+    return [tokenizer.decode(ids) for ids in completions]
+
+
+def score(completions: list[str], frame: pd.DataFrame, reward_params: RewardParams) -> dict[str, Any]:
+    columns = {column: frame[column].tolist() for column in frame.columns if column not in ("prompt", "prompt_text")}
+    as_messages = [[{"role": "assistant", "content": text}] for text in completions]
+    per_reward = {
+        name: np.asarray(function(completions=as_messages, prompts=frame["prompt"].tolist(), **columns), dtype=float)
+        for name, function in zip(reward_params.functions, get_reward_functions(reward_params.functions), strict=True)
+    }
+    weights = reward_params.normalised_weights()
+    total = sum(weight * values for weight, values in zip(weights, per_reward.values(), strict=True))
+    return {
+        "mean_reward": float(np.mean(total)),
+        "rewards": {name: float(values.mean()) for name, values in per_reward.items()},
+        "per_prompt": total.tolist(),
+    }

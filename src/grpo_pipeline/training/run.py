@@ -1,0 +1,138 @@
+"""One GRPO training run: ``trl.GRPOTrainer`` with resume, MLflow streaming, timing and LoRA."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import Dataset
+
+from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.io.checkpoint_dataset import HFCheckpoint
+from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
+from grpo_pipeline.rewards import get_reward_functions
+from grpo_pipeline.training.checkpoints import (
+    CheckpointCompletionCallback,
+    mark_finished,
+    read_marker,
+    resolve_resume_checkpoint,
+    start_fresh,
+)
+from grpo_pipeline.training.mlflow_logging import (
+    MlflowStepMetricsCallback,
+    log_history_to_active_run,
+    tag_active_run,
+)
+from grpo_pipeline.training.trainer import (
+    StepTimer,
+    TimedGRPOTrainer,
+    build_grpo_config,
+    build_lora_config,
+    peak_memory_mb,
+    use_reward_progress_bar,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _trainer_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns GRPOTrainer sees: the prompt and what the rewards read."""
+    return frame.drop(columns=["prompt_text", "prompt_tokens"], errors="ignore")
+
+
+def run_grpo(
+    train_dataset: pd.DataFrame,
+    base_model_path: str,
+    model_params: ModelParams,
+    peft_params: PeftParams | None,
+    training_params: TrainingParams,
+    reward_params: RewardParams,
+    seed: int,
+    seed_config_mapping: list[str] | None = None,
+) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any]]:
+    """Train; return the checkpoint (not yet saved), the per-step metrics and the run's timings.
+
+    With ``peft_params`` TRL wraps the model in LoRA adapters. With ``resume_from_checkpoint: auto`` a
+    run that crashed continues from its newest complete ``checkpoint-N``: the trainer restores
+    weights, optimizer and step, and the new MLflow run is tagged with the crashed one and given its
+    history, so it holds the whole curve.
+    """
+    seed_config_mapping = seed_config_mapping or []
+    reward_functions = get_reward_functions(reward_params.functions)
+    config = build_grpo_config(training_params, reward_params, seed)
+    resume_from = resolve_resume_checkpoint(training_params.resume_from_checkpoint, config.output_dir)
+    if training_params.torch_num_threads:
+        torch.set_num_threads(training_params.torch_num_threads)
+    # rollout_func is opt-in; TRL warns about experimental features we do not use on every run.
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+    tokenizer = load_tokenizer(base_model_path, model_params.revision, model_params.trust_remote_code)
+    policy = load_causal_lm(base_model_path, model_params.revision, model_params.dtype, model_params.trust_remote_code)
+    step_timer = StepTimer()
+    trainer = TimedGRPOTrainer(
+        model=policy,
+        reward_funcs=reward_functions,
+        args=config,
+        train_dataset=Dataset.from_pandas(_trainer_columns(train_dataset), preserve_index=False),
+        processing_class=tokenizer,
+        peft_config=build_lora_config(peft_params) if peft_params else None,
+        callbacks=[step_timer, MlflowStepMetricsCallback(), CheckpointCompletionCallback()],
+    )
+    use_reward_progress_bar(trainer)
+    tag_active_run({f"seed_config.{line.split(':')[0]}": line for line in seed_config_mapping})
+    # Read before training: checkpoint rotation (save_total_limit) may delete the folder during the run.
+    marker = read_marker(resume_from) if resume_from else {"global_step": 0}
+    if resume_from is None:
+        start_fresh(config.output_dir)
+    else:
+        logger.info("Resuming training from %s (global step %d)", resume_from, marker["global_step"])
+        tag_active_run(
+            {
+                "grpo.resumed_from_checkpoint": str(resume_from),
+                "grpo.resumed_from_step": str(marker["global_step"]),
+                "grpo.resumed_from_mlflow_run": str(marker["mlflow_run_id"]),
+            }
+        )
+        log_history_to_active_run(json.loads((resume_from / "trainer_state.json").read_text())["log_history"])
+
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    wall_seconds = time.perf_counter() - started
+    mark_finished(config.output_dir, trainer.state.global_step)
+
+    metrics = pd.DataFrame([entry for entry in trainer.state.log_history if "reward" in entry])
+    metrics = metrics[["step", *[column for column in metrics.columns if column != "step"]]]
+    step_seconds = np.array(step_timer.step_seconds)
+    timing = trainer.generation_timing
+    timings = {
+        "steps": int(trainer.state.global_step),
+        "resumed_from_step": marker["global_step"],
+        "steps_this_run": len(step_seconds),
+        "train_wall_seconds": wall_seconds,
+        "step_seconds_min": float(step_seconds.min()),
+        "step_seconds_median": float(np.median(step_seconds)),
+        "step_seconds_max": float(step_seconds.max()),
+        "generation_seconds": timing.seconds,
+        "generation_share": timing.seconds / step_seconds.sum(),
+        "generated_tokens": timing.completion_tokens,
+        "generated_tokens_per_second": timing.completion_tokens / timing.seconds if timing.seconds else 0.0,
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "total_parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "device": str(trainer.accelerator.device),
+        **peak_memory_mb(),
+    }
+    state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
+    checkpoint = HFCheckpoint(
+        model=trainer.model,
+        tokenizer=tokenizer,
+        trainer_state=state,
+        export_merged=bool(peft_params and peft_params.merge_and_export),
+    )
+    return checkpoint, metrics, timings
