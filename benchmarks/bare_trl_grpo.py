@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from datasets import Dataset, load_dataset
@@ -94,13 +94,17 @@ def main() -> None:
     seen, rows = set(), []
     for record in raw:
         prompt = record["prompt"]
-        messages = [{"role": "user", "content": prompt.strip()}] if isinstance(prompt, str) else prompt
-        key = json.dumps(messages) + record["answer"]
+        if isinstance(prompt, str):
+            messages = [{"role": "user", "content": prompt.strip()}]
+        else:
+            messages = [{"role": message["role"], "content": message["content"].strip()} for message in prompt]
+        key = json.dumps(messages) + "\x00" + record["answer"]
         if key not in seen:
             seen.add(key)
             rows.append({"prompt": messages, "answer": record["answer"]})
-    random.Random(params["seed"]).shuffle(rows)
-    train_rows = rows[params["data"]["eval_size"] :]
+    # The same seeded split as the prepare_prompts node, so both runs train on the same prompts in order.
+    order = np.random.default_rng(params["seed"]).permutation(len(rows))
+    train_rows = [rows[index] for index in order[params["data"]["eval_size"] :]]
 
     if args.random_lfm2_350m:
         from grpo_pipeline.models.lfm2 import ensure_random_lfm2_350m  # noqa: PLC0415 (only this mode needs LFM2)
@@ -138,6 +142,7 @@ def main() -> None:
     config = GRPOConfig(
         **training,
         seed=params["seed"],
+        data_seed=params["seed"],
         report_to="none",
         reward_weights=[weight / sum(weights) for weight in weights],
     )

@@ -23,7 +23,8 @@ def _variants(pipeline: Pipeline) -> list[str]:
 class ParameterValidationHooks:
     """Parse every variant's parameters before the first node runs, so nothing is trained or written on bad input."""
 
-    @hook_impl
+    # tryfirst: before kedro-mlflow's hook opens an MLflow run for a pipeline that will not run.
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         for variant in _variants(pipeline):
             parse_variant_params(catalog.load(f"params:{variant}"), variant)

@@ -109,18 +109,19 @@ def run_grpo(
 
     metrics = pd.DataFrame([entry for entry in trainer.state.log_history if "reward" in entry])
     metrics = metrics[["step", *[column for column in metrics.columns if column != "step"]]]
-    step_seconds = np.array(step_timer.step_seconds)
+    # Zero steps is possible: a run killed after its final checkpoint but before it was marked finished.
+    step_seconds = np.array(step_timer.step_seconds or [0.0])
     timing = trainer.generation_timing
     timings = {
         "steps": int(trainer.state.global_step),
         "resumed_from_step": marker["global_step"],
-        "steps_this_run": len(step_seconds),
+        "steps_this_run": len(step_timer.step_seconds),
         "train_wall_seconds": wall_seconds,
         "step_seconds_min": float(step_seconds.min()),
         "step_seconds_median": float(np.median(step_seconds)),
         "step_seconds_max": float(step_seconds.max()),
         "generation_seconds": timing.seconds,
-        "generation_share": timing.seconds / step_seconds.sum(),
+        "generation_share": timing.seconds / step_seconds.sum() if step_seconds.sum() else 0.0,
         "generated_tokens": timing.completion_tokens,
         "generated_tokens_per_second": timing.completion_tokens / timing.seconds if timing.seconds else 0.0,
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
