@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--random-lfm2-350m", action="store_true", help="build and use a random LFM2-350M")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument(
+        "--mlflow-uri", default=None, help="track with TRL's own MLflow integration (report_to=mlflow) at this URI"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -138,12 +141,15 @@ def main() -> None:
             task_type="CAUSAL_LM",
         )
 
+    if args.mlflow_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = args.mlflow_uri
+        os.environ["MLFLOW_EXPERIMENT_NAME"] = "bare_trl_grpo"
     weights = params["reward"]["weights"]
     config = GRPOConfig(
         **training,
         seed=params["seed"],
         data_seed=params["seed"],
-        report_to="none",
+        report_to="mlflow" if args.mlflow_uri else "none",
         reward_weights=[weight / sum(weights) for weight in weights],
     )
     trainer = GRPOTrainer(
