@@ -40,7 +40,7 @@ def build_grpo_config(training: TrainingParams, reward: RewardParams, seed: int)
             reward_weights=reward.normalised_weights(),
             seed=seed,
             data_seed=seed,
-            report_to="none",  # metrics reach MLflow through the catalog, see MlflowStepMetricsDataset
+            report_to="none",  # metrics reach MLflow batched, see training/mlflow_logging.py
             save_only_model=False,
         )
     except TypeError as error:
