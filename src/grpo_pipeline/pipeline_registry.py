@@ -1,10 +1,10 @@
-"""The project's pipelines: one GRPO pipeline instantiated per variant, plus its stage slices."""
+"""The project's pipelines: one GRPO pipeline instantiated per variant, its stage slices, and compare_runs."""
 
 from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from grpo_pipeline.pipelines import grpo
+from grpo_pipeline.pipelines import compare_runs, grpo
 
 VARIANTS = ("debug", "full", "lora")
 
@@ -16,5 +16,6 @@ def register_pipelines() -> dict[str, Pipeline]:
         pipelines[f"grpo_{variant}"] = variant_pipeline
         for stage in grpo.STAGES:
             pipelines[f"grpo_{variant}_{stage}"] = variant_pipeline.only_nodes_with_tags(stage)
+    pipelines["compare_runs"] = compare_runs.create_pipeline()
     pipelines["__default__"] = pipelines["grpo_debug"]
     return pipelines

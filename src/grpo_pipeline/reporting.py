@@ -100,3 +100,20 @@ def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> plt.F
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def comparison_figure(runs: list[dict[str, Any]]) -> plt.Figure:
+    """Every run's reward curve on one axis, labelled by run name and id."""
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for run in runs:
+        if run["reward_history"]:
+            steps, values = zip(*run["reward_history"], strict=True)
+            axis.plot(steps, values, linewidth=1.6, label=run["label"])
+    axis.set_xlabel("training step")
+    axis.set_ylabel("reward (weighted, in [0, 1])")
+    axis.set_ylim(-0.05, 1.05)
+    axis.set_title("GRPO reward curves")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return figure

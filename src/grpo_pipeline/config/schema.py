@@ -165,6 +165,15 @@ class VariantParams(_Section):
     benchmark: BenchmarkParams
 
 
+class CompareRunsParams(_Section):
+    """Which runs `kedro run --pipelines=compare_runs` reads back from MLflow."""
+
+    experiment_name: str = "grpo_pipeline"
+    run_ids: list[str] = Field(default_factory=list, description="compare exactly these runs (overrides the rest)")
+    pipelines: list[str] = Field(default_factory=lambda: ["grpo_debug", "grpo_full", "grpo_lora"])
+    latest_per_pipeline: int = Field(1, gt=0, description="how many of each pipeline's newest finished runs")
+
+
 class ParameterError(ValueError):
     """Bad parameters: the message names each offending key, its value and what is allowed."""
 
