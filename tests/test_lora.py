@@ -19,7 +19,7 @@ PEFT = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-lin
 @pytest.fixture(scope="module")
 def lora_checkpoint(tiny_model_dir: Path, datasets: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     output = tmp_path_factory.mktemp("lora")
-    checkpoint, _, timings = train_grpo(
+    checkpoint, _, timings, _ = train_grpo(
         datasets[0],
         str(tiny_model_dir),
         {"name_or_path": str(tiny_model_dir)},

@@ -61,6 +61,13 @@ def test_mlflow_store_holds_the_run(debug_run: Run) -> None:
     assert run.data.params["debug.model.build_tiny.hidden_size"] == "128"
     artifacts = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "reports")}
     assert {"validation_report.json", "validation_report.md", "benchmark.csv", "reward_curve.png"} <= artifacts
+    completions = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "completions")}
+    assert completions == {"training_completions.json", "training_completions.html"}
+    samples = json.loads((project / "data/08_reporting/debug/training_completions.json").read_text())
+    assert [sample["step"] for sample in samples] == [
+        step for step in (1, 10, 20, 30, 40, 50, 60, 70, 80) for _ in range(4)
+    ]
+    assert "<table" in (project / "data/08_reporting/debug/training_completions.html").read_text()
 
 
 def test_all_variants_and_stages_are_registered() -> None:

@@ -36,7 +36,7 @@ def trained(
     tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
 ):
     output = tmp_path_factory.mktemp("train")
-    checkpoint, metrics, timings = train_grpo(
+    checkpoint, metrics, timings, samples = train_grpo(
         datasets[0],
         str(tiny_model_dir),
         {"name_or_path": str(tiny_model_dir)},
@@ -47,11 +47,11 @@ def trained(
     )
     dataset = HFCheckpointDataset(path=str(output / "checkpoint"))
     dataset.save(checkpoint)
-    return dataset, checkpoint, metrics, timings
+    return dataset, checkpoint, metrics, timings, samples
 
 
 def test_training_records_per_step_metrics(trained: Any) -> None:
-    _, checkpoint, metrics, timings = trained
+    _, checkpoint, metrics, timings, _ = trained
     assert metrics["step"].tolist() == [1, 2, 3, 4]
     for column in (
         "reward",
@@ -78,7 +78,7 @@ def test_training_changes_the_weights(trained: Any, tiny_model_dir: Path) -> Non
 
 
 def test_kl_is_logged_when_beta_is_positive(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
-    _, metrics, _ = train_grpo(
+    _, metrics, _, _ = train_grpo(
         datasets[0],
         str(tiny_model_dir),
         {"name_or_path": "x"},
@@ -160,7 +160,7 @@ def test_unknown_reward_fails_before_loading_a_model(datasets: Any, tmp_path: Pa
 
 def test_trains_on_text_prompts(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
     text_dataset = datasets[0].assign(prompt=datasets[0]["prompt_text"])
-    _, metrics, _ = train_grpo(
+    _, metrics, _, _ = train_grpo(
         text_dataset,
         str(tiny_model_dir),
         {"name_or_path": "x"},
@@ -171,3 +171,14 @@ def test_trains_on_text_prompts(tiny_model_dir: Path, datasets: Any, tmp_path: P
     )
     assert metrics["step"].tolist() == [1, 2]
     assert metrics["completions/mean_length"].gt(0).all()
+
+
+def test_training_keeps_sample_completions_with_their_rewards(trained: Any) -> None:
+    samples = trained[4]
+    # every 10 steps and at step 1; the fixture trains 4 steps
+    assert {sample["step"] for sample in samples} == {1}
+    assert len(samples) == 4
+    for sample in samples:
+        assert sample["prompt"].startswith("What is ")
+        assert {"completion", "accuracy_reward", "format_reward", "length_reward", "advantage"} <= set(sample)
+        assert sample["format_reward"] == pytest.approx(format_reward([sample["completion"]])[0], abs=1e-4)

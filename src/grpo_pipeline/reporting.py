@@ -117,3 +117,16 @@ def comparison_figure(runs: list[dict[str, Any]]) -> plt.Figure:
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def completion_samples_html(samples: list[dict[str, Any]]) -> str:
+    """A standalone HTML page: one row per sampled completion, with its step and per-reward scores."""
+    frame = pd.DataFrame(samples)
+    table = frame.to_html(index=False, escape=True, border=0) if not frame.empty else "<p>No samples were kept.</p>"
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>GRPO completions</title>"
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;white-space:pre-wrap}</style></head><body>"
+        f"<h1>Sample completions during training</h1><p>{len(samples)} completions.</p>"
+        f"{table}</body></html>\n"
+    )

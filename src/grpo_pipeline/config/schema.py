@@ -117,6 +117,8 @@ class TrainingParams(_Section):
     use_cpu: bool = False
     activation_checkpointing: bool = False
     torch_num_threads: int | None = Field(None, gt=0)
+    completion_samples_every: int = Field(10, gt=0, description="keep sample completions every this many steps")
+    completion_samples_per_step: int = Field(4, ge=0, description="how many completions (with rewards) to keep")
     grpo_config_overrides: dict[str, Any] = Field(
         default_factory=dict, description="further trl.GRPOConfig fields, passed through unchanged"
     )

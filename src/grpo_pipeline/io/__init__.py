@@ -5,8 +5,8 @@ from grpo_pipeline.io.prompt_dataset import PromptJSONLinesDataset
 from grpo_pipeline.io.report_datasets import (
     CSVTableDataset,
     JSONReportDataset,
-    MarkdownReportDataset,
     PNGFigureDataset,
+    TextReportDataset,
 )
 
 __all__ = [
@@ -14,7 +14,7 @@ __all__ = [
     "HFCheckpoint",
     "HFCheckpointDataset",
     "JSONReportDataset",
-    "MarkdownReportDataset",
     "PNGFigureDataset",
     "PromptJSONLinesDataset",
+    "TextReportDataset",
 ]

@@ -36,8 +36,8 @@ class JSONReportDataset(_AtomicFileDataset):
         atomic_write_text(self._filepath, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-class MarkdownReportDataset(_AtomicFileDataset):
-    """A string saved as a markdown (or any text) file."""
+class TextReportDataset(_AtomicFileDataset):
+    """A string saved as a text file: markdown, HTML, ..."""
 
     def load(self) -> str:
         return Path(self._filepath).read_text(encoding="utf-8")

@@ -56,8 +56,8 @@ def run_grpo(
     reward_params: RewardParams,
     seed: int,
     seed_config_mapping: list[str] | None = None,
-) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any]]:
-    """Train; return the checkpoint (not yet saved), the per-step metrics and the run's timings.
+) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
+    """Train; return the checkpoint (not yet saved), per-step metrics, timings and sample completions.
 
     With ``peft_params`` TRL wraps the model in LoRA adapters. With ``resume_from_checkpoint: auto`` a
     run that crashed continues from its newest complete ``checkpoint-N``: the trainer restores
@@ -84,6 +84,8 @@ def run_grpo(
         processing_class=tokenizer,
         peft_config=build_lora_config(peft_params) if peft_params else None,
         callbacks=[step_timer, MlflowStepMetricsCallback(), CheckpointCompletionCallback()],
+        samples_every=training_params.completion_samples_every,
+        samples_per_step=training_params.completion_samples_per_step,
     )
     use_reward_progress_bar(trainer)
     tag_active_run({f"seed_config.{line.split(':')[0]}": line for line in seed_config_mapping})
@@ -136,4 +138,4 @@ def run_grpo(
         trainer_state=state,
         export_merged=bool(peft_params and peft_params.merge_and_export),
     )
-    return checkpoint, metrics, timings
+    return checkpoint, metrics, timings, trainer.completion_samples

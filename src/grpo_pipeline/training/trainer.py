@@ -20,7 +20,14 @@ from grpo_pipeline.config.schema import PeftParams, RewardParams, TrainingParams
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 # Fields of TrainingParams that the project handles itself rather than passing to GRPOConfig.
-_PROJECT_FIELDS = {"grpo_config_overrides", "torch_num_threads", "resume_from_checkpoint", "seed_config"}
+_PROJECT_FIELDS = {
+    "grpo_config_overrides",
+    "torch_num_threads",
+    "resume_from_checkpoint",
+    "seed_config",
+    "completion_samples_every",
+    "completion_samples_per_step",
+}
 _TYPED_FIELDS = set(TrainingParams.model_fields) - _PROJECT_FIELDS
 
 
@@ -56,12 +63,46 @@ class GenerationTiming:
     calls: int = 0
 
 
-class TimedGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` that measures the wall time and token count of its generation phase."""
+def _text(value: Any) -> str:
+    """A prompt or completion as text: the last message's content for conversational data."""
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        return str(value[-1].get("content", ""))
+    return str(value)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class TimedGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` that times its generation phase and keeps sample completions with their rewards.
+
+    Every ``samples_every`` steps it copies ``samples_per_step`` of the completions the step just
+    scored (prompt, completion, each reward, advantage) from TRL's own ``_logs`` buffer.
+    """
+
+    def __init__(self, *args: Any, samples_every: int = 10, samples_per_step: int = 4, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.generation_timing = GenerationTiming()
+        self.samples_every = samples_every
+        self.samples_per_step = samples_per_step
+        self.completion_samples: list[dict[str, Any]] = []
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        step = self.state.global_step
+        # Only logs of freshly scored steps: the closing summary log (train_runtime, ...) has no reward yet.
+        fresh = bool(self._metrics["train"].get("reward"))
+        if fresh and self.samples_per_step and (step == 1 or step % self.samples_every == 0):
+            rewards = {name: list(values) for name, values in self._logs["rewards"].items()}
+            for index, (prompt, completion) in enumerate(
+                list(zip(self._logs["prompt"], self._logs["completion"], strict=False))[: self.samples_per_step]
+            ):
+                self.completion_samples.append(
+                    {
+                        "step": step,
+                        "prompt": _text(prompt),
+                        "completion": _text(completion),
+                        **{name: round(values[index], 4) for name, values in rewards.items()},
+                        "advantage": round(self._logs["advantages"][index], 4),
+                    }
+                )
+        super().log(logs, start_time)
 
     def _generate(self, prompts: list) -> tuple:
         started = time.perf_counter()

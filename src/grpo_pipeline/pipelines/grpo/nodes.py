@@ -28,6 +28,7 @@ from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
 from grpo_pipeline.reporting import (
     benchmark_markdown,
+    completion_samples_html,
     reward_curve_figure,
     validation_markdown,
 )
@@ -189,8 +190,8 @@ def train_grpo(
     training: dict[str, Any],
     reward: dict[str, Any],
     seed: int,
-) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any]]:
-    """Fine-tune the base model with ``trl.GRPOTrainer``; return the checkpoint, step metrics and timings.
+) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
+    """Fine-tune the base model with ``trl.GRPOTrainer``; return checkpoint, step metrics, timings, samples.
 
     ``peft`` set (the lora variant) trains LoRA adapters; ``training.resume_from_checkpoint: auto``
     continues a crashed run (see grpo_pipeline/training/run.py).
@@ -341,3 +342,8 @@ def benchmark_run(
     }
     table = pd.DataFrame([row])
     return table, benchmark_markdown(table)
+
+
+def render_completion_samples(training_completions: list[dict[str, Any]]) -> str:
+    """The sampled completions as an HTML table a person can read in MLflow's artifact viewer."""
+    return completion_samples_html(training_completions)

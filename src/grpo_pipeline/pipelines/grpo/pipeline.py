@@ -45,7 +45,7 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
                     "params:reward",
                     "params:seed",
                 ],
-                outputs=["checkpoint", "training_metrics", "training_timings"],
+                outputs=["checkpoint", "training_metrics", "training_timings", "training_completions"],
                 name="train_grpo",
                 tags="train",
             ),
@@ -68,6 +68,13 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
                 inputs=["training_metrics", "params:reward"],
                 outputs="reward_curve",
                 name="plot_reward_curve",
+                tags="report",
+            ),
+            Node(
+                nodes.render_completion_samples,
+                inputs="training_completions",
+                outputs="training_completions_html",
+                name="render_completion_samples",
                 tags="report",
             ),
             Node(
