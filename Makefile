@@ -16,7 +16,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint viz mlflow-ui benchmark clean
+.PHONY: setup chromium run test lint viz mlflow-ui benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -39,7 +39,13 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/kedro run --pipelines=$(PIPELINE)
 
-test: setup
+# The kedro-viz browser test renders the pipeline graph in Debian's headless Chromium.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "Install Debian's chromium package (sudo apt-get install chromium) for the kedro-viz browser test"; exit 1; }
+
+test: setup chromium
 	$(BIN)/python -m pytest
 
 lint: setup
