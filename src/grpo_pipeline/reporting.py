@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: figures are only ever written to files
-
-import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -75,8 +71,10 @@ def benchmark_markdown(table: pd.DataFrame) -> str:
     return "# GRPO benchmark\n\n" + markdown_table(table) + "\n"
 
 
-def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> plt.Figure:
-    figure, axis = plt.subplots(figsize=(8, 4.5))
+def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> Figure:
+    # A pyplot-free Figure: no global figure state and no GUI backend, in a worker or a notebook alike.
+    figure = Figure(figsize=(8, 4.5))
+    axis = figure.subplots()
     steps = metrics["step"]
     axis.plot(steps, metrics["reward"], color="black", linewidth=2, label="reward (weighted)")
     if "reward_std" in metrics:
@@ -102,9 +100,11 @@ def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> plt.F
     return figure
 
 
-def comparison_figure(runs: list[dict[str, Any]]) -> plt.Figure:
+def comparison_figure(runs: list[dict[str, Any]]) -> Figure:
     """Every run's reward curve on one axis, labelled by run name and id."""
-    figure, axis = plt.subplots(figsize=(8, 4.5))
+    # A pyplot-free Figure: no global figure state and no GUI backend, in a worker or a notebook alike.
+    figure = Figure(figsize=(8, 4.5))
+    axis = figure.subplots()
     for run in runs:
         if run["reward_history"]:
             steps, values = zip(*run["reward_history"], strict=True)

@@ -18,5 +18,6 @@ def copy_project(source: Path, destination: Path) -> Path:
     (destination / "conf" / "local").mkdir(parents=True)
     shutil.copytree(source / "data" / "01_raw", destination / "data" / "01_raw")
     shutil.copytree(source / "configs", destination / "configs")
+    shutil.copytree(source / "notebooks", destination / "notebooks")
     shutil.copytree(source / "src", destination / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return destination

@@ -7,7 +7,6 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from kedro.io import AbstractDataset
 
@@ -61,7 +60,7 @@ class CSVTableDataset(_AtomicFileDataset):
 
 
 class PNGFigureDataset(_AtomicFileDataset):
-    """A matplotlib figure saved as PNG; the figure is closed after saving."""
+    """A matplotlib figure saved as PNG."""
 
     def load(self) -> bytes:
         return Path(self._filepath).read_bytes()
@@ -69,5 +68,4 @@ class PNGFigureDataset(_AtomicFileDataset):
     def save(self, data: Any) -> None:
         buffer = io.BytesIO()
         data.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-        plt.close(data)
         atomic_write_bytes(self._filepath, buffer.getvalue())
