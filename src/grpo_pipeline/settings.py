@@ -1,5 +1,6 @@
 """Kedro project settings: https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
 
+import os
 import warnings
 
 from kedro.config import OmegaConfigLoader
@@ -29,3 +30,8 @@ for _message in (
     r"Add type hints to the `predict` method",
 ):
     warnings.filterwarnings("ignore", message=_message)
+
+# transformers' per-file bars ("Loading weights", "Writing model shards") repeat for every model the
+# pipeline loads or saves; the training progress bar is the one a person follows. Read by
+# huggingface_hub when first imported, which the pipelines do after this module.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
