@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 from kedro.io import AbstractDataset
+from kedro_datasets._typing import TablePreview
 
 from grpo_pipeline.atomic import atomic_write_bytes, atomic_write_text
 
@@ -54,9 +55,9 @@ class CSVTableDataset(_AtomicFileDataset):
     def save(self, data: pd.DataFrame) -> None:
         atomic_write_text(self._filepath, data.to_csv(index=False))
 
-    def preview(self, nrows: int = 20) -> dict[str, Any]:
-        """Table preview for kedro-viz."""
-        return self.load().head(nrows).to_dict(orient="split")
+    def preview(self, nrows: int = 5) -> TablePreview:
+        """Table preview for kedro-viz (the return annotation tells it to render a table)."""
+        return TablePreview(self.load().head(nrows).to_dict(orient="split"))
 
 
 class PNGFigureDataset(_AtomicFileDataset):
