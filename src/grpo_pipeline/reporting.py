@@ -71,10 +71,27 @@ def benchmark_markdown(table: pd.DataFrame) -> str:
     return "# GRPO benchmark\n\n" + markdown_table(table) + "\n"
 
 
-def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> Figure:
+def _reward_axes(title: str, ylabel: str) -> tuple[Figure, Any]:
+    """Axes for rewards in [0, 1] over training steps."""
     # A pyplot-free Figure: no global figure state and no GUI backend, in a worker or a notebook alike.
     figure = Figure(figsize=(8, 4.5))
     axis = figure.subplots()
+    axis.set_xlabel("training step")
+    axis.set_ylabel(ylabel)
+    axis.set_ylim(-0.05, 1.05)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    return figure, axis
+
+
+def _with_legend(figure: Figure, axis: Any) -> Figure:
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> Figure:
+    figure, axis = _reward_axes("GRPO training reward", "reward")
     steps = metrics["step"]
     axis.plot(steps, metrics["reward"], color="black", linewidth=2, label="reward (weighted)")
     if "reward_std" in metrics:
@@ -90,33 +107,17 @@ def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> Figur
         column = f"rewards/{name}_reward/mean" if f"rewards/{name}_reward/mean" in metrics else f"rewards/{name}/mean"
         if column in metrics:
             axis.plot(steps, metrics[column], linewidth=1.2, label=f"{name} (mean)")
-    axis.set_xlabel("training step")
-    axis.set_ylabel("reward")
-    axis.set_ylim(-0.05, 1.05)
-    axis.set_title("GRPO training reward")
-    axis.grid(alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    return figure
+    return _with_legend(figure, axis)
 
 
 def comparison_figure(runs: list[dict[str, Any]]) -> Figure:
     """Every run's reward curve on one axis, labelled by run name and id."""
-    # A pyplot-free Figure: no global figure state and no GUI backend, in a worker or a notebook alike.
-    figure = Figure(figsize=(8, 4.5))
-    axis = figure.subplots()
+    figure, axis = _reward_axes("GRPO reward curves", "reward (weighted, in [0, 1])")
     for run in runs:
         if run["reward_history"]:
             steps, values = zip(*run["reward_history"], strict=True)
             axis.plot(steps, values, linewidth=1.6, label=run["label"])
-    axis.set_xlabel("training step")
-    axis.set_ylabel("reward (weighted, in [0, 1])")
-    axis.set_ylim(-0.05, 1.05)
-    axis.set_title("GRPO reward curves")
-    axis.grid(alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    return figure
+    return _with_legend(figure, axis)
 
 
 def completion_samples_html(samples: list[dict[str, Any]]) -> str:
