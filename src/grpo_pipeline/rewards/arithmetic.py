@@ -11,7 +11,6 @@ import re
 from typing import Any
 
 _INTEGER = re.compile(r"-?\d+")
-_BARE_INTEGER = re.compile(r"-?\d+")
 
 
 def completion_text(completion: str | list[dict[str, Any]]) -> str:
@@ -39,7 +38,7 @@ def format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     rewards = []
     for completion in completions:
         text = completion_text(completion).strip()
-        if _BARE_INTEGER.fullmatch(text):
+        if _INTEGER.fullmatch(text):
             rewards.append(1.0)
         elif text:
             digits = sum(character.isdigit() for character in text)

@@ -60,7 +60,6 @@ def build_grpo_config(training: TrainingParams, reward: RewardParams, seed: int)
 class GenerationTiming:
     seconds: float = 0.0
     completion_tokens: int = 0
-    calls: int = 0
 
 
 def _text(value: Any) -> str:
@@ -109,7 +108,6 @@ class TimedGRPOTrainer(GRPOTrainer):
         output = super()._generate(prompts)
         self.generation_timing.seconds += time.perf_counter() - started
         self.generation_timing.completion_tokens += sum(len(ids) for ids in output[1])
-        self.generation_timing.calls += 1
         return output
 
 
