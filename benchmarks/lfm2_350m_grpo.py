@@ -20,7 +20,7 @@ import pandas as pd
 
 from grpo_pipeline.models.lfm2 import ensure_random_lfm2_350m
 from grpo_pipeline.reporting import markdown_table
-from grpo_pipeline.sandbox import copy_project
+from grpo_pipeline.sandbox import copy_project, params_option
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -38,7 +38,7 @@ def overrides(variant: str, model: Path, steps: int, completion_length: int, thr
         "training.save_strategy": "no",
         "formatting.max_prompt_length": 64,
     }
-    return "--params=" + ",".join(f"{variant}.{key}={value}" for key, value in values.items())
+    return params_option(variant, values)
 
 
 def main() -> None:

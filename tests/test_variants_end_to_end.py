@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
+from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.checkpoints import complete_checkpoints
 from tests.conftest import KEDRO, copy_project, run_kedro
 
@@ -34,7 +35,7 @@ def tiny_overrides(variant: str, **extra: object) -> str:
         "validation.max_new_tokens": 8,
         **extra,
     }
-    return "--params=" + ",".join(f"{variant}.{key}={value}" for key, value in values.items())
+    return params_option(variant, values)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 PROJECT_FILES = ("pyproject.toml", ".telemetry")
 
@@ -21,3 +22,8 @@ def copy_project(source: Path, destination: Path) -> Path:
     shutil.copytree(source / "notebooks", destination / "notebooks")
     shutil.copytree(source / "src", destination / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return destination
+
+
+def params_option(variant: str, values: dict[str, Any]) -> str:
+    """``--params=`` overriding ``values`` (dotted keys) under one variant's namespace."""
+    return "--params=" + ",".join(f"{variant}.{key}={value}" for key, value in values.items())
