@@ -117,6 +117,21 @@ class TrainingParams(_Section):
     use_cpu: bool = False
     activation_checkpointing: bool = False
     torch_num_threads: int | None = Field(None, gt=0)
+    use_vllm: bool = Field(False, description="generate with vLLM (pip install -e '.[vllm]') instead of model.generate")
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate", description="colocate: vLLM inside each training process; server: a `trl vllm-serve` process"
+    )
+    vllm_server_host: str = "127.0.0.1"
+    vllm_server_port: int = Field(8000, gt=0, lt=65536)
+    vllm_server_timeout: float = Field(240.0, gt=0, description="seconds to wait for the server to answer")
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="colocate: GPU share vLLM may take")
+    vllm_tensor_parallel_size: int = Field(1, gt=0)
+    vllm_max_model_length: int | None = Field(None, gt=0)
+    vllm_enable_sleep_mode: bool = False
+    rollout_func: str | None = Field(
+        None,
+        description="import path ('package.module:function') of a custom rollout, see training/rollouts.py",
+    )
     completion_samples_every: int = Field(10, gt=0, description="keep sample completions every this many steps")
     completion_samples_per_step: int = Field(4, ge=0, description="how many completions (with rewards) to keep")
     grpo_config_overrides: dict[str, Any] = Field(
@@ -129,6 +144,15 @@ class TrainingParams(_Section):
         # `--params=...save_strategy=no` reaches us as False: YAML 1.1 reads a bare `no` as a boolean.
         return "no" if value is False else value
 
+    @field_validator("rollout_func")
+    @classmethod
+    def _rollout_func_imports(cls, value: str | None) -> str | None:
+        if value is not None:
+            from grpo_pipeline.training.rollouts import load_rollout_func  # noqa: PLC0415 (imports TRL)
+
+            load_rollout_func(value)
+        return value
+
     @model_validator(mode="after")
     def _group_divides_batch(self) -> TrainingParams:
         generation_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
@@ -138,6 +162,19 @@ class TrainingParams(_Section):
                 f"gradient_accumulation_steps = {generation_batch}; pick a batch that is a multiple of it"
             )
         return self
+
+
+class DistributedParams(_Section):
+    """More than one training process: ``accelerate launch`` runs the trainer, see training/distributed.py."""
+
+    num_processes: int = Field(1, gt=0, description="1 trains in the Kedro process; more launches accelerate")
+    accelerate_config: str | None = Field(
+        None, description="an accelerate config file (e.g. conf/gpu/accelerate/zero2.yaml); null: plain DDP"
+    )
+    main_process_port: int | None = Field(None, gt=0, lt=65536, description="null picks a free port")
+    num_cpu_threads_per_process: int | None = Field(
+        None, gt=0, description="torch threads per process on CPU; null splits the machine's cores"
+    )
 
 
 class ValidationParams(_Section):
@@ -163,6 +200,7 @@ class VariantParams(_Section):
     formatting: FormattingParams
     reward: RewardParams
     training: TrainingParams
+    distributed: DistributedParams = Field(default_factory=DistributedParams)
     validation: ValidationParams
     benchmark: BenchmarkParams
 

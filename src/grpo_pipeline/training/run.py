@@ -30,6 +30,7 @@ from grpo_pipeline.training.mlflow_logging import (
     log_history_to_active_run,
     tag_active_run,
 )
+from grpo_pipeline.training.rollouts import load_rollout_func
 from grpo_pipeline.training.trainer import (
     StepTimer,
     TimedGRPOTrainer,
@@ -70,7 +71,7 @@ def run_grpo(
     resume_from = resolve_resume_checkpoint(training_params.resume_from_checkpoint, config.output_dir)
     if training_params.torch_num_threads:
         torch.set_num_threads(training_params.torch_num_threads)
-    # rollout_func is opt-in; TRL warns about experimental features we do not use on every run.
+    # TRL flags rollout_func as experimental on every run; the project pins TRL 1.16's contract instead.
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
     tokenizer = load_tokenizer(base_model_path, model_params.revision, model_params.trust_remote_code)
@@ -83,6 +84,7 @@ def run_grpo(
         train_dataset=Dataset.from_pandas(_trainer_columns(train_dataset), preserve_index=False),
         processing_class=tokenizer,
         peft_config=build_lora_config(peft_params) if peft_params else None,
+        rollout_func=load_rollout_func(training_params.rollout_func) if training_params.rollout_func else None,
         callbacks=[step_timer, MlflowStepMetricsCallback(), CheckpointCompletionCallback()],
         samples_every=training_params.completion_samples_every,
         samples_per_step=training_params.completion_samples_per_step,

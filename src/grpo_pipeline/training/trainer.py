@@ -27,6 +27,7 @@ _PROJECT_FIELDS = {
     "seed_config",
     "completion_samples_every",
     "completion_samples_per_step",
+    "rollout_func",
 }
 _TYPED_FIELDS = set(TrainingParams.model_fields) - _PROJECT_FIELDS
 
