@@ -12,6 +12,7 @@ from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
 from grpo_pipeline.config.params import parse_variant_params
+from grpo_pipeline.training.vllm_preflight import check_vllm_generation
 
 logger = logging.getLogger(__name__)
 
@@ -21,13 +22,19 @@ def _variants(pipeline: Pipeline) -> list[str]:
 
 
 class ParameterValidationHooks:
-    """Parse every variant's parameters before the first node runs, so nothing is trained or written on bad input."""
+    """Parse every variant's parameters (and check vLLM when asked for) before the first node runs.
+
+    Nothing is trained or written on bad input, and a vLLM server that is not up fails the run at once.
+    """
 
     # tryfirst: before kedro-mlflow's hook opens an MLflow run for a pipeline that will not run.
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        node_names = {node.name for node in pipeline.nodes}
         for variant in _variants(pipeline):
-            parse_variant_params(catalog.load(f"params:{variant}"), variant)
+            params = parse_variant_params(catalog.load(f"params:{variant}"), variant)
+            if f"{variant}.train_grpo" in node_names:
+                check_vllm_generation(params.training, params.model.name_or_path, variant)
 
 
 class RunSummaryHooks:

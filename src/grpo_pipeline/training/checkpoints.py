@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -81,11 +80,13 @@ def read_marker(checkpoint: Path) -> dict[str, Any]:
 class CheckpointCompletionCallback(TrainerCallback):
     """Marks each ``checkpoint-N`` complete once saved, recording the step and the MLflow run."""
 
+    def __init__(self, mlflow_run_id: str | None) -> None:
+        self.mlflow_run_id = mlflow_run_id
+
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if folder.is_dir():
-            run = mlflow.active_run()
-            marker = {"global_step": state.global_step, "mlflow_run_id": run.info.run_id if run else None}
+            marker = {"global_step": state.global_step, "mlflow_run_id": self.mlflow_run_id}
             atomic_write_text(folder / COMPLETE_MARKER, json.dumps(marker) + "\n")

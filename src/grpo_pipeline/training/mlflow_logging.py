@@ -1,4 +1,7 @@
-"""Per-step training metrics streamed to the active MLflow run while training runs.
+"""Per-step training metrics streamed to an MLflow run while training runs.
+
+Everything here takes the run id explicitly: under ``accelerate launch`` the training processes are not
+the Kedro process that opened the run, and only rank 0 writes to it.
 
 Streaming (rather than logging once at the end) shows live curves and keeps the history of a run
 that crashes, which a resumed run links back to.
@@ -12,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
@@ -46,9 +49,8 @@ class MlflowStepMetricsCallback(TrainerCallback):
     loses at most ``flush_seconds`` of history, which the resumed run restores from its checkpoint.
     """
 
-    def __init__(self, flush_seconds: float = 5.0) -> None:
-        run = mlflow.active_run()
-        self.run_id = run.info.run_id if run else None
+    def __init__(self, run_id: str | None, flush_seconds: float = 5.0) -> None:
+        self.run_id = run_id
         self.flush_seconds = flush_seconds
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
@@ -81,13 +83,17 @@ class MlflowStepMetricsCallback(TrainerCallback):
         self.flush()
 
 
-def tag_active_run(tags: dict[str, str]) -> None:
-    if mlflow.active_run() is not None and tags:
-        mlflow.set_tags(tags)
-
-
-def log_history_to_active_run(log_history: list[dict[str, Any]]) -> None:
-    """Log earlier steps (from a checkpoint's trainer state) so a resumed run's history starts at step 1."""
+def active_run_id() -> str | None:
     run = mlflow.active_run()
-    if run is not None:
-        log_metrics(run.info.run_id, metrics_of(entry for entry in log_history if "reward" in entry))
+    return run.info.run_id if run else None
+
+
+def tag_run(run_id: str | None, tags: dict[str, str]) -> None:
+    if run_id and tags:
+        MlflowClient().log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()], synchronous=True)
+
+
+def log_history(run_id: str | None, history: list[dict[str, Any]]) -> None:
+    """Log earlier steps (from a checkpoint's trainer state) so a resumed run's history starts at step 1."""
+    if run_id:
+        log_metrics(run_id, metrics_of(entry for entry in history if "reward" in entry))

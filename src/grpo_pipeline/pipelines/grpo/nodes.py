@@ -7,6 +7,7 @@ import logging
 import math
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 
@@ -14,6 +15,7 @@ from grpo_pipeline.config.params import parse_training_params
 from grpo_pipeline.config.schema import (
     BenchmarkParams,
     DataParams,
+    DistributedParams,
     FormattingParams,
     ModelParams,
     PeftParams,
@@ -32,6 +34,8 @@ from grpo_pipeline.reporting import (
     reward_curve_figure,
     validation_markdown,
 )
+from grpo_pipeline.training.distributed import launch_training
+from grpo_pipeline.training.mlflow_logging import active_run_id
 from grpo_pipeline.training.run import run_grpo
 
 logger = logging.getLogger(__name__)
@@ -190,14 +194,17 @@ def train_grpo(
     training: dict[str, Any],
     reward: dict[str, Any],
     seed: int,
+    distributed: dict[str, Any] | None = None,
 ) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
     """Fine-tune the base model with ``trl.GRPOTrainer``; return checkpoint, step metrics, timings, samples.
 
     ``peft`` set (the lora variant) trains LoRA adapters; ``training.resume_from_checkpoint: auto``
-    continues a crashed run (see grpo_pipeline/training/run.py).
+    continues a crashed run (see grpo_pipeline/training/run.py); ``distributed.num_processes`` > 1
+    trains under ``accelerate launch`` (see grpo_pipeline/training/distributed.py).
     """
     training_params, seed_config_mapping = parse_training_params(training)
-    return run_grpo(
+    distributed_params = parse_section(DistributedParams, distributed, "distributed")
+    arguments = (
         train_dataset,
         base_model_path,
         parse_section(ModelParams, model, "model"),
@@ -207,6 +214,9 @@ def train_grpo(
         seed,
         seed_config_mapping,
     )
+    if distributed_params.num_processes > 1:
+        return launch_training(*arguments, distributed_params, mlflow.get_tracking_uri(), active_run_id())
+    return run_grpo(*arguments, active_run_id())
 
 
 def validate_checkpoint(

@@ -44,6 +44,7 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
                     "params:training",
                     "params:reward",
                     "params:seed",
+                    "params:distributed",
                 ],
                 outputs=["checkpoint", "training_metrics", "training_timings", "training_completions"],
                 name="train_grpo",

@@ -1,0 +1,54 @@
+"""One training process under ``accelerate launch``: ``python -m grpo_pipeline.training.worker JOB.json``.
+
+Started by :func:`grpo_pipeline.training.distributed.launch_training`; every rank trains, rank 0 alone
+writes MLflow records, recovery-checkpoint markers and the results the Kedro node reads back.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.training.distributed import TrainingJob, write_results
+from grpo_pipeline.training.run import train
+
+
+def main(job_file: str) -> None:
+    job = TrainingJob.read(Path(job_file))
+    is_rank_zero = int(os.environ.get("RANK", "0")) == 0
+    if is_rank_zero and job.mlflow_tracking_uri:
+        mlflow.set_tracking_uri(job.mlflow_tracking_uri)
+    run = train(
+        pd.read_json(job.train_dataset, orient="records", lines=True, dtype=False),
+        job.base_model_path,
+        ModelParams.model_validate(job.model),
+        PeftParams.model_validate(job.peft) if job.peft else None,
+        TrainingParams.model_validate(job.training),
+        RewardParams.model_validate(job.reward),
+        job.seed,
+        job.seed_config_mapping,
+        job.mlflow_run_id if is_rank_zero else None,
+    )
+    model_dir = Path(job.result_dir).with_name("saved_model")
+    # Every rank takes part: under ZeRO-3 or FSDP saving gathers the sharded weights.
+    run.trainer.save_model(str(model_dir))
+    if run.trainer.accelerator.is_main_process:
+        write_results(
+            Path(job.result_dir),
+            model_dir,
+            run.tokenizer,
+            run.trainer_state,
+            run.metrics,
+            run.timings,
+            run.completion_samples,
+        )
+    run.trainer.accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

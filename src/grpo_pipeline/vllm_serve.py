@@ -1,0 +1,55 @@
+"""Start the vLLM server a variant's server-mode training talks to: ``make vllm-serve VARIANT=full ENV=gpu``.
+
+It reads the variant's parameters through Kedro (so ``--env`` and ``--params`` apply as for ``kedro run``),
+builds the tiny model first where the variant builds one, and runs ``trl vllm-serve`` for that model on
+the host and port the trainer will call (127.0.0.1 unless a parameter says otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from kedro.framework.cli.utils import _split_params
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from grpo_pipeline.config.params import parse_variant_params
+from grpo_pipeline.pipelines.grpo.nodes import resolve_base_model
+from grpo_pipeline.training.vllm_preflight import serve_command
+
+
+def variant_serve_command(project: Path, variant: str, env: str | None, params: str | None) -> str:
+    bootstrap_project(project)
+    runtime_params = _split_params(None, None, params) if params else {}
+    with KedroSession.create(project_path=project, env=env, runtime_params=runtime_params) as session:
+        raw = session.load_context().params[variant]
+    variant_params = parse_variant_params(raw, variant)
+    model_path = resolve_base_model(raw["model"])
+    return serve_command(model_path, variant_params.training, variant_params.model.trust_remote_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="debug", choices=["debug", "full", "lora"])
+    parser.add_argument("--env", default=None, help="Kedro environment, e.g. gpu")
+    parser.add_argument(
+        "--params", default=None, help="as kedro run --params, e.g. full.training.vllm_server_port=8001"
+    )
+    parser.add_argument("--project", type=Path, default=Path.cwd())
+    parser.add_argument("--print-only", action="store_true", help="print the command instead of running it")
+    args = parser.parse_args(argv)
+    command = variant_serve_command(args.project.resolve(), args.variant, args.env, args.params)
+    print(command, flush=True)
+    if not args.print_only:
+        # The trainer's own executable directory first, so that the venv's `trl` serves.
+        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        arguments = shlex.split(command)
+        os.execvp(arguments[0], arguments)
+
+
+if __name__ == "__main__":
+    main()
