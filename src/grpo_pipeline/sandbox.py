@@ -16,6 +16,7 @@ def copy_project(source: Path, destination: Path) -> Path:
     for name in PROJECT_FILES:
         shutil.copy2(source / name, destination / name)
     shutil.copytree(source / "conf" / "base", destination / "conf" / "base")
+    shutil.copytree(source / "conf" / "gpu", destination / "conf" / "gpu")
     (destination / "conf" / "local").mkdir(parents=True)
     shutil.copytree(source / "data" / "01_raw", destination / "data" / "01_raw")
     shutil.copytree(source / "configs", destination / "configs")

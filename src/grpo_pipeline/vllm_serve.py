@@ -40,15 +40,16 @@ def main(argv: list[str] | None = None) -> None:
         "--params", default=None, help="as kedro run --params, e.g. full.training.vllm_server_port=8001"
     )
     parser.add_argument("--project", type=Path, default=Path.cwd())
+    parser.add_argument(
+        "--trl", default=str(Path(sys.executable).with_name("trl")), help="the trl executable (default: this venv's)"
+    )
     parser.add_argument("--print-only", action="store_true", help="print the command instead of running it")
     args = parser.parse_args(argv)
     command = variant_serve_command(args.project.resolve(), args.variant, args.env, args.params)
     print(command, flush=True)
     if not args.print_only:
-        # The trainer's own executable directory first, so that the venv's `trl` serves.
-        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        arguments = shlex.split(command)
-        os.execvp(arguments[0], arguments)
+        arguments = [args.trl, *shlex.split(command)[1:]]
+        os.execv(arguments[0], arguments)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ run with one message that names the parameter, the value and what is allowed.
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -175,6 +176,16 @@ class DistributedParams(_Section):
     num_cpu_threads_per_process: int | None = Field(
         None, gt=0, description="torch threads per process on CPU; null splits the machine's cores"
     )
+
+    @field_validator("accelerate_config")
+    @classmethod
+    def _config_file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(
+                "no such file (paths are relative to the project root); use one of "
+                "conf/gpu/accelerate/{ddp,zero2,zero3,fsdp}.yaml or a file written by `accelerate config`"
+            )
+        return value
 
 
 class ValidationParams(_Section):

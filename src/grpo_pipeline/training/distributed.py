@@ -95,14 +95,6 @@ def launch_command(distributed: DistributedParams, training: TrainingParams, job
     return [*command, "-m", "grpo_pipeline.training.worker", str(job_file)]
 
 
-def _check_config_file(distributed: DistributedParams) -> None:
-    if distributed.accelerate_config and not Path(distributed.accelerate_config).is_file():
-        raise FileNotFoundError(
-            f"parameter 'distributed.accelerate_config' = '{distributed.accelerate_config}': no such file. Use one "
-            "of conf/gpu/accelerate/{ddp,zero2,zero3,fsdp}.yaml or a file from `accelerate config`."
-        )
-
-
 def launch_training(
     train_dataset: pd.DataFrame,
     base_model_path: str,
@@ -117,7 +109,6 @@ def launch_training(
     mlflow_run_id: str | None,
 ) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
     """Train under ``accelerate launch`` with ``distributed.num_processes`` processes; same outputs as in-process."""
-    _check_config_file(distributed)
     launch_dir = Path(training_params.output_dir) / LAUNCH_DIR
     shutil.rmtree(launch_dir, ignore_errors=True)
     launch_dir.mkdir(parents=True)

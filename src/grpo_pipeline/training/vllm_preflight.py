@@ -86,8 +86,15 @@ def wait_for_server(training: TrainingParams, model_path: str, variant: str | No
                 f"or train without a server: --params={prefix}.vllm_mode=colocate (or {prefix}.use_vllm=false)."
             )
         time.sleep(RETRY_SECONDS)
-    info = requests.get(f"{url}/server_info", timeout=30).json()
-    served = info.get("model_config", {}).get("model", "")
+    response = requests.get(f"{url}/server_info", params={"config_format": "json"}, timeout=30)
+    if response.status_code != 200:
+        raise VllmUnavailableError(
+            f"The vLLM server at {url} answers but has no /server_info ({response.status_code}): it was not started "
+            "in vLLM's dev mode, which TRL needs to push weights. Start it with\n"
+            f"    {serve_command(model_path, training)}"
+        )
+    info = response.json()["vllm_config"]
+    served = info["model_config"]["model"]
     if not _same_model(served, model_path):
         raise VllmUnavailableError(
             f"The vLLM server at {url} serves '{served}', but this run trains '{model_path}'. Generations would "

@@ -1,0 +1,102 @@
+"""Training on two processes through ``accelerate launch`` (gloo on the CPU), and the shipped accelerate configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import mlflow
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+from mlflow.tracking import MlflowClient
+
+from grpo_pipeline.config.schema import DistributedParams, TrainingParams
+from grpo_pipeline.sandbox import params_option
+from grpo_pipeline.training.distributed import launch_command
+from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, run_kedro
+from tests.test_training_and_validation import training_params
+
+TWO_PROCESSES = {
+    "distributed.num_processes": 2,
+    # The same global batch as the single-process debug run: 2 processes x 16.
+    "training.per_device_train_batch_size": 16,
+    "training.max_steps": 40,
+}
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    project = copy_project(tmp_path_factory.mktemp("distributed"))
+    return project, run_kedro(project, "run", "--pipelines=grpo_debug", params_option("debug", TWO_PROCESSES))
+
+
+def test_two_process_cpu_run_trains_with_world_size_two(two_process_run: tuple[Path, object]) -> None:
+    project, result = two_process_run
+    assert "Training on 2 processes" in result.stdout + result.stderr
+    state = json.loads((project / "data/06_models/debug/checkpoint/trainer_state.json").read_text())
+    assert state["world_size"] == 2
+    assert state["distributed_type"] == "MULTI_CPU"
+    assert state["global_step"] == 40
+    # Each optimizer step saw both processes' completions: 2 x 16 per step, prompts and completions.
+    assert state["train_batch_size"] == 16
+    timings = json.loads((project / "data/06_models/debug/trainer_output/launch/result/timings.json").read_text())
+    assert timings["world_size"] == 2 and timings["steps_this_run"] == 40
+
+
+def test_two_process_checkpoint_validates(two_process_run: tuple[Path, object]) -> None:
+    project, _ = two_process_run
+    report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+    # validate_checkpoint reloaded the saved weights and passed the debug variant's gate (gain >= 0.1).
+    assert report["reward_gain"] >= 0.1
+    checkpoint = project / "data/06_models/debug/checkpoint"
+    assert (checkpoint / "model.safetensors").is_file()
+    assert not list(checkpoint.glob("*.bin")), "checkpoints stay pickle-free"
+
+
+def test_only_rank_zero_writes_mlflow_and_recovery_markers(two_process_run: tuple[Path, object]) -> None:
+    project, _ = two_process_run
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    (run,) = mlflow.search_runs(experiment_names=["grpo_pipeline"], output_format="list")
+    history = MlflowClient().get_metric_history(run.info.run_id, "reward")
+    # One point per step: a second writer would have doubled them.
+    assert sorted(point.step for point in history) == list(range(1, 41))
+    assert run.info.status == "FINISHED"
+    output = project / "data/06_models/debug/trainer_output"
+    markers = [json.loads(path.read_text()) for path in output.glob("checkpoint-*/grpo_checkpoint_complete.json")]
+    assert markers and all(marker["mlflow_run_id"] == run.info.run_id for marker in markers)
+    assert (output / "training_finished.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "distributed_type"),
+    [("ddp", "MULTI_GPU"), ("zero2", "DEEPSPEED"), ("zero3", "DEEPSPEED"), ("fsdp", "FSDP")],
+)
+def test_shipped_accelerate_configs_load(name: str, distributed_type: str) -> None:
+    config = load_config_from_file(str(PROJECT_ROOT / f"conf/gpu/accelerate/{name}.yaml"))
+    assert config.distributed_type.value == distributed_type
+    assert config.mixed_precision == "bf16" and config.num_machines == 1
+
+
+def test_launch_command_uses_torchrun_on_cpu_and_the_config_file_when_given(tmp_path: Path) -> None:
+    training = TrainingParams.model_validate(training_params(tmp_path))
+    cpu = launch_command(DistributedParams(num_processes=2), training, tmp_path / "job.json")
+    assert cpu[cpu.index("--num_processes") + 1] == "2" and "--multi_gpu" in cpu and "--cpu" not in cpu
+    assert cpu[-3:] == ["-m", "grpo_pipeline.training.worker", str(tmp_path / "job.json")]
+    zero3 = launch_command(
+        DistributedParams(num_processes=4, accelerate_config="conf/gpu/accelerate/zero3.yaml"), training, tmp_path
+    )
+    assert zero3[zero3.index("--config_file") + 1] == "conf/gpu/accelerate/zero3.yaml"
+    assert "--multi_gpu" not in zero3
+
+
+def test_missing_accelerate_config_fails_before_anything_runs(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    options = {"distributed.num_processes": 2, "distributed.accelerate_config": "conf/gpu/nope.yaml"}
+    result = invoke_kedro(project, "run", "--pipelines=grpo_debug", params_option("debug", options))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert (
+        "debug.distributed.accelerate_config" in output and "conf/gpu/accelerate/{ddp,zero2,zero3,fsdp}.yaml" in output
+    )
+    assert not (project / "data/06_models/debug").exists()
