@@ -84,7 +84,8 @@ def test_vllm_serve_prints_the_variant_command(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert result.stdout.strip().splitlines()[-1] == (
-        "trl vllm-serve --model LiquidAI/LFM2-350M --host 127.0.0.1 --port 8000 --tensor-parallel-size 1"
+        "trl vllm-serve --model LiquidAI/LFM2-350M --host 127.0.0.1 --port 8000 --tensor-parallel-size 1 "
+        "--gpu-memory-utilization 0.3"
     )
 
 
@@ -203,7 +204,7 @@ needs_cuda_vllm = pytest.mark.skipif(
 def test_grpo_debug_trains_with_vllm_on_a_gpu(mode: str, tmp_path: Path) -> None:
     """``grpo_debug`` on the GPU with vLLM generation (the shipped rollout too) against plain ``generate``."""
     project = copy_project(tmp_path)
-    gpu = {"training.use_cpu": False, "training.torch_num_threads": None, "training.max_steps": 20}
+    gpu = {"training.use_cpu": False, "training.torch_num_threads": "null", "training.max_steps": 20}
     vllm = {**gpu, "training.use_vllm": True, "training.vllm_mode": mode, "training.vllm_gpu_memory_utilization": 0.2}
     server = None
     if mode == "server":

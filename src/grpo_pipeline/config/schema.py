@@ -125,7 +125,9 @@ class TrainingParams(_Section):
     vllm_server_host: str = "127.0.0.1"
     vllm_server_port: int = Field(8000, gt=0, lt=65536)
     vllm_server_timeout: float = Field(240.0, gt=0, description="seconds to wait for the server to answer")
-    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="colocate: GPU share vLLM may take")
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="GPU share vLLM takes: in the trainer (colocate) or in `make vllm-serve`"
+    )
     vllm_tensor_parallel_size: int = Field(1, gt=0)
     vllm_max_model_length: int | None = Field(None, gt=0)
     vllm_enable_sleep_mode: bool = False

@@ -26,6 +26,7 @@ import pandas as pd
 from grpo_pipeline.atomic import atomic_directory
 from grpo_pipeline.config.schema import DistributedParams, ModelParams, PeftParams, RewardParams, TrainingParams
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpoint, HFCheckpointDataset
+from grpo_pipeline.training.run import TrainingRequest
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,18 @@ class TrainingJob:
     @classmethod
     def read(cls, path: Path) -> TrainingJob:
         return cls(**json.loads(path.read_text()))
+
+    def request(self) -> TrainingRequest:
+        return TrainingRequest(
+            train_dataset=pd.read_json(self.train_dataset, orient="records", lines=True, dtype=False),
+            base_model_path=self.base_model_path,
+            model=ModelParams.model_validate(self.model),
+            peft=PeftParams.model_validate(self.peft) if self.peft else None,
+            training=TrainingParams.model_validate(self.training),
+            reward=RewardParams.model_validate(self.reward),
+            seed=self.seed,
+            seed_config_mapping=self.seed_config_mapping,
+        )
 
 
 def _free_port() -> int:
@@ -96,40 +109,33 @@ def launch_command(distributed: DistributedParams, training: TrainingParams, job
 
 
 def launch_training(
-    train_dataset: pd.DataFrame,
-    base_model_path: str,
-    model_params: ModelParams,
-    peft_params: PeftParams | None,
-    training_params: TrainingParams,
-    reward_params: RewardParams,
-    seed: int,
-    seed_config_mapping: list[str],
+    request: TrainingRequest,
     distributed: DistributedParams,
     mlflow_tracking_uri: str | None,
     mlflow_run_id: str | None,
 ) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
     """Train under ``accelerate launch`` with ``distributed.num_processes`` processes; same outputs as in-process."""
-    launch_dir = Path(training_params.output_dir) / LAUNCH_DIR
+    launch_dir = Path(request.training.output_dir) / LAUNCH_DIR
     shutil.rmtree(launch_dir, ignore_errors=True)
     launch_dir.mkdir(parents=True)
     train_file = launch_dir / TRAIN_DATA_FILE
-    train_dataset.to_json(train_file, orient="records", lines=True, force_ascii=False)
+    request.train_dataset.to_json(train_file, orient="records", lines=True, force_ascii=False)
     job = TrainingJob(
         train_dataset=str(train_file),
-        base_model_path=base_model_path,
-        model=model_params.model_dump(),
-        peft=peft_params.model_dump() if peft_params else None,
-        training=training_params.model_dump(),
-        reward=reward_params.model_dump(),
-        seed=seed,
-        seed_config_mapping=seed_config_mapping,
+        base_model_path=request.base_model_path,
+        model=request.model.model_dump(),
+        peft=request.peft.model_dump() if request.peft else None,
+        training=request.training.model_dump(),
+        reward=request.reward.model_dump(),
+        seed=request.seed,
+        seed_config_mapping=request.seed_config_mapping,
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_run_id=mlflow_run_id,
         result_dir=str(launch_dir / RESULT_DIR),
     )
     job_file = launch_dir / JOB_FILE
     job_file.write_text(json.dumps(asdict(job), indent=2))
-    command = launch_command(distributed, training_params, job_file)
+    command = launch_command(distributed, request.training, job_file)
     logger.info("Training on %d processes: %s", distributed.num_processes, " ".join(command))
     completed = subprocess.run(command, stdin=subprocess.DEVNULL, check=False)
     if completed.returncode != 0:
@@ -137,7 +143,7 @@ def launch_training(
             f"accelerate launch exited with {completed.returncode}; the training processes' output is above. "
             f"The job it ran is {job_file}."
         )
-    return read_results(Path(job.result_dir), peft_params)
+    return read_results(Path(job.result_dir), request.peft)
 
 
 def write_results(

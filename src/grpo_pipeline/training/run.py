@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,20 @@ def _trainer_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["prompt_text", "prompt_tokens"], errors="ignore")
 
 
+@dataclass(frozen=True)
+class TrainingRequest:
+    """One training run's inputs: the formatted prompts, the base model and the typed parameters."""
+
+    train_dataset: pd.DataFrame
+    base_model_path: str
+    model: ModelParams
+    peft: PeftParams | None
+    training: TrainingParams
+    reward: RewardParams
+    seed: int
+    seed_config_mapping: list[str] = field(default_factory=list)
+
+
 @dataclass
 class GrpoRun:
     """What one training run leaves: the trainer (with the trained model), its tokenizer and its records."""
@@ -62,27 +76,18 @@ class GrpoRun:
         return self.trainer.completion_samples
 
 
-def train(
-    train_dataset: pd.DataFrame,
-    base_model_path: str,
-    model_params: ModelParams,
-    peft_params: PeftParams | None,
-    training_params: TrainingParams,
-    reward_params: RewardParams,
-    seed: int,
-    seed_config_mapping: list[str] | None = None,
-    mlflow_run_id: str | None = None,
-) -> GrpoRun:
+def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun:
     """Train with ``trl.GRPOTrainer`` in this process (one rank of it under ``accelerate launch``).
 
-    With ``peft_params`` TRL wraps the model in LoRA adapters. With ``resume_from_checkpoint: auto`` a
+    With ``request.peft`` TRL wraps the model in LoRA adapters. With ``resume_from_checkpoint: auto`` a
     run that crashed continues from its newest complete ``checkpoint-N``: the trainer restores
     weights, optimizer and step, and the MLflow run ``mlflow_run_id`` is tagged with the crashed one and
     given its history, so it holds the whole curve. Only the main process writes markers and MLflow.
     """
-    seed_config_mapping = seed_config_mapping or []
+    base_model_path, model_params, peft_params = request.base_model_path, request.model, request.peft
+    training_params, reward_params = request.training, request.reward
     reward_functions = get_reward_functions(reward_params.functions)
-    config = build_grpo_config(training_params, reward_params, seed)
+    config = build_grpo_config(training_params, reward_params, request.seed)
     check_vllm_generation(training_params, base_model_path)
     resume_from = resolve_resume_checkpoint(training_params.resume_from_checkpoint, config.output_dir)
     if training_params.torch_num_threads:
@@ -97,7 +102,7 @@ def train(
         model=policy,
         reward_funcs=reward_functions,
         args=config,
-        train_dataset=Dataset.from_pandas(_trainer_columns(train_dataset), preserve_index=False),
+        train_dataset=Dataset.from_pandas(_trainer_columns(request.train_dataset), preserve_index=False),
         processing_class=tokenizer,
         peft_config=build_lora_config(peft_params) if peft_params else None,
         rollout_func=load_rollout_func(training_params.rollout_func) if training_params.rollout_func else None,
@@ -107,7 +112,7 @@ def train(
     )
     use_reward_progress_bar(trainer)
     is_main = trainer.accelerator.is_main_process
-    tag_run(mlflow_run_id, {f"seed_config.{line.split(':')[0]}": line for line in seed_config_mapping})
+    tag_run(mlflow_run_id, {f"seed_config.{line.split(':')[0]}": line for line in request.seed_config_mapping})
     # Read before training: checkpoint rotation (save_total_limit) may delete the folder during the run.
     marker = read_marker(resume_from) if resume_from else {"global_step": 0}
     if resume_from is None:
@@ -164,32 +169,14 @@ def train(
 
 
 def run_grpo(
-    train_dataset: pd.DataFrame,
-    base_model_path: str,
-    model_params: ModelParams,
-    peft_params: PeftParams | None,
-    training_params: TrainingParams,
-    reward_params: RewardParams,
-    seed: int,
-    seed_config_mapping: list[str] | None = None,
-    mlflow_run_id: str | None = None,
+    request: TrainingRequest, mlflow_run_id: str | None = None
 ) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
     """Train in this process; return the checkpoint (not yet saved), per-step metrics, timings and samples."""
-    run = train(
-        train_dataset,
-        base_model_path,
-        model_params,
-        peft_params,
-        training_params,
-        reward_params,
-        seed,
-        seed_config_mapping,
-        mlflow_run_id,
-    )
+    run = train(request, mlflow_run_id)
     checkpoint = HFCheckpoint(
         model=run.trainer.model,
         tokenizer=run.tokenizer,
         trainer_state=run.trainer_state,
-        export_merged=bool(peft_params and peft_params.merge_and_export),
+        export_merged=bool(request.peft and request.peft.merge_and_export),
     )
     return checkpoint, run.metrics, run.timings, run.completion_samples

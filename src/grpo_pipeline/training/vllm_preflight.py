@@ -42,6 +42,8 @@ def serve_command(model_path: str, training: TrainingParams, trust_remote_code: 
         str(training.vllm_server_port),
         "--tensor-parallel-size",
         str(training.vllm_tensor_parallel_size),
+        "--gpu-memory-utilization",
+        str(training.vllm_gpu_memory_utilization),
     ]
     if training.vllm_max_model_length:
         arguments += ["--max-model-len", str(training.vllm_max_model_length)]

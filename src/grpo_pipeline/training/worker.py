@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 
-from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, TrainingParams
 from grpo_pipeline.training.distributed import TrainingJob, write_results
 from grpo_pipeline.training.run import train
 
@@ -23,17 +21,7 @@ def main(job_file: str) -> None:
     is_rank_zero = int(os.environ.get("RANK", "0")) == 0
     if is_rank_zero and job.mlflow_tracking_uri:
         mlflow.set_tracking_uri(job.mlflow_tracking_uri)
-    run = train(
-        pd.read_json(job.train_dataset, orient="records", lines=True, dtype=False),
-        job.base_model_path,
-        ModelParams.model_validate(job.model),
-        PeftParams.model_validate(job.peft) if job.peft else None,
-        TrainingParams.model_validate(job.training),
-        RewardParams.model_validate(job.reward),
-        job.seed,
-        job.seed_config_mapping,
-        job.mlflow_run_id if is_rank_zero else None,
-    )
+    run = train(job.request(), job.mlflow_run_id if is_rank_zero else None)
     model_dir = Path(job.result_dir).with_name("saved_model")
     # Every rank takes part: under ZeRO-3 or FSDP saving gathers the sharded weights.
     run.trainer.save_model(str(model_dir))

@@ -36,7 +36,7 @@ from grpo_pipeline.reporting import (
 )
 from grpo_pipeline.training.distributed import launch_training
 from grpo_pipeline.training.mlflow_logging import active_run_id
-from grpo_pipeline.training.run import run_grpo
+from grpo_pipeline.training.run import TrainingRequest, run_grpo
 
 logger = logging.getLogger(__name__)
 
@@ -204,19 +204,19 @@ def train_grpo(
     """
     training_params, seed_config_mapping = parse_training_params(training)
     distributed_params = parse_section(DistributedParams, distributed, "distributed")
-    arguments = (
-        train_dataset,
-        base_model_path,
-        parse_section(ModelParams, model, "model"),
-        None if peft is None else parse_section(PeftParams, peft, "peft"),
-        training_params,
-        parse_section(RewardParams, reward, "reward"),
-        seed,
-        seed_config_mapping,
+    request = TrainingRequest(
+        train_dataset=train_dataset,
+        base_model_path=base_model_path,
+        model=parse_section(ModelParams, model, "model"),
+        peft=None if peft is None else parse_section(PeftParams, peft, "peft"),
+        training=training_params,
+        reward=parse_section(RewardParams, reward, "reward"),
+        seed=seed,
+        seed_config_mapping=seed_config_mapping,
     )
     if distributed_params.num_processes > 1:
-        return launch_training(*arguments, distributed_params, mlflow.get_tracking_uri(), active_run_id())
-    return run_grpo(*arguments, active_run_id())
+        return launch_training(request, distributed_params, mlflow.get_tracking_uri(), active_run_id())
+    return run_grpo(request, active_run_id())
 
 
 def validate_checkpoint(
