@@ -8,28 +8,18 @@ from typing import Any
 import pytest
 import torch
 
-from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
 from grpo_pipeline.models.loading import load_causal_lm
-from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, train_grpo, validate_checkpoint
-from tests.test_training_and_validation import REWARD, VALIDATION, training_params
+from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, validate_checkpoint
+from tests.test_training_and_validation import REWARD, VALIDATION, train_and_save, training_params
 
 PEFT = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear", "merge_and_export": True}
 
 
 @pytest.fixture(scope="module")
 def lora_checkpoint(tiny_model_dir: Path, datasets: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple:
-    output = tmp_path_factory.mktemp("lora")
-    checkpoint, _, timings, _ = train_grpo(
-        datasets[0],
-        str(tiny_model_dir),
-        {"name_or_path": str(tiny_model_dir)},
-        PEFT,
-        training_params(output / "trainer", learning_rate=1e-2),
-        REWARD,
-        seed=0,
+    dataset, _, _, timings, _ = train_and_save(
+        tiny_model_dir, datasets[0], tmp_path_factory.mktemp("lora"), peft=PEFT, learning_rate=1e-2
     )
-    dataset = HFCheckpointDataset(path=str(output / "checkpoint"))
-    dataset.save(checkpoint)
     return dataset, timings
 
 

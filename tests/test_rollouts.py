@@ -12,14 +12,12 @@ from datasets import Dataset
 from trl import GRPOConfig
 
 from grpo_pipeline.config.schema import ParameterError, TrainingParams, parse_section
-from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
-from grpo_pipeline.pipelines.grpo.nodes import train_grpo
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
 from grpo_pipeline.training.rollouts import generate_rollout, load_rollout_func
 from grpo_pipeline.training.trainer import TimedGRPOTrainer
 from tests import rollout_examples
-from tests.test_training_and_validation import training_params
+from tests.test_training_and_validation import train_and_save, training_params, weights_changed
 
 NUM_GENERATIONS = 4
 
@@ -47,24 +45,15 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> RolloutFieldProbe:
 def train_with_rollout(
     rollout: str, tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], output: Path
 ) -> tuple[Any, pd.DataFrame]:
-    checkpoint, metrics, _, _ = train_grpo(
+    dataset, _, metrics, _, _ = train_and_save(
+        tiny_model_dir,
         datasets[0],
-        str(tiny_model_dir),
-        {"name_or_path": str(tiny_model_dir)},
-        None,
-        training_params(output / "trainer", rollout_func=rollout, num_generations=NUM_GENERATIONS),
-        {"functions": ["accuracy", "format", "length", "rollout_probe"], "weights": [1.0, 1.0, 1.0, 0.0]},
-        seed=0,
+        output,
+        reward={"functions": ["accuracy", "format", "length", "rollout_probe"], "weights": [1.0, 1.0, 1.0, 0.0]},
+        rollout_func=rollout,
+        num_generations=NUM_GENERATIONS,
     )
-    dataset = HFCheckpointDataset(path=str(output / "checkpoint"))
-    dataset.save(checkpoint)
     return dataset.load().model, metrics
-
-
-def weights_changed(tiny_model_dir: Path, model: torch.nn.Module) -> bool:
-    base = load_causal_lm(tiny_model_dir).state_dict()
-    tuned = model.state_dict()
-    return any(not torch.equal(base[name], tuned[name]) for name in base)
 
 
 def test_shipped_rollout_trains_the_tiny_model_through_grpo_trainer(

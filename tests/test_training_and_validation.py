@@ -31,23 +31,40 @@ def training_params(output_dir: Path, **overrides: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def trained(
-    tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
-):
-    output = tmp_path_factory.mktemp("train")
+def train_and_save(
+    tiny_model_dir: Path,
+    train_dataset: pd.DataFrame,
+    output: Path,
+    peft: dict[str, Any] | None = None,
+    reward: dict[str, Any] = REWARD,
+    **training_overrides: Any,
+) -> tuple[HFCheckpointDataset, Any, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
+    """``train_grpo`` on the tiny model with the checkpoint saved to ``output/checkpoint``, and its outputs."""
     checkpoint, metrics, timings, samples = train_grpo(
-        datasets[0],
+        train_dataset,
         str(tiny_model_dir),
         {"name_or_path": str(tiny_model_dir)},
-        None,
-        training_params(output / "trainer"),
-        REWARD,
+        peft,
+        training_params(output / "trainer", **training_overrides),
+        reward,
         seed=0,
     )
     dataset = HFCheckpointDataset(path=str(output / "checkpoint"))
     dataset.save(checkpoint)
     return dataset, checkpoint, metrics, timings, samples
+
+
+def weights_changed(tiny_model_dir: Path, model: torch.nn.Module) -> bool:
+    base = load_causal_lm(tiny_model_dir).state_dict()
+    tuned = model.state_dict()
+    return any(not torch.equal(base[name], tuned[name]) for name in base)
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
+):
+    return train_and_save(tiny_model_dir, datasets[0], tmp_path_factory.mktemp("train"))
 
 
 def test_training_records_per_step_metrics(trained: Any) -> None:
@@ -72,9 +89,7 @@ def test_training_records_per_step_metrics(trained: Any) -> None:
 
 
 def test_training_changes_the_weights(trained: Any, tiny_model_dir: Path) -> None:
-    base = load_causal_lm(tiny_model_dir).state_dict()
-    tuned = trained[0].load().model.state_dict()
-    assert any(not torch.equal(base[name], tuned[name]) for name in base)
+    assert weights_changed(tiny_model_dir, trained[0].load().model)
 
 
 def test_kl_is_logged_when_beta_is_positive(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
