@@ -8,6 +8,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 
+def display_text(value: Any) -> str:
+    """A prompt or completion as text for a report: the last message's content for conversational data."""
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        return str(value[-1].get("content", ""))
+    return str(value)
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     def cell(value: Any) -> str:
         return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).replace("|", "\\|")

@@ -15,6 +15,7 @@ from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.config.schema import PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.reporting import display_text
 
 # TRL 1.16 still reads transformers' renamed `is_gradient_checkpointing`; harmless until transformers 6.
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -65,13 +66,6 @@ class GenerationTiming:
     completion_tokens: int = 0
 
 
-def _text(value: Any) -> str:
-    """A prompt or completion as text: the last message's content for conversational data."""
-    if isinstance(value, list) and value and isinstance(value[-1], dict):
-        return str(value[-1].get("content", ""))
-    return str(value)
-
-
 class TimedGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` that times its generation phase and keeps sample completions with their rewards.
 
@@ -98,8 +92,8 @@ class TimedGRPOTrainer(GRPOTrainer):
                 self.completion_samples.append(
                     {
                         "step": step,
-                        "prompt": _text(prompt),
-                        "completion": _text(completion),
+                        "prompt": display_text(prompt),
+                        "completion": display_text(completion),
                         **{name: round(values[index], 4) for name, values in rewards.items()},
                         "advantage": round(self._logs["advantages"][index], 4),
                     }

@@ -31,6 +31,7 @@ from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
 from grpo_pipeline.reporting import (
     benchmark_markdown,
     completion_samples_html,
+    display_text,
     reward_curve_figure,
     validation_markdown,
 )
@@ -289,7 +290,7 @@ def validate_checkpoint(
         "failures": failures,
         "samples": [
             {
-                "prompt": prompt[-1]["content"] if isinstance(prompt, list) else prompt,
+                "prompt": display_text(prompt),
                 "answer": str(row.get("answer", "")),
                 "base_completion": base_completion,
                 "trained_completion": trained_completion,
