@@ -33,8 +33,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
-
-PROJECT_ONLY_KEYS = ("torch_num_threads", "resume_from_checkpoint", "seed_config", "grpo_config_overrides")
+from grpo_pipeline.training.trainer import PROJECT_FIELDS
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +86,7 @@ def main() -> None:
     if training.get("torch_num_threads"):
         torch.set_num_threads(training["torch_num_threads"])
     training.update(training.get("grpo_config_overrides") or {})
-    for key in PROJECT_ONLY_KEYS:
+    for key in PROJECT_FIELDS:
         training.pop(key, None)
     training["output_dir"] = str(args.output / "trainer_output")
     if args.max_steps is not None:

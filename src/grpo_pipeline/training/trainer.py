@@ -21,7 +21,7 @@ from grpo_pipeline.reporting import display_text
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 # Fields of TrainingParams that the project handles itself rather than passing to GRPOConfig.
-_PROJECT_FIELDS = {
+PROJECT_FIELDS = {
     "grpo_config_overrides",
     "torch_num_threads",
     "resume_from_checkpoint",
@@ -30,7 +30,7 @@ _PROJECT_FIELDS = {
     "completion_samples_per_step",
     "rollout_func",
 }
-_TYPED_FIELDS = set(TrainingParams.model_fields) - _PROJECT_FIELDS
+_TYPED_FIELDS = set(TrainingParams.model_fields) - PROJECT_FIELDS
 
 
 def build_grpo_config(training: TrainingParams, reward: RewardParams, seed: int) -> GRPOConfig:
