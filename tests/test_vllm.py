@@ -12,11 +12,11 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import mlflow
@@ -27,6 +27,7 @@ from trl.import_utils import is_vllm_available
 
 from grpo_pipeline.config.schema import TrainingParams
 from grpo_pipeline.sandbox import params_option
+from grpo_pipeline.training.distributed import free_port
 from grpo_pipeline.training.vllm_preflight import VllmUnavailableError, check_vllm_generation, wait_for_server
 from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, run_kedro
 from tests.test_training_and_validation import training_params
@@ -36,10 +37,36 @@ SERVER_START_SECONDS = 300
 TINY_MODEL = "data/06_models/debug/base_model"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@contextmanager
+def serving(project: Path, port: int, *options: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """``make vllm-serve`` (its module) for the debug variant on ``port``; stopped with its process group on exit."""
+    command = [
+        sys.executable,
+        "-m",
+        "grpo_pipeline.vllm_serve",
+        "--variant=debug",
+        f"--params=debug.training.vllm_server_port={port}",
+        *options,
+    ]
+    with (project / "vllm-serve.log").open("w") as log:
+        server = subprocess.Popen(
+            command,
+            cwd=project,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    try:
+        yield server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 def server_training(port: int, **overrides: object) -> TrainingParams:
@@ -97,25 +124,7 @@ def vllm_cpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     project = copy_project(tmp_path_factory.mktemp("vllm"))
     port = free_port()
     log = project / "vllm-serve.log"
-    command = [
-        sys.executable,
-        "-m",
-        "grpo_pipeline.vllm_serve",
-        "--variant=debug",
-        f"--trl={VLLM_CPU_BIN / 'trl'}",
-        f"--params=debug.training.vllm_server_port={port}",
-    ]
-    with log.open("w") as handle:
-        server = subprocess.Popen(
-            command,
-            cwd=project,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
-        )
-    try:
+    with serving(project, port, f"--trl={VLLM_CPU_BIN / 'trl'}", env={"VLLM_CPU_KVCACHE_SPACE": "1"}) as server:
         deadline = time.monotonic() + SERVER_START_SECONDS
         while True:
             if server.poll() is not None:
@@ -129,13 +138,6 @@ def vllm_cpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
                 pytest.fail(f"trl vllm-serve did not answer in {SERVER_START_SECONDS} s:\n{log.read_text()[-5000:]}")
             time.sleep(2)
         yield project, port
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 def test_preflight_passes_against_a_real_trl_vllm_serve(
@@ -202,32 +204,20 @@ needs_cuda_vllm = pytest.mark.skipif(
 @needs_cuda_vllm
 @pytest.mark.parametrize("mode", ["colocate", "server"])
 def test_grpo_debug_trains_with_vllm_on_a_gpu(mode: str, tmp_path: Path) -> None:
-    """``grpo_debug`` on the GPU with vLLM generation (the shipped rollout too) against plain ``generate``."""
+    """``grpo_debug`` on the GPU with vLLM generation against plain ``generate``, printing both s/step."""
     project = copy_project(tmp_path)
     gpu = {"training.use_cpu": False, "training.torch_num_threads": "null", "training.max_steps": 20}
     vllm = {**gpu, "training.use_vllm": True, "training.vllm_mode": mode, "training.vllm_gpu_memory_utilization": 0.2}
-    server = None
-    if mode == "server":
-        port = free_port()
-        vllm["training.vllm_server_port"] = port
-        server = subprocess.Popen(
-            [sys.executable, "-m", "grpo_pipeline.vllm_serve", f"--params=debug.training.vllm_server_port={port}"],
-            cwd=project,
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
+    port = free_port()
+    vllm["training.vllm_server_port"] = port
+    with serving(project, port) if mode == "server" else nullcontext():
         timings = project / "data/07_model_output/debug/training_timings.json"
         run_kedro(project, "run", "--pipelines=grpo_debug", params_option("debug", gpu))
         plain = json.loads(timings.read_text())
         run_kedro(project, "run", "--pipelines=grpo_debug", params_option("debug", vllm))
         with_vllm = json.loads(timings.read_text())
-        print(
-            f"vLLM {mode}: {with_vllm['step_seconds_median']:.3f} s/step vs generate "
-            f"{plain['step_seconds_median']:.3f} s/step"
-        )
-        assert with_vllm["steps"] == 20
-    finally:
-        if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+    print(
+        f"vLLM {mode}: {with_vllm['step_seconds_median']:.3f} s/step vs generate "
+        f"{plain['step_seconds_median']:.3f} s/step"
+    )
+    assert with_vllm["steps"] == 20

@@ -73,7 +73,7 @@ class TrainingJob:
         )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -96,7 +96,7 @@ def launch_command(distributed: DistributedParams, training: TrainingParams, job
         "--num_machines",
         "1",
         "--main_process_port",
-        str(distributed.main_process_port or _free_port()),
+        str(distributed.main_process_port or free_port()),
     ]
     if distributed.accelerate_config:
         command += ["--config_file", distributed.accelerate_config]
