@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 
 from grpo_pipeline import sandbox
 from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
@@ -48,6 +50,19 @@ def run_kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.Compl
             f"kedro {' '.join(args)} exited {result.returncode}:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def mlflow_runs(project: Path, run_name: str | None = None) -> list[Run]:
+    """Runs in the project copy's MLflow store (all experiments), oldest first; none when nothing was tracked."""
+    if not (project / "mlflow.db").exists():
+        return []
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    return client.search_runs(
+        experiment_ids,
+        filter_string=f"attributes.run_name = '{run_name}'" if run_name else "",
+        order_by=["attributes.start_time"],
+    )
 
 
 @pytest.fixture(scope="session")

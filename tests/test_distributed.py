@@ -6,7 +6,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import mlflow
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 from mlflow.tracking import MlflowClient
@@ -14,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from grpo_pipeline.config.schema import DistributedParams, TrainingParams
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.distributed import launch_command
-from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, run_kedro
+from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
 from tests.test_training_and_validation import training_params
 
 TWO_PROCESSES = {
@@ -56,9 +55,8 @@ def test_two_process_checkpoint_validates(two_process_run: tuple[Path, object]) 
 
 def test_only_rank_zero_writes_mlflow_and_recovery_markers(two_process_run: tuple[Path, object]) -> None:
     project, _ = two_process_run
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    (run,) = mlflow.search_runs(experiment_names=["grpo_pipeline"], output_format="list")
-    history = MlflowClient().get_metric_history(run.info.run_id, "reward")
+    (run,) = mlflow_runs(project)
+    history = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_metric_history(run.info.run_id, "reward")
     # One point per step: a second writer would have doubled them.
     assert sorted(point.step for point in history) == list(range(1, 41))
     assert run.info.status == "FINISHED"

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
-from tests.conftest import copy_project, invoke_kedro, run_kedro
+from tests.conftest import copy_project, invoke_kedro, mlflow_runs, run_kedro
 
 Run = tuple[Path, subprocess.CompletedProcess[str]]
 
@@ -97,10 +97,7 @@ def test_bad_parameter_fails_before_anything_is_written(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "parameter 'debug.training.learning_rate' = -0.1" in result.stdout + result.stderr
     assert not (project / "data/06_models").exists() and not (project / "data/02_intermediate").exists()
-    if (project / "mlflow.db").exists():
-        client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-        experiment = client.get_experiment_by_name("grpo_pipeline")
-        assert experiment is None or not client.search_runs([experiment.experiment_id]), "a run was opened"
+    assert not mlflow_runs(project), "a run was opened"
 
 
 def test_every_variant_resolves_in_registry_and_kedro_viz(tmp_path: Path) -> None:

