@@ -31,34 +31,25 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
-from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
+from grpo_pipeline.config.loader import load_parameters
+from grpo_pipeline.config.schema import TinyModelParams
+from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
+from grpo_pipeline.runtime import configure_runtime
 from grpo_pipeline.training.trainer import PROJECT_FIELDS
-
-
-def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """Kedro's soft merge of an environment's parameters over base."""
-    merged = dict(base)
-    for key, value in overlay.items():
-        merged[key] = (
-            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        )
-    return merged
+from grpo_pipeline.variants import DEFAULT_VARIANT, VARIANTS
 
 
 def variant_params(project: Path, variant: str, env: str | None) -> dict[str, Any]:
-    params = yaml.safe_load((project / f"conf/base/{variant}/parameters.yml").read_text())[variant]
-    env_file = project / f"conf/{env}/parameters.yml"
-    if env and env_file.is_file():
-        params = deep_merge(params, (yaml.safe_load(env_file.read_text()) or {}).get(variant, {}))
-    return params
+    """The variant's effective parameters, read as `kedro run` reads them (defaults, environment)."""
+    return load_parameters(project / "conf", env)[variant]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", type=Path, default=Path())
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--variant", default="debug", choices=["debug", "full", "lora"])
+    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS)
     parser.add_argument("--env", default=None, help="a Kedro environment whose parameters apply on top, e.g. gpu")
     parser.add_argument("--model", default=None, help="model path or id instead of the variant's")
     parser.add_argument("--random-lfm2-350m", action="store_true", help="build and use a random LFM2-350M")
@@ -75,7 +66,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     started = time.perf_counter()
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    configure_runtime()
 
     params = variant_params(args.project, args.variant, args.env)
     for assignment in args.set:
@@ -115,7 +106,7 @@ def main() -> None:
     elif args.model:
         model_path = args.model
     elif params["model"].get("build_tiny"):
-        model_path = ensure_tiny_model(args.output / "base_model", TinyModelSpec(**params["model"]["build_tiny"]))
+        model_path = ensure_tiny_model(args.output / "base_model", TinyModelParams(**params["model"]["build_tiny"]))
     else:
         model_path = params["model"]["name_or_path"]
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[params["model"]["dtype"]]

@@ -13,7 +13,8 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline import sandbox
-from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
+from grpo_pipeline.config.schema import TinyModelParams
+from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.pipelines.grpo.nodes import format_prompts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def mlflow_runs(project: Path, run_name: str | None = None) -> list[Run]:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tiny", TinyModelSpec())
+    return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tiny", TinyModelParams())
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grpo_pipeline.pipelines.grpo.nodes import PromptDataError, format_prompts
+from grpo_pipeline.pipelines.grpo.nodes import format_prompts
+from grpo_pipeline.prompts import PromptDataError
 
 MODEL = {"name_or_path": "unused"}
 

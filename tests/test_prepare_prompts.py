@@ -8,7 +8,8 @@ import pytest
 from kedro.io import DatasetError
 
 from grpo_pipeline.io.prompt_dataset import PromptJSONLinesDataset
-from grpo_pipeline.pipelines.grpo.nodes import PromptDataError, prepare_prompts
+from grpo_pipeline.pipelines.grpo.nodes import prepare_prompts
+from grpo_pipeline.prompts import PromptDataError
 
 DATA = {"prompt_column": "prompt", "required_columns": ["answer"], "eval_size": 2}
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 
+from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.params import parse_variant_params
 from grpo_pipeline.config.schema import ParameterError, TrainingParams, parse_section
+from grpo_pipeline.variants import VARIANTS
 from tests.conftest import PROJECT_ROOT
 
 TRAINING: dict[str, Any] = {
@@ -18,10 +19,10 @@ TRAINING: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("variant", ["debug", "full", "lora"])
-def test_shipped_parameters_parse(variant: str) -> None:
-    raw = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / variant / "parameters.yml").read_text())
-    parse_variant_params(raw[variant], variant)
+@pytest.mark.parametrize("env", ["base", "gpu"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shipped_parameters_parse(variant: str, env: str) -> None:
+    parse_variant_params(load_parameters(PROJECT_ROOT / "conf", env)[variant], variant)
 
 
 @pytest.mark.parametrize(

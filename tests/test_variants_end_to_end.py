@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from grpo_pipeline.models.tiny import TinyModelSpec, ensure_tiny_model
+from grpo_pipeline.config.schema import TinyModelParams
+from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.checkpoints import complete_checkpoints
 from tests.conftest import KEDRO, copy_project, mlflow_runs, run_kedro
@@ -41,7 +42,7 @@ def tiny_overrides(variant: str, **extra: object) -> str:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     project = copy_project(tmp_path)
-    ensure_tiny_model(project / TINY_MODEL, TinyModelSpec())
+    ensure_tiny_model(project / TINY_MODEL, TinyModelParams())
     return project
 
 

@@ -1,4 +1,8 @@
-"""Project hooks: parameter validation before anything runs, and a closing summary of the run."""
+"""Project hooks: parameter validation before anything runs, and a closing summary of the run.
+
+The training libraries are imported inside the hooks that need them: Kedro imports this module (through
+settings.py) for every command, including those that only read the pipeline graph.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ import logging
 import time
 from typing import Any
 
-import mlflow
+import yaml
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
 from grpo_pipeline.config.params import parse_variant_params
-from grpo_pipeline.training.vllm_preflight import check_vllm_generation
+from grpo_pipeline.config.schema import VariantParams
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +26,10 @@ def _variants(pipeline: Pipeline) -> list[str]:
 
 
 class ParameterValidationHooks:
-    """Parse every variant's parameters (and check vLLM when asked for) before the first node runs.
+    """Parse every variant's parameters (and check the rollout and vLLM when asked for) before the first node runs.
 
     Nothing is trained or written on bad input, and a vLLM server that is not up fails the run at once.
+    The resolved parameters (shared defaults, the variant's own values, schema defaults) are logged.
     """
 
     # tryfirst: before kedro-mlflow's hook opens an MLflow run for a pipeline that will not run.
@@ -33,8 +38,21 @@ class ParameterValidationHooks:
         node_names = {node.name for node in pipeline.nodes}
         for variant in _variants(pipeline):
             params = parse_variant_params(catalog.load(f"params:{variant}"), variant)
+            logger.info(
+                "Resolved parameters of variant '%s':\n%s",
+                variant,
+                yaml.safe_dump({variant: params.model_dump(mode="json")}, sort_keys=False),
+            )
             if f"{variant}.train_grpo" in node_names:
-                check_vllm_generation(params.training, params.model.name_or_path, variant)
+                self._check_generation(params, variant)
+
+    @staticmethod
+    def _check_generation(params: VariantParams, variant: str) -> None:
+        from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
+        from grpo_pipeline.training.vllm_preflight import check_vllm_generation  # noqa: PLC0415 (same)
+
+        check_rollout_func(params.training, f"{variant}.training")
+        check_vllm_generation(params.training, params.model.name_or_path, variant)
 
 
 class RunSummaryHooks:
@@ -49,6 +67,8 @@ class RunSummaryHooks:
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        import mlflow  # noqa: PLC0415 (see the module doc)
+
         wall = time.perf_counter() - self._started
         lines = [f"Run finished in {wall:.1f} s."]
         for variant in _variants(pipeline):

@@ -74,6 +74,31 @@ def validation_markdown(report: dict[str, Any]) -> str:
     )
 
 
+def benchmark_table(timings: dict[str, Any], mode: str, batch_size: int, num_generations: int) -> pd.DataFrame:
+    """One row of the benchmark table (the seed's mode / steps / wall time / s/step, and more)."""
+    row = {
+        "mode": mode,
+        "steps": timings["steps"],
+        "wall_time_s": round(timings["train_wall_seconds"], 2),
+        "s_per_step": round(timings["train_wall_seconds"] / max(timings["steps"], 1), 4),
+        "step_s_min": round(timings["step_seconds_min"], 4),
+        "step_s_median": round(timings["step_seconds_median"], 4),
+        "step_s_max": round(timings["step_seconds_max"], 4),
+        "generation_share": round(timings["generation_share"], 3),
+        "optimisation_share": round(1 - timings["generation_share"], 3),
+        "generated_tokens_per_s": round(timings["generated_tokens_per_second"], 1),
+        "batch_size": batch_size,
+        "num_generations": num_generations,
+        "trainable_parameters": timings["trainable_parameters"],
+        "total_parameters": timings["total_parameters"],
+        "trainable_share": round(timings["trainable_parameters"] / timings["total_parameters"], 4),
+        "peak_rss_mb": round(timings["peak_rss_mb"], 1),
+        "peak_gpu_mb": None if timings["peak_gpu_mb"] is None else round(timings["peak_gpu_mb"], 1),
+        "device": timings["device"],
+    }
+    return pd.DataFrame([row])
+
+
 def benchmark_markdown(table: pd.DataFrame) -> str:
     return "# GRPO benchmark\n\n" + markdown_table(table) + "\n"
 

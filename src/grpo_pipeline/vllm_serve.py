@@ -13,28 +13,30 @@ import shlex
 import sys
 from pathlib import Path
 
-from kedro.framework.cli.utils import _split_params
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
+from omegaconf import OmegaConf
 
+from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.params import parse_variant_params
-from grpo_pipeline.pipelines.grpo.nodes import resolve_base_model
+from grpo_pipeline.models.tiny import ensure_base_model
 from grpo_pipeline.training.vllm_preflight import serve_command
+from grpo_pipeline.variants import DEFAULT_VARIANT, VARIANTS
+
+
+def runtime_params(params: str | None) -> dict:
+    """``kedro run --params`` syntax (``a.b=1,c.d=x``) as a nested mapping, values typed as in YAML."""
+    return OmegaConf.to_container(OmegaConf.from_dotlist(params.split(","))) if params else {}
 
 
 def variant_serve_command(project: Path, variant: str, env: str | None, params: str | None) -> str:
-    bootstrap_project(project)
-    runtime_params = _split_params(None, None, params) if params else {}
-    with KedroSession.create(project_path=project, env=env, runtime_params=runtime_params) as session:
-        raw = session.load_context().params[variant]
+    raw = load_parameters(project / "conf", env, runtime_params(params))[variant]
     variant_params = parse_variant_params(raw, variant)
-    model_path = resolve_base_model(raw["model"])
+    model_path = ensure_base_model(variant_params.model)
     return serve_command(model_path, variant_params.training, variant_params.model.trust_remote_code)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="debug", choices=["debug", "full", "lora"])
+    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS)
     parser.add_argument("--env", default=None, help="Kedro environment, e.g. gpu")
     parser.add_argument(
         "--params", default=None, help="as kedro run --params, e.g. full.training.vllm_server_port=8001"

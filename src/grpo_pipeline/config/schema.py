@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from grpo_pipeline.variants import VARIANTS, pipeline_name
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -25,6 +27,8 @@ class DataParams(_Section):
 
 
 class TinyModelParams(_Section):
+    """Architecture of the embedded model: a Llama decoder small enough to train on two CPU cores."""
+
     hidden_size: int = Field(128, gt=0)
     num_hidden_layers: int = Field(2, gt=0)
     num_attention_heads: int = Field(4, gt=0)
@@ -133,7 +137,8 @@ class TrainingParams(_Section):
     vllm_enable_sleep_mode: bool = False
     rollout_func: str | None = Field(
         None,
-        description="import path ('package.module:function') of a custom rollout, see training/rollouts.py",
+        description="import path ('package.module:function') of a custom rollout, see training/rollouts.py; "
+        "resolved by the pre-flight check before the run starts",
     )
     completion_samples_every: int = Field(10, gt=0, description="keep sample completions every this many steps")
     completion_samples_per_step: int = Field(4, ge=0, description="how many completions (with rewards) to keep")
@@ -146,15 +151,6 @@ class TrainingParams(_Section):
     def _yaml_no_is_false(cls, value: Any) -> Any:
         # `--params=...save_strategy=no` reaches us as False: YAML 1.1 reads a bare `no` as a boolean.
         return "no" if value is False else value
-
-    @field_validator("rollout_func")
-    @classmethod
-    def _rollout_func_imports(cls, value: str | None) -> str | None:
-        if value is not None:
-            from grpo_pipeline.training.rollouts import load_rollout_func  # noqa: PLC0415 (imports TRL)
-
-            load_rollout_func(value)
-        return value
 
     @model_validator(mode="after")
     def _group_divides_batch(self) -> TrainingParams:
@@ -223,7 +219,7 @@ class CompareRunsParams(_Section):
 
     experiment_name: str = "grpo_pipeline"
     run_ids: list[str] = Field(default_factory=list, description="compare exactly these runs (overrides the rest)")
-    pipelines: list[str] = Field(default_factory=lambda: ["grpo_debug", "grpo_full", "grpo_lora"])
+    pipelines: list[str] = Field(default_factory=lambda: [pipeline_name(variant) for variant in VARIANTS])
     latest_per_pipeline: int = Field(1, gt=0, description="how many of each pipeline's newest finished runs")
 
 

@@ -1,6 +1,6 @@
 """Custom Kedro datasets of the project."""
 
-from grpo_pipeline.io.checkpoint_dataset import HFCheckpoint, HFCheckpointDataset
+from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
 from grpo_pipeline.io.prompt_dataset import PromptJSONLinesDataset
 from grpo_pipeline.io.report_datasets import (
     CSVTableDataset,
@@ -11,7 +11,6 @@ from grpo_pipeline.io.report_datasets import (
 
 __all__ = [
     "CSVTableDataset",
-    "HFCheckpoint",
     "HFCheckpointDataset",
     "JSONReportDataset",
     "PNGFigureDataset",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import string
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from grpo_pipeline.atomic import atomic_directory
+from grpo_pipeline.config.schema import ModelParams, TinyModelParams
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -29,21 +29,10 @@ ALPHABET = string.digits + string.ascii_letters + string.punctuation + " "
 FINGERPRINT_FILE = "tiny_model_fingerprint.json"
 
 
-@dataclass(frozen=True)
-class TinyModelSpec:
-    """Architecture of the embedded model: a Llama decoder small enough to train on two CPU cores."""
-
-    hidden_size: int = 128
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    intermediate_size: int = 256
-    max_position_embeddings: int = 256
-    seed: int = 0
-
-    def fingerprint(self) -> str:
-        payload = json.dumps({"spec": asdict(self), "alphabet": ALPHABET, "template": CHAT_TEMPLATE}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def fingerprint(spec: TinyModelParams) -> str:
+    """What a build depends on: the architecture, the tokenizer's alphabet and the chat template."""
+    payload = json.dumps({"spec": spec.model_dump(), "alphabet": ALPHABET, "template": CHAT_TEMPLATE}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def build_tokenizer(vocab_size: int | None = None) -> PreTrainedTokenizerFast:
@@ -68,12 +57,12 @@ def build_tokenizer(vocab_size: int | None = None) -> PreTrainedTokenizerFast:
         eos_token="<|end|>",
         additional_special_tokens=SPECIAL_TOKENS[3:],
         chat_template=CHAT_TEMPLATE,
-        model_max_length=TinyModelSpec.max_position_embeddings,
+        model_max_length=TinyModelParams().max_position_embeddings,
         padding_side="left",
     )
 
 
-def build_tiny_model(spec: TinyModelSpec) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+def build_tiny_model(spec: TinyModelParams) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     tokenizer = build_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -95,20 +84,27 @@ def build_tiny_model(spec: TinyModelSpec) -> tuple[LlamaForCausalLM, PreTrainedT
     return model, tokenizer
 
 
-def ensure_tiny_model(directory: str | Path, spec: TinyModelSpec) -> Path:
+def ensure_tiny_model(directory: str | Path, spec: TinyModelParams) -> Path:
     """Build the tiny model into ``directory`` unless an identical build is already there; return the path.
 
     The directory is written atomically, so an interrupted build never leaves a half-saved model behind.
     """
     directory = Path(directory)
     fingerprint_path = directory / FINGERPRINT_FILE
-    if fingerprint_path.is_file() and json.loads(fingerprint_path.read_text()).get("fingerprint") == spec.fingerprint():
+    if fingerprint_path.is_file() and json.loads(fingerprint_path.read_text()).get("fingerprint") == fingerprint(spec):
         return directory
     model, tokenizer = build_tiny_model(spec)
     with atomic_directory(directory) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         (staging / FINGERPRINT_FILE).write_text(
-            json.dumps({"fingerprint": spec.fingerprint(), "spec": asdict(spec)}, indent=2)
+            json.dumps({"fingerprint": fingerprint(spec), "spec": spec.model_dump()}, indent=2)
         )
     return directory
+
+
+def ensure_base_model(model: ModelParams) -> str:
+    """Where the base model is: built here when ``model.build_tiny`` is set, otherwise the hub id or path."""
+    if model.build_tiny is None:
+        return model.name_or_path
+    return str(ensure_tiny_model(model.name_or_path, model.build_tiny))

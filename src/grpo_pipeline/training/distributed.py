@@ -17,16 +17,15 @@ import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from grpo_pipeline.atomic import atomic_directory
-from grpo_pipeline.config.schema import DistributedParams, ModelParams, PeftParams, RewardParams, TrainingParams
-from grpo_pipeline.io.checkpoint_dataset import HFCheckpoint, HFCheckpointDataset
-from grpo_pipeline.training.run import TrainingRequest
+from grpo_pipeline.config.schema import DistributedParams, PeftParams, TrainingParams
+from grpo_pipeline.models.checkpoint import load_checkpoint
+from grpo_pipeline.training.run import GrpoRun, TrainingRequest, TrainingResult, train
 
 logger = logging.getLogger(__name__)
 
@@ -42,35 +41,28 @@ TRAIN_DATA_FILE = "train_dataset.jsonl"
 
 @dataclass(frozen=True)
 class TrainingJob:
-    """Everything a training process needs, as JSON: it cannot share memory with the Kedro process."""
+    """What the training processes read from ``job.json``: they cannot share memory with the Kedro process."""
 
-    train_dataset: str
-    base_model_path: str
-    model: dict[str, Any]
-    peft: dict[str, Any] | None
-    training: dict[str, Any]
-    reward: dict[str, Any]
-    seed: int
-    seed_config_mapping: list[str]
+    request: TrainingRequest
     mlflow_tracking_uri: str | None
     mlflow_run_id: str | None
     result_dir: str
 
+    def write(self, launch_dir: Path) -> Path:
+        payload = {
+            "request": self.request.to_json(launch_dir / TRAIN_DATA_FILE),
+            "mlflow_tracking_uri": self.mlflow_tracking_uri,
+            "mlflow_run_id": self.mlflow_run_id,
+            "result_dir": self.result_dir,
+        }
+        job_file = launch_dir / JOB_FILE
+        job_file.write_text(json.dumps(payload, indent=2))
+        return job_file
+
     @classmethod
     def read(cls, path: Path) -> TrainingJob:
-        return cls(**json.loads(path.read_text()))
-
-    def request(self) -> TrainingRequest:
-        return TrainingRequest(
-            train_dataset=pd.read_json(self.train_dataset, orient="records", lines=True, dtype=False),
-            base_model_path=self.base_model_path,
-            model=ModelParams.model_validate(self.model),
-            peft=PeftParams.model_validate(self.peft) if self.peft else None,
-            training=TrainingParams.model_validate(self.training),
-            reward=RewardParams.model_validate(self.reward),
-            seed=self.seed,
-            seed_config_mapping=self.seed_config_mapping,
-        )
+        payload = json.loads(path.read_text())
+        return cls(**{**payload, "request": TrainingRequest.from_json(payload["request"])})
 
 
 def free_port() -> int:
@@ -113,28 +105,13 @@ def launch_training(
     distributed: DistributedParams,
     mlflow_tracking_uri: str | None,
     mlflow_run_id: str | None,
-) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
-    """Train under ``accelerate launch`` with ``distributed.num_processes`` processes; same outputs as in-process."""
+) -> TrainingResult:
+    """Train under ``accelerate launch`` with ``distributed.num_processes`` processes; same result as in-process."""
     launch_dir = Path(request.training.output_dir) / LAUNCH_DIR
     shutil.rmtree(launch_dir, ignore_errors=True)
     launch_dir.mkdir(parents=True)
-    train_file = launch_dir / TRAIN_DATA_FILE
-    request.train_dataset.to_json(train_file, orient="records", lines=True, force_ascii=False)
-    job = TrainingJob(
-        train_dataset=str(train_file),
-        base_model_path=request.base_model_path,
-        model=request.model.model_dump(),
-        peft=request.peft.model_dump() if request.peft else None,
-        training=request.training.model_dump(),
-        reward=request.reward.model_dump(),
-        seed=request.seed,
-        seed_config_mapping=request.seed_config_mapping,
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        mlflow_run_id=mlflow_run_id,
-        result_dir=str(launch_dir / RESULT_DIR),
-    )
-    job_file = launch_dir / JOB_FILE
-    job_file.write_text(json.dumps(asdict(job), indent=2))
+    job = TrainingJob(request, mlflow_tracking_uri, mlflow_run_id, result_dir=str(launch_dir / RESULT_DIR))
+    job_file = job.write(launch_dir)
     command = launch_command(distributed, request.training, job_file)
     logger.info("Training on %d processes: %s", distributed.num_processes, " ".join(command))
     completed = subprocess.run(command, stdin=subprocess.DEVNULL, check=False)
@@ -146,38 +123,40 @@ def launch_training(
     return read_results(Path(job.result_dir), request.peft)
 
 
-def write_results(
-    result_dir: Path,
-    model_dir: Path,
-    tokenizer: Any,
-    trainer_state: dict[str, Any],
-    metrics: pd.DataFrame,
-    timings: dict[str, Any],
-    samples: list[dict[str, Any]],
-) -> None:
+def run_training(
+    request: TrainingRequest,
+    distributed: DistributedParams,
+    mlflow_tracking_uri: str | None,
+    mlflow_run_id: str | None,
+) -> TrainingResult:
+    """Train in this process, or under ``accelerate launch`` when ``distributed.num_processes`` > 1."""
+    if distributed.num_processes > 1:
+        return launch_training(request, distributed, mlflow_tracking_uri, mlflow_run_id)
+    return train(request, mlflow_run_id).result(export_merged=bool(request.peft and request.peft.merge_and_export))
+
+
+def write_results(result_dir: Path, model_dir: Path, run: GrpoRun) -> None:
     """Rank 0's half of the hand-over, once every rank has saved the model into ``model_dir``."""
     with atomic_directory(result_dir) as staging:
         checkpoint_dir = staging / CHECKPOINT_DIR
         shutil.move(model_dir, checkpoint_dir)
         # Trainer.save_model also pickles the training arguments; the project keeps checkpoints pickle-free.
         (checkpoint_dir / "training_args.bin").unlink(missing_ok=True)
-        tokenizer.save_pretrained(checkpoint_dir)
-        (checkpoint_dir / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
-        metrics.to_csv(staging / METRICS_FILE, index=False)
-        (staging / TIMINGS_FILE).write_text(json.dumps(timings, indent=2))
-        (staging / SAMPLES_FILE).write_text(json.dumps(samples, indent=2))
+        run.tokenizer.save_pretrained(checkpoint_dir)
+        (checkpoint_dir / "trainer_state.json").write_text(json.dumps(run.trainer_state, indent=2))
+        run.metrics.to_csv(staging / METRICS_FILE, index=False)
+        (staging / TIMINGS_FILE).write_text(json.dumps(run.timings, indent=2))
+        (staging / SAMPLES_FILE).write_text(json.dumps(run.trainer.completion_samples, indent=2))
 
 
-def read_results(
-    result_dir: Path, peft_params: PeftParams | None
-) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
+def read_results(result_dir: Path, peft_params: PeftParams | None) -> TrainingResult:
     if not (result_dir / TIMINGS_FILE).is_file():
         raise RuntimeError(f"accelerate launch finished but rank 0 left no results in {result_dir}")
-    checkpoint = HFCheckpointDataset(path=str(result_dir / CHECKPOINT_DIR)).load()
+    checkpoint = load_checkpoint(result_dir / CHECKPOINT_DIR)
     checkpoint.export_merged = bool(peft_params and peft_params.merge_and_export)
-    return (
-        checkpoint,
-        pd.read_csv(result_dir / METRICS_FILE),
-        json.loads((result_dir / TIMINGS_FILE).read_text()),
-        json.loads((result_dir / SAMPLES_FILE).read_text()),
+    return TrainingResult(
+        checkpoint=checkpoint,
+        metrics=pd.read_csv(result_dir / METRICS_FILE),
+        timings=json.loads((result_dir / TIMINGS_FILE).read_text()),
+        completion_samples=json.loads((result_dir / SAMPLES_FILE).read_text()),
     )

@@ -83,6 +83,10 @@ class MlflowStepMetricsCallback(TrainerCallback):
         self.flush()
 
 
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
 def active_run_id() -> str | None:
     run = mlflow.active_run()
     return run.info.run_id if run else None

@@ -24,6 +24,8 @@ from transformers import PreTrainedTokenizerBase
 from trl.data_utils import is_conversational
 from trl.models import unwrap_model_for_generation
 
+from grpo_pipeline.config.schema import ParameterError, TrainingParams
+
 if TYPE_CHECKING:
     from trl import GRPOConfig, GRPOTrainer
 
@@ -204,3 +206,15 @@ def load_rollout_func(import_path: str) -> RolloutFunc:
         f"rollout_func '{import_path}' takes {arity} required positional arguments; TRL 1.16 rollouts take "
         "(prompts, trainer) and seed-style ones (prompts, args, processing_class)"
     )
+
+
+def check_rollout_func(training: TrainingParams, prefix: str = "training") -> None:
+    """Resolve ``training.rollout_func`` before anything runs; a bad one is a :class:`ParameterError` naming it."""
+    if training.rollout_func is None:
+        return
+    try:
+        load_rollout_func(training.rollout_func)
+    except ValueError as error:
+        raise ParameterError(
+            f"Invalid parameters:\n  - parameter '{prefix}.rollout_func' = {training.rollout_func!r}: {error}"
+        ) from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import resource
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,10 +14,6 @@ from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.config.schema import PeftParams, RewardParams, TrainingParams
-from grpo_pipeline.reporting import display_text
-
-# TRL 1.16 still reads transformers' renamed `is_gradient_checkpointing`; harmless until transformers 6.
-warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 # Fields of TrainingParams that the project handles itself rather than passing to GRPOConfig.
 PROJECT_FIELDS = {
@@ -58,54 +53,6 @@ def build_grpo_config(training: TrainingParams, reward: RewardParams, seed: int)
         raise ValueError(
             f"training.grpo_config_overrides: {error}. Use field names of trl.GRPOConfig (TRL 1.16)."
         ) from None
-
-
-@dataclass
-class GenerationTiming:
-    seconds: float = 0.0
-    completion_tokens: int = 0
-
-
-class TimedGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` that times its generation phase and keeps sample completions with their rewards.
-
-    Every ``samples_every`` steps it copies ``samples_per_step`` of the completions the step just
-    scored (prompt, completion, each reward, advantage) from TRL's own ``_logs`` buffer.
-    """
-
-    def __init__(self, *args: Any, samples_every: int = 10, samples_per_step: int = 4, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.generation_timing = GenerationTiming()
-        self.samples_every = samples_every
-        self.samples_per_step = samples_per_step
-        self.completion_samples: list[dict[str, Any]] = []
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        step = self.state.global_step
-        # Only logs of freshly scored steps: the closing summary log (train_runtime, ...) has no reward yet.
-        fresh = bool(self._metrics["train"].get("reward"))
-        if fresh and self.samples_per_step and (step == 1 or step % self.samples_every == 0):
-            rewards = {name: list(values) for name, values in self._logs["rewards"].items()}
-            for index, (prompt, completion) in enumerate(
-                list(zip(self._logs["prompt"], self._logs["completion"], strict=False))[: self.samples_per_step]
-            ):
-                self.completion_samples.append(
-                    {
-                        "step": step,
-                        "prompt": display_text(prompt),
-                        "completion": display_text(completion),
-                        **{name: round(values[index], 4) for name, values in rewards.items()},
-                        "advantage": round(self._logs["advantages"][index], 4),
-                    }
-                )
-        super().log(logs, start_time)
-
-    def _generate(self, prompts: list) -> tuple:
-        started = time.perf_counter()
-        output = super()._generate(prompts)
-        self.generation_timing.seconds += time.perf_counter() - started
-        self.generation_timing.completion_tokens += sum(len(ids) for ids in output[1])
-        return output
 
 
 def build_lora_config(peft: PeftParams) -> LoraConfig:

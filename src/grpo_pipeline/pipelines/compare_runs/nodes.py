@@ -1,151 +1,33 @@
-"""Nodes that read runs back from MLflow (through its client, never by parsing the store's files)."""
+"""Nodes of ``compare_runs``: each parses its parameters, calls grpo_pipeline/comparison.py, and returns.
+
+MLflow is imported when a node runs, not when the pipeline graph is built.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.config.schema import CompareRunsParams, parse_section
-from grpo_pipeline.reporting import comparison_figure, markdown_table
-
-logger = logging.getLogger(__name__)
-
-
-def _read_artifact(client: MlflowClient, run_id: str, path: str, reader: Callable[[Path], Any]) -> Any:
-    """``reader`` applied to a run's artifact, or None when the run has no such artifact."""
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            local = client.download_artifacts(run_id, path, scratch)
-        except MlflowException:
-            return None
-        return reader(Path(local))
-
-
-def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
-def _first_csv_row(path: Path) -> dict[str, Any]:
-    return pd.read_csv(path).iloc[0].to_dict()
 
 
 def collect_runs(compare_runs: dict[str, Any]) -> list[dict[str, Any]]:
     """The chosen runs with their parameters, reward history, validation report and benchmark row."""
-    params = parse_section(CompareRunsParams, compare_runs, "compare_runs")
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(params.experiment_name)
-    if experiment is None:
-        raise ValueError(
-            f"No MLflow experiment '{params.experiment_name}' at {mlflow.get_tracking_uri()}: run a GRPO pipeline "
-            "first, e.g. `kedro run --pipelines=grpo_debug`."
-        )
-    if params.run_ids:
-        runs = [client.get_run(run_id) for run_id in params.run_ids]
-    else:
-        runs = []
-        for pipeline in params.pipelines:
-            runs += client.search_runs(
-                [experiment.experiment_id],
-                filter_string=f"attributes.run_name = '{pipeline}' and attributes.status = 'FINISHED'",
-                order_by=["attributes.start_time DESC"],
-                max_results=params.latest_per_pipeline,
-            )
-    if not runs:
-        raise ValueError(
-            f"No finished runs of {params.pipelines} in experiment '{params.experiment_name}'. Run a pipeline "
-            "first or set compare_runs.run_ids."
-        )
-    collected = []
-    for run in sorted(runs, key=lambda run: run.info.start_time):
-        run_id = run.info.run_id
-        history = client.get_metric_history(run_id, "reward")
-        collected.append(
-            {
-                "run_id": run_id,
-                "run_name": run.info.run_name,
-                "label": f"{run.info.run_name} {run_id[:8]}",
-                "start_time": run.info.start_time,
-                "wall_time_s": (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None,
-                "params": dict(run.data.params),
-                "reward_history": sorted((point.step, point.value) for point in history),
-                "validation": _read_artifact(client, run_id, "reports/validation_report.json", _json),
-                "benchmark": _read_artifact(client, run_id, "reports/benchmark.csv", _first_csv_row),
-            }
-        )
-    differences = _config_differences(collected)
-    for run in collected:
-        # Name each curve by what sets it apart, e.g. "grpo_debug 2b9ac8c1 (training.learning_rate=0.001)".
-        distinct = ", ".join(f"{row['parameter']}={row[run['label']]}" for _, row in differences.head(3).iterrows())
-        run["label"] += f" ({distinct})" if distinct else ""
-    logger.info("Comparing %d runs: %s", len(collected), "; ".join(run["label"] for run in collected))
-    return collected
+    from grpo_pipeline import comparison
+
+    return comparison.collect_runs(parse_section(CompareRunsParams, compare_runs, "compare_runs"))
 
 
 def plot_reward_curves(compared_runs: list[dict[str, Any]]) -> Any:
+    """A matplotlib figure with every run's reward curve."""
+    from grpo_pipeline.reporting import comparison_figure
+
     return comparison_figure(compared_runs)
-
-
-def _config_differences(compared_runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Parameters whose value is not the same in every run; keys are shown without the variant prefix."""
-
-    def strip(key: str) -> str:
-        return key.split(".", 1)[1] if key.split(".", 1)[0] in ("debug", "full", "lora") else key
-
-    tables = [{strip(key): value for key, value in run["params"].items()} for run in compared_runs]
-    keys = sorted(set().union(*tables))
-    differing = [key for key in keys if len({table.get(key) for table in tables}) > 1]
-    return pd.DataFrame(
-        [
-            {
-                "parameter": key,
-                **{run["label"]: table.get(key, "") for run, table in zip(compared_runs, tables, strict=True)},
-            }
-            for key in differing
-        ]
-    )
 
 
 def comparison_report(compared_runs: list[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
     """One row per run (outcome, speed, memory) and the parameters that differ between runs."""
-    rows = []
-    for run in compared_runs:
-        validation, benchmark = run["validation"] or {}, run["benchmark"] or {}
-        rows.append(
-            {
-                "run": run["label"],
-                "final_reward": round(run["reward_history"][-1][1], 4) if run["reward_history"] else None,
-                "eval_reward_base": round(validation["base"]["mean_reward"], 4) if validation else None,
-                "eval_reward_trained": round(validation["trained"]["mean_reward"], 4) if validation else None,
-                "wall_time_s": None if run["wall_time_s"] is None else round(run["wall_time_s"], 1),
-                "s_per_step": benchmark.get("s_per_step"),
-                "peak_rss_mb": benchmark.get("peak_rss_mb"),
-                "peak_gpu_mb": benchmark.get("peak_gpu_mb"),
-                "trainable_parameters": benchmark.get("trainable_parameters"),
-            }
-        )
-    table = pd.DataFrame(rows)
-    differences = _config_differences(compared_runs)
-    markdown = "\n".join(
-        [
-            "# GRPO run comparison",
-            "",
-            markdown_table(table),
-            "",
-            "## Parameters that differ",
-            "",
-            markdown_table(differences) if not differences.empty else "_all parameters are identical_",
-            "",
-            "Reward curves: `comparison_reward_curves.png`.",
-            "",
-        ]
-    )
-    return table, markdown
+    from grpo_pipeline import comparison
+
+    return comparison.comparison_report(compared_runs)

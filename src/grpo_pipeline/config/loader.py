@@ -1,0 +1,77 @@
+"""Kedro's config loader with shared variant defaults: each variant's parameters are ``variant_defaults``
+with the variant's own values deep-merged over them.
+
+So a variant file holds only what sets it apart, every other value is written once, and everything that
+reads parameters through Kedro (nodes, hooks, kedro-mlflow's logged params, kedro-viz) sees the
+effective values. Merging happens after Kedro has merged environments and ``--params``, so
+``--params=full.training.learning_rate=...`` overrides one variant and ``--params=variant_defaults....``
+all of them. In the defaults, ``{variant}`` stands for the variant's name (e.g. in output paths).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kedro.config import OmegaConfigLoader
+
+from grpo_pipeline.variants import DEFAULTS_KEY, VARIANTS
+
+VARIANT_PLACEHOLDER = "{variant}"
+CONFIG_LOADER_ARGS: dict[str, Any] = {
+    "base_env": "base",
+    # `local` is per machine and git-ignored; `gpu` is selected with `kedro run --env=gpu`.
+    "default_run_env": "local",
+    # Environments override single keys (e.g. gpu sets full.training.bf16) instead of whole variants.
+    "merge_strategy": {"parameters": "soft"},
+    "config_patterns": {
+        "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
+    },
+}
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` over ``base``: mappings merge key by key, anything else (lists, null) replaces."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        both_mappings = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = deep_merge(merged[key], value) if both_mappings else value
+    return merged
+
+
+def for_variant(value: Any, variant: str) -> Any:
+    """``value`` with ``{variant}`` in its strings replaced by the variant's name (as in Kedro's dataset factories)."""
+    if isinstance(value, str):
+        return value.replace(VARIANT_PLACEHOLDER, variant)
+    if isinstance(value, dict):
+        return {key: for_variant(item, variant) for key, item in value.items()}
+    if isinstance(value, list):
+        return [for_variant(item, variant) for item in value]
+    return value
+
+
+def with_variant_defaults(parameters: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` with every variant's section merged over the shared ``variant_defaults``."""
+    defaults = parameters.get(DEFAULTS_KEY) or {}
+    merged = {
+        variant: deep_merge(for_variant(defaults, variant), parameters.get(variant) or {}) for variant in VARIANTS
+    }
+    return {**parameters, **merged}
+
+
+class VariantConfigLoader(OmegaConfigLoader):
+    """``OmegaConfigLoader`` whose ``parameters`` carry the shared variant defaults (see the module doc)."""
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        config = super().__getitem__(key)
+        return with_variant_defaults(config) if key == "parameters" else config
+
+
+def load_parameters(
+    conf_source: str | Path, env: str | None = None, runtime_params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The project's parameters as ``kedro run --env ENV --params ...`` sees them, without a Kedro session."""
+    loader = VariantConfigLoader(
+        conf_source=str(conf_source), env=env, runtime_params=runtime_params, **CONFIG_LOADER_ARGS
+    )
+    return loader["parameters"]

@@ -1,0 +1,98 @@
+"""A trained model on disk: a ``save_pretrained`` directory (safetensors), LoRA adapters, a merged export.
+
+A full model is saved as ``model.safetensors``; a LoRA model as ``adapter_model.safetensors`` +
+``adapter_config.json`` and, when asked, base+adapter merged into one model in ``merged/``. The
+directory is staged beside its target and renamed into place, so a crash while saving leaves the
+previous checkpoint intact. Loading always reads the files, never an in-memory model, which is what
+checkpoint validation relies on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from grpo_pipeline.atomic import atomic_directory
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+TRAINER_STATE_FILE = "trainer_state.json"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+MERGED_DIR = "merged"
+
+
+@dataclass
+class HFCheckpoint:
+    """A trained model with its tokenizer and trainer state.
+
+    ``model`` is a plain model or a ``peft.PeftModel`` (LoRA). For the latter, ``export_merged`` asks
+    :func:`save_checkpoint` to also write base+adapter merged into one model, which ``merged_model``
+    holds on load.
+    """
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    trainer_state: dict[str, Any] = field(default_factory=dict)
+    export_merged: bool = False
+    merged_model: PreTrainedModel | None = None
+    path: str | None = None
+
+    @property
+    def is_adapter(self) -> bool:
+        # An adapter model is a peft.PeftModel, so peft is imported whenever one exists; no import here.
+        peft = sys.modules.get("peft")
+        return peft is not None and isinstance(self.model, peft.PeftModel)
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` holds a saved full model or LoRA adapter."""
+    path = Path(path)
+    return (path / "config.json").is_file() or (path / ADAPTER_CONFIG_FILE).is_file()
+
+
+def save_checkpoint(checkpoint: HFCheckpoint, path: str | Path) -> None:
+    """Write ``checkpoint`` to ``path`` atomically (safetensors only) and record the path on it."""
+    if checkpoint.export_merged and not checkpoint.is_adapter:
+        raise ValueError("merge_and_export needs a LoRA (peft) model; this checkpoint is a full model")
+    with atomic_directory(Path(path)) as staging:
+        checkpoint.model.save_pretrained(staging, safe_serialization=True)
+        checkpoint.tokenizer.save_pretrained(staging)
+        (staging / TRAINER_STATE_FILE).write_text(json.dumps(checkpoint.trainer_state, indent=2))
+        if checkpoint.export_merged:
+            # merge_and_unload rewrites the layers it merges; merge a copy to keep the adapter model intact.
+            merged = copy.deepcopy(checkpoint.model).merge_and_unload()
+            merged.save_pretrained(staging / MERGED_DIR, safe_serialization=True)
+            checkpoint.tokenizer.save_pretrained(staging / MERGED_DIR)
+    checkpoint.path = str(path)
+
+
+def load_checkpoint(path: str | Path, dtype: str = "float32", trust_remote_code: bool = False) -> HFCheckpoint:
+    """The checkpoint saved at ``path``: the full model, or the adapter on its base model, plus the merged export."""
+    from peft import PeftModel  # noqa: PLC0415 (peft costs seconds to import; only adapters need it)
+
+    from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer  # noqa: PLC0415 (torch)
+
+    path = Path(path)
+    if not is_checkpoint(path):
+        raise FileNotFoundError(f"No checkpoint at '{path}' (neither config.json nor {ADAPTER_CONFIG_FILE})")
+    load_args = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    if (path / ADAPTER_CONFIG_FILE).is_file():
+        base_path = json.loads((path / ADAPTER_CONFIG_FILE).read_text())["base_model_name_or_path"]
+        model = PeftModel.from_pretrained(load_causal_lm(base_path, **load_args), str(path))
+    else:
+        model = load_causal_lm(path, **load_args)
+    merged_path = path / MERGED_DIR
+    state_file = path / TRAINER_STATE_FILE
+    return HFCheckpoint(
+        model=model,
+        tokenizer=load_tokenizer(path, trust_remote_code=trust_remote_code),
+        trainer_state=json.loads(state_file.read_text()) if state_file.is_file() else {},
+        export_merged=merged_path.is_dir(),
+        merged_model=load_causal_lm(merged_path, **load_args) if merged_path.is_dir() else None,
+        path=str(path),
+    )

@@ -1,0 +1,169 @@
+"""The prompt rules: what a usable prompt row is, normalisation, de-duplication, the train/eval split,
+and formatting through the tokenizer's chat template with a length limit.
+
+Errors name the source file, the row and the fix (:class:`PromptDataError`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from grpo_pipeline.config.schema import DataParams, FormattingParams
+
+logger = logging.getLogger(__name__)
+
+# A raw prompt frame may carry its source (``frame.attrs``) and each row's line in it, for error messages.
+SOURCE_ATTR = "source"
+LINE_COLUMN = "line_number"
+MESSAGE_ROLES = {"system", "user", "assistant"}
+
+
+class PromptDataError(ValueError):
+    """A prompt file that cannot be used; the message names the file, the row and the fix."""
+
+
+def _validate_messages(value: Any) -> str | None:
+    """None when ``value`` is a usable chat prompt, else what is wrong with it."""
+    if not value:
+        return "the message list is empty"
+    for index, message in enumerate(value):
+        if not isinstance(message, dict) or set(message) - {"role", "content"} or "content" not in message:
+            return f"message {index} must be an object with 'role' and 'content'"
+        if message.get("role") not in MESSAGE_ROLES:
+            return f"message {index} has role {message.get('role')!r}; use one of {sorted(MESSAGE_ROLES)}"
+        if not isinstance(message["content"], str) or not message["content"].strip():
+            return f"message {index} has empty or non-text content"
+    if value[-1]["role"] != "user":
+        return "the last message must come from the user"
+    return None
+
+
+def normalise_prompt(value: Any) -> list[dict[str, str]] | str:
+    """Chat messages with stripped text, or the problem as a string."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value.strip()}] if value.strip() else "the prompt text is empty"
+    if isinstance(value, list):
+        problem = _validate_messages(value)
+        if problem:
+            return problem
+        return [{"role": message["role"], "content": message["content"].strip()} for message in value]
+    return f"the prompt must be text or a list of chat messages, got {type(value).__name__}"
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+
+
+def normalised_rows(raw_prompts: pd.DataFrame, params: DataParams) -> pd.DataFrame:
+    """One row per raw row: the prompt as chat messages and each required column as stripped text."""
+    source = raw_prompts.attrs.get(SOURCE_ATTR, "the raw prompt file")
+    if raw_prompts.empty:
+        raise PromptDataError(f"{source} is empty: it needs one JSON object per line with a prompt and an answer.")
+    for column in [params.prompt_column, *params.required_columns]:
+        if column not in raw_prompts.columns:
+            present = sorted(set(raw_prompts.columns) - {LINE_COLUMN})
+            raise PromptDataError(
+                f"{source}: column '{column}' is missing (columns present: {present}). Add it to every row, "
+                f"or change data.prompt_column / data.required_columns."
+            )
+    lines = raw_prompts[LINE_COLUMN] if LINE_COLUMN in raw_prompts else pd.Series(range(1, len(raw_prompts) + 1))
+    rows = []
+    for line, record in zip(lines, raw_prompts.to_dict(orient="records"), strict=True):
+        prompt = normalise_prompt(record[params.prompt_column])
+        if isinstance(prompt, str):
+            raise PromptDataError(f"{source} line {line}: {prompt}. Fix or remove that row.")
+        for column in params.required_columns:
+            if _is_blank(record[column]):
+                raise PromptDataError(f"{source} line {line}: '{column}' is empty. Every row needs a value.")
+        rows.append({"prompt": prompt, **{column: str(record[column]).strip() for column in params.required_columns}})
+    return pd.DataFrame(rows)
+
+
+def split_prompts(raw_prompts: pd.DataFrame, params: DataParams, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate and normalise the raw prompt rows, drop duplicates, and split train/eval with ``seed``."""
+    source = raw_prompts.attrs.get(SOURCE_ATTR, "the raw prompt file")
+    frame = normalised_rows(raw_prompts, params)
+    key = frame["prompt"].map(json.dumps) + "\x00" + frame[params.required_columns].astype(str).agg("\x00".join, axis=1)
+    duplicated = key.duplicated()
+    frame = frame[~duplicated].reset_index(drop=True)
+    if len(frame) <= params.eval_size:
+        raise PromptDataError(
+            f"{source}: {len(frame)} distinct prompts, not enough for data.eval_size={params.eval_size} "
+            "plus a training set. Lower data.eval_size or add prompts."
+        )
+    order = np.random.default_rng(seed).permutation(len(frame))
+    eval_prompts = frame.iloc[order[: params.eval_size]].reset_index(drop=True)
+    train_prompts = frame.iloc[order[params.eval_size :]].reset_index(drop=True)
+    if params.max_train_prompts is not None:
+        train_prompts = train_prompts.head(params.max_train_prompts)
+    logger.info(
+        "Prompts: %d rows read, %d duplicates dropped, %d train / %d eval",
+        len(raw_prompts),
+        int(duplicated.sum()),
+        len(train_prompts),
+        len(eval_prompts),
+    )
+    return train_prompts, eval_prompts
+
+
+def _length_statistics(lengths: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
+    return {
+        "prompts": len(lengths),
+        "dropped_over_max_length": int((~keep).sum()),
+        "tokens_min": int(lengths.min()) if len(lengths) else 0,
+        "tokens_mean": float(lengths.mean()) if len(lengths) else 0.0,
+        "tokens_p95": float(np.percentile(lengths, 95)) if len(lengths) else 0.0,
+        "tokens_max": int(lengths.max()) if len(lengths) else 0,
+    }
+
+
+def format_split(
+    frame: pd.DataFrame, split: str, tokenizer: Any, params: FormattingParams
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One split through the chat template: the kept rows with ``prompt_text`` and ``prompt_tokens``, and statistics.
+
+    The ``prompt`` column of the result is what ``GRPOTrainer`` takes: chat messages, or with
+    ``formatting.prompt_format: text`` the templated string; ``prompt_text`` always holds the latter.
+    """
+    texts = [
+        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        for messages in frame["prompt"]
+    ]
+    lengths = np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]])
+    keep = lengths <= params.max_prompt_length
+    statistics = _length_statistics(lengths, keep)
+    if (~keep).any():
+        logger.warning(
+            "%s split: dropped %d of %d prompts longer than formatting.max_prompt_length=%d tokens",
+            split,
+            int((~keep).sum()),
+            len(frame),
+            params.max_prompt_length,
+        )
+    result = frame[keep].copy()
+    result["prompt_text"] = [text for text, kept in zip(texts, keep, strict=True) if kept]
+    if params.prompt_format == "text":
+        result["prompt"] = result["prompt_text"]
+    result["prompt_tokens"] = lengths[keep]
+    if result.empty:
+        raise PromptDataError(
+            f"Every {split} prompt is longer than formatting.max_prompt_length={params.max_prompt_length} "
+            f"tokens (shortest: {statistics['tokens_min']}). Raise the limit."
+        )
+    return result.reset_index(drop=True), statistics
+
+
+def format_splits(
+    train_prompts: pd.DataFrame, eval_prompts: pd.DataFrame, tokenizer: Any, params: FormattingParams
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Both splits through :func:`format_split`, with their statistics in one record."""
+    train, train_statistics = format_split(train_prompts, "train", tokenizer, params)
+    evaluation, eval_statistics = format_split(eval_prompts, "eval", tokenizer, params)
+    statistics = {"max_prompt_length": params.max_prompt_length, "train": train_statistics, "eval": eval_statistics}
+    return train, evaluation, statistics

@@ -1,0 +1,36 @@
+"""Process-wide defaults for the project's entry points (Kedro's ``settings.py`` and the training worker).
+
+Library modules never set warning filters or environment variables when imported; the entry points
+call :func:`configure_runtime` once, before the libraries these settings affect are imported.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+# Known-harmless warnings from dependencies, silenced one by one by message (never wholesale):
+# OmegaConf's resolver rename (raised inside kedro and kedro-mlflow), mlflow's pyfunc type-hint advice for
+# kedro-mlflow's model class, and TRL 1.16 reading transformers' renamed `is_gradient_checkpointing`.
+IGNORED_WARNINGS = (
+    r"register_new_resolver\(\) is deprecated",
+    r"Add type hints to the `predict` method",
+    r"`is_gradient_checkpointing` is deprecated",
+)
+
+ENVIRONMENT_DEFAULTS = {
+    # transformers' per-file bars ("Loading weights", "Writing model shards") repeat for every model the
+    # pipeline loads or saves; the training progress bar is the one a person follows. Read by
+    # huggingface_hub when first imported.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    # TRL flags rollout_func as experimental on every run; the project pins TRL 1.16's contract instead.
+    "TRL_EXPERIMENTAL_SILENCE": "1",
+}
+
+
+def configure_runtime() -> None:
+    """Apply :data:`IGNORED_WARNINGS` and :data:`ENVIRONMENT_DEFAULTS` (a variable already set is kept)."""
+    for message in IGNORED_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    for name, value in ENVIRONMENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)

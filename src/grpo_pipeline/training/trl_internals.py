@@ -1,0 +1,100 @@
+"""Everything the project reads from ``trl.GRPOTrainer``'s private parts, in one place.
+
+TRL offers no public hook for two things the project reports:
+- the time spent generating (``_generate``: TRL's profiler logs it to W&B/trackio only), and
+- sample completions with each reward and the advantage as a step scored them (the ``_logs`` buffer;
+  ``log_completions`` prints a rich table and writes a parquet file per step instead).
+
+:func:`check_trl_internals` verifies those parts exist with the shape this module expects, and runs
+whenever a :class:`TimedGRPOTrainer` is built, so a TRL release that changes them fails at once, naming
+the version, instead of mis-reporting.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import trl
+from trl import GRPOTrainer
+
+from grpo_pipeline.reporting import display_text
+
+# The TRL release this module was written against; a newer one may work, the check says if it does not.
+WRITTEN_FOR_TRL = "1.16"
+_LOG_BUFFERS = ("prompt", "completion", "rewards", "advantages")
+
+
+class TrlInternalsChangedError(RuntimeError):
+    """The installed TRL no longer has a private part of GRPOTrainer that the project reads."""
+
+
+def check_trl_internals(trainer: GRPOTrainer) -> None:
+    """Raise :class:`TrlInternalsChangedError` unless ``trainer`` has the private parts this module uses."""
+    problems = []
+    generate = getattr(type(trainer), "_generate", None)
+    if generate is None or list(inspect.signature(generate).parameters) != ["self", "prompts"]:
+        problems.append("GRPOTrainer._generate(self, prompts) is gone or takes other arguments")
+    logs = getattr(trainer, "_logs", None)
+    if not isinstance(logs, dict) or any(key not in logs for key in _LOG_BUFFERS):
+        problems.append(f"GRPOTrainer._logs no longer holds the buffers {list(_LOG_BUFFERS)}")
+    metrics = getattr(trainer, "_metrics", None)
+    if not isinstance(metrics, dict) or "train" not in metrics:
+        problems.append("GRPOTrainer._metrics no longer has a 'train' section")
+    if problems:
+        raise TrlInternalsChangedError(
+            f"TRL {trl.__version__} changed GRPOTrainer internals that grpo_pipeline/training/trl_internals.py "
+            f"reads (written for TRL {WRITTEN_FOR_TRL}): " + "; ".join(problems) + ". Install trl=="
+            f"{WRITTEN_FOR_TRL}.* or update that module."
+        )
+
+
+@dataclass
+class GenerationTiming:
+    seconds: float = 0.0
+    completion_tokens: int = 0
+
+
+class TimedGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` that times its generation phase and keeps sample completions with their rewards.
+
+    Every ``samples_every`` steps it copies ``samples_per_step`` of the completions the step just
+    scored (prompt, completion, each reward, advantage) from TRL's own ``_logs`` buffer.
+    """
+
+    def __init__(self, *args: Any, samples_every: int = 10, samples_per_step: int = 4, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        check_trl_internals(self)
+        self.generation_timing = GenerationTiming()
+        self.samples_every = samples_every
+        self.samples_per_step = samples_per_step
+        self.completion_samples: list[dict[str, Any]] = []
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        step = self.state.global_step
+        # Only logs of freshly scored steps: the closing summary log (train_runtime, ...) has no reward yet.
+        fresh = bool(self._metrics["train"].get("reward"))
+        if fresh and self.samples_per_step and (step == 1 or step % self.samples_every == 0):
+            rewards = {name: list(values) for name, values in self._logs["rewards"].items()}
+            for index, (prompt, completion) in enumerate(
+                list(zip(self._logs["prompt"], self._logs["completion"], strict=False))[: self.samples_per_step]
+            ):
+                self.completion_samples.append(
+                    {
+                        "step": step,
+                        "prompt": display_text(prompt),
+                        "completion": display_text(completion),
+                        **{name: round(values[index], 4) for name, values in rewards.items()},
+                        "advantage": round(self._logs["advantages"][index], 4),
+                    }
+                )
+        super().log(logs, start_time)
+
+    def _generate(self, prompts: list) -> tuple:
+        started = time.perf_counter()
+        output = super()._generate(prompts)
+        self.generation_timing.seconds += time.perf_counter() - started
+        self.generation_timing.completion_tokens += sum(len(ids) for ids in output[1])
+        return output
