@@ -20,28 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from grpo_pipeline.sandbox import copy_project
+from grpo_pipeline.sandbox import copy_project, timed_run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def timed(command: list[str], cwd: Path) -> float:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, check=False)
-    elapsed = time.perf_counter() - started
-    if result.returncode:
-        sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return elapsed
 
 
 def main() -> None:
@@ -74,11 +61,11 @@ def main() -> None:
         # One untimed warm-up each: it builds the tiny model and creates the MLflow SQLite store,
         # one-off costs of a new project rather than of a run.
         for name, command, cwd in sides:
-            print(f"warm-up {name:11s} {timed(command, cwd):6.2f} s (not counted)", flush=True)
+            print(f"warm-up {name:11s} {timed_run(command, cwd):6.2f} s (not counted)", flush=True)
         for repeat in range(args.repeats):
             # Rotate the order so that no side always runs first or last.
             for name, command, cwd in sides[repeat % 3 :] + sides[: repeat % 3]:
-                times[name].append(timed(command, cwd))
+                times[name].append(timed_run(command, cwd))
                 print(f"repeat {repeat + 1}/{args.repeats} {name:11s} {times[name][-1]:6.2f} s", flush=True)
 
     medians = {name: statistics.median(values) for name, values in times.items()}

@@ -3,7 +3,11 @@ user's data folders or MLflow store."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +32,16 @@ def copy_project(source: Path, destination: Path) -> Path:
 def params_option(variant: str, values: dict[str, Any]) -> str:
     """``--params=`` overriding ``values`` (dotted keys) under one variant's namespace."""
     return "--params=" + ",".join(f"{variant}.{key}={value}" for key, value in values.items())
+
+
+def timed_run(command: list[str], cwd: Path) -> float:
+    """Wall seconds of ``command`` run unattended in ``cwd``; exits with its output when it fails."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    started = time.perf_counter()
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode:
+        sys.exit(f"{' '.join(command)} in {cwd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return elapsed

@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NewType
 
 import pandas as pd
 from kedro.io import AbstractDataset
-from kedro_datasets._typing import TablePreview
 
 from grpo_pipeline.atomic import atomic_write_bytes, atomic_write_text
+
+# kedro-viz picks a preview's renderer by the name of the `preview` method's return annotation, as its
+# docs show for custom datasets; kedro-datasets keeps its own such types private.
+TablePreview = NewType("TablePreview", dict)
 
 
 class _AtomicFileDataset(AbstractDataset[Any, Any]):

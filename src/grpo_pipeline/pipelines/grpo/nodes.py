@@ -66,12 +66,8 @@ def train_grpo(
     seed: int,
     distributed: dict[str, Any] | None = None,
 ) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
-    """Fine-tune the base model with ``trl.GRPOTrainer``; return checkpoint, step metrics, timings, samples.
-
-    ``peft`` set (the lora variant) trains LoRA adapters; ``training.resume_from_checkpoint: auto``
-    continues a crashed run (see grpo_pipeline/training/run.py); ``distributed.num_processes`` > 1
-    trains under ``accelerate launch`` (see grpo_pipeline/training/distributed.py).
-    """
+    """Fine-tune with ``trl.GRPOTrainer`` (LoRA when ``peft`` is set, resuming a crashed run, under
+    ``accelerate launch`` for ``distributed.num_processes`` > 1); return checkpoint, metrics, timings, samples."""
     from grpo_pipeline.training.distributed import run_training
     from grpo_pipeline.training.mlflow_logging import active_run_id, tracking_uri
     from grpo_pipeline.training.run import TrainingRequest

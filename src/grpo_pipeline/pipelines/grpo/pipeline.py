@@ -1,4 +1,4 @@
-"""The GRPO modular pipeline. ``create_pipeline(namespace=...)`` gives one variant (debug, full, lora)."""
+"""The GRPO modular pipeline. ``create_pipeline(namespace=...)`` gives one variant (see grpo_pipeline/variants.py)."""
 
 from __future__ import annotations
 

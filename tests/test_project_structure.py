@@ -1,0 +1,123 @@
+"""How the project is put together: a light start-up, library code free of Kedro wiring, variants written once."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grpo_pipeline.config.loader import load_parameters, with_variant_defaults
+from grpo_pipeline.variants import VARIANTS
+from tests.conftest import PROJECT_ROOT, copy_project, mlflow_runs, run_kedro
+
+PACKAGE = PROJECT_ROOT / "src" / "grpo_pipeline"
+HEAVY_MODULES = ("torch", "transformers", "trl", "peft", "mlflow", "datasets")
+
+
+def test_building_the_graph_imports_no_heavy_library() -> None:
+    # What `kedro registry list`, `kedro viz` and the start of `kedro run` import: settings and the registry.
+    probe = (
+        "import json, sys\n"
+        "import grpo_pipeline.settings\n"
+        "from grpo_pipeline.pipeline_registry import register_pipelines\n"
+        "register_pipelines()\n"
+        f"print(json.dumps([name for name in {HEAVY_MODULES!r} if name in sys.modules]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+    return modules
+
+
+@pytest.mark.parametrize("layer", ["training", "models"])
+def test_library_code_imports_no_kedro_wiring(layer: str) -> None:
+    wiring = ("grpo_pipeline.io", "grpo_pipeline.pipelines", "grpo_pipeline.hooks", "kedro")
+    offending = {
+        f"{path.relative_to(PACKAGE)}: {module}"
+        for path in (PACKAGE / layer).rglob("*.py")
+        for module in imported_modules(path)
+        if module.startswith(wiring)
+    }
+    assert not offending
+
+
+def test_only_a_pipeline_definition_imports_its_nodes() -> None:
+    importers = {
+        path.relative_to(PACKAGE).as_posix(): module
+        for path in PACKAGE.rglob("*.py")
+        for module in imported_modules(path)
+        if module.endswith(".nodes") or ".nodes." in module
+    }
+    assert importers == {
+        "pipelines/grpo/pipeline.py": "grpo_pipeline.pipelines.grpo.nodes",
+        "pipelines/compare_runs/pipeline.py": "grpo_pipeline.pipelines.compare_runs.nodes",
+    }
+
+
+def test_variants_take_the_shared_defaults_under_their_own_values() -> None:
+    parameters = {
+        "variant_defaults": {
+            "training": {"learning_rate": 1e-6, "output_dir": "data/06_models/{variant}/trainer_output"},
+            "peft": None,
+        },
+        "lora": {"training": {"learning_rate": 1e-5}, "peft": {"r": 8}},
+        "compare_runs": {"experiment_name": "grpo_pipeline"},
+    }
+    merged = with_variant_defaults(parameters)
+    assert merged["full"]["training"] == {"learning_rate": 1e-6, "output_dir": "data/06_models/full/trainer_output"}
+    assert merged["lora"]["training"]["learning_rate"] == 1e-5 and merged["lora"]["peft"] == {"r": 8}
+    assert merged["lora"]["training"]["output_dir"] == "data/06_models/lora/trainer_output"
+    assert merged["compare_runs"] == parameters["compare_runs"]
+
+
+def test_environment_and_runtime_parameters_apply_before_the_defaults() -> None:
+    conf = PROJECT_ROOT / "conf"
+    runtime = {"variant_defaults": {"seed": 7}, "full": {"training": {"max_steps": 3}}}
+    gpu = load_parameters(conf, "gpu", runtime)
+    assert gpu["full"]["training"]["bf16"] is True and gpu["full"]["training"]["max_steps"] == 3
+    assert gpu["lora"]["training"]["learning_rate"] == 1e-5 and gpu["lora"]["training"]["max_steps"] == -1
+    assert {gpu[variant]["seed"] for variant in VARIANTS} == {7}
+    assert "bf16" not in load_parameters(conf, "base")["debug"]["training"]
+
+
+def test_a_fourth_variant_is_one_name_and_one_parameters_file(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    variants_module = project / "src/grpo_pipeline/variants.py"
+    variants_module.write_text(
+        variants_module.read_text().replace('("debug", "full", "lora")', '("debug", "full", "lora", "tiny_lora")')
+    )
+    (project / "conf/base/tiny_lora").mkdir()
+    (project / "conf/base/tiny_lora/parameters.yml").write_text(
+        "# LoRA on a tiny model the pipeline builds itself, for a quick offline check.\n"
+        "tiny_lora:\n"
+        "  model: {name_or_path: data/06_models/tiny_lora/base_model, build_tiny: {}}\n"
+        "  peft: {r: 4, lora_alpha: 8, target_modules: all-linear}\n"
+        "  formatting: {max_prompt_length: 64}\n"
+        "  training: {use_cpu: true, max_steps: 3, learning_rate: 0.01, per_device_train_batch_size: 8,\n"
+        "             num_generations: 4, max_completion_length: 4}\n"
+        "  validation: {max_prompts: 8, max_new_tokens: 4}\n"
+        "  benchmark: {mode: tiny LoRA}\n"
+    )
+    assert "grpo_tiny_lora" in run_kedro(project, "registry", "list").stdout
+    run_kedro(project, "run", "--pipelines=grpo_tiny_lora")
+    report = json.loads((project / "data/08_reporting/tiny_lora/validation_report.json").read_text())
+    assert report["adapter"] is True and report["global_step"] == 3
+    assert (project / "data/06_models/tiny_lora/trainer_output/training_finished.json").is_file()
+    (run,) = mlflow_runs(project, "grpo_tiny_lora")
+    assert run.data.params["tiny_lora.training.learning_rate"] == "0.01"
+    assert run.data.params["tiny_lora.reward.functions"] == "['accuracy', 'format', 'length']"

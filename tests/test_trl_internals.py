@@ -1,0 +1,58 @@
+"""The one module that reads GRPOTrainer's private parts fails loudly, naming TRL's version, when they change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trl
+from datasets import Dataset
+from trl import GRPOConfig
+
+from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
+from grpo_pipeline.rewards import REWARD_FUNCTIONS
+from grpo_pipeline.training.trl_internals import TimedGRPOTrainer, TrlInternalsChangedError, check_trl_internals
+
+
+@pytest.fixture
+def trainer(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> TimedGRPOTrainer:
+    config = GRPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=4,
+        max_steps=1,
+        use_cpu=True,
+        gradient_checkpointing=False,
+        report_to="none",
+    )
+    return TimedGRPOTrainer(
+        model=load_causal_lm(tiny_model_dir),
+        reward_funcs=[REWARD_FUNCTIONS["format"]],
+        args=config,
+        train_dataset=Dataset.from_pandas(datasets[0][["prompt", "answer"]], preserve_index=False),
+        processing_class=load_tokenizer(tiny_model_dir),
+    )
+
+
+def test_the_installed_trl_has_what_the_project_reads(trainer: TimedGRPOTrainer) -> None:
+    check_trl_internals(trainer)
+    trainer.train()
+    assert trainer.generation_timing.completion_tokens > 0 and trainer.completion_samples
+
+
+def test_a_missing_log_buffer_names_the_trl_version(trainer: TimedGRPOTrainer) -> None:
+    del trainer._logs["advantages"]
+    with pytest.raises(TrlInternalsChangedError, match=rf"TRL {trl.__version__} changed .*_logs"):
+        check_trl_internals(trainer)
+
+
+def test_a_changed_generate_signature_names_the_trl_version(trainer: TimedGRPOTrainer) -> None:
+    class ChangedTrainer(TimedGRPOTrainer):
+        def _generate(self, prompts: list, images: list) -> tuple:  # type: ignore[override]
+            return ()
+
+    trainer.__class__ = ChangedTrainer
+    with pytest.raises(TrlInternalsChangedError, match=rf"TRL {trl.__version__} changed .*_generate"):
+        check_trl_internals(trainer)
