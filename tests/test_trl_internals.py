@@ -24,7 +24,7 @@ def trainer(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> TimedGRPOTra
         max_completion_length=4,
         max_steps=1,
         use_cpu=True,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         report_to="none",
     )
     return TimedGRPOTrainer(
