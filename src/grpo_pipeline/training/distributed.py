@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from grpo_pipeline.atomic import atomic_directory
-from grpo_pipeline.config.schema import DistributedParams, PeftParams, TrainingParams
+from grpo_pipeline.config.schema import DistributedParams, TrainingParams
 from grpo_pipeline.models.checkpoint import load_checkpoint
 from grpo_pipeline.training.run import GrpoRun, TrainingRequest, TrainingResult, train
 
@@ -120,7 +120,7 @@ def launch_training(
             f"accelerate launch exited with {completed.returncode}; the training processes' output is above. "
             f"The job it ran is {job_file}."
         )
-    return read_results(Path(job.result_dir), request.peft)
+    return read_results(Path(job.result_dir), request.export_merged)
 
 
 def run_training(
@@ -132,7 +132,7 @@ def run_training(
     """Train in this process, or under ``accelerate launch`` when ``distributed.num_processes`` > 1."""
     if distributed.num_processes > 1:
         return launch_training(request, distributed, mlflow_tracking_uri, mlflow_run_id)
-    return train(request, mlflow_run_id).result(export_merged=bool(request.peft and request.peft.merge_and_export))
+    return train(request, mlflow_run_id).result(request.export_merged)
 
 
 def write_results(result_dir: Path, model_dir: Path, run: GrpoRun) -> None:
@@ -149,11 +149,11 @@ def write_results(result_dir: Path, model_dir: Path, run: GrpoRun) -> None:
         (staging / SAMPLES_FILE).write_text(json.dumps(run.trainer.completion_samples, indent=2))
 
 
-def read_results(result_dir: Path, peft_params: PeftParams | None) -> TrainingResult:
+def read_results(result_dir: Path, export_merged: bool) -> TrainingResult:
     if not (result_dir / TIMINGS_FILE).is_file():
         raise RuntimeError(f"accelerate launch finished but rank 0 left no results in {result_dir}")
     checkpoint = load_checkpoint(result_dir / CHECKPOINT_DIR)
-    checkpoint.export_merged = bool(peft_params and peft_params.merge_and_export)
+    checkpoint.export_merged = export_merged
     return TrainingResult(
         checkpoint=checkpoint,
         metrics=pd.read_csv(result_dir / METRICS_FILE),

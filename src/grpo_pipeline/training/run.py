@@ -55,6 +55,11 @@ class TrainingRequest:
     seed: int
     seed_config_mapping: list[str] = field(default_factory=list)
 
+    @property
+    def export_merged(self) -> bool:
+        """Whether the checkpoint is to hold base+adapter merged as well (LoRA with ``merge_and_export``)."""
+        return bool(self.peft and self.peft.merge_and_export)
+
     def to_json(self, train_file: Path) -> dict[str, Any]:
         """The request as JSON, its prompts written to ``train_file`` (JSON Lines): for another process."""
         self.train_dataset.to_json(train_file, orient="records", lines=True, force_ascii=False)
