@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from grpo_pipeline.rewards import REWARD_FUNCTIONS, get_reward_functions
+from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError, get_reward_functions
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
+from grpo_pipeline.rewards.guard import guarded
 
 
 def chat(text: str) -> list[dict[str, str]]:
@@ -35,3 +38,37 @@ def test_rewards_stay_in_unit_interval() -> None:
 def test_unknown_reward_name_suggests_the_closest() -> None:
     with pytest.raises(ValueError, match=r"Unknown reward function 'acuracy'.*Did you mean 'accuracy'"):
         get_reward_functions(["format", "acuracy"])
+
+
+def test_rewards_keep_their_names_for_trl_metrics() -> None:
+    assert [function.__name__ for function in get_reward_functions(["accuracy", "format"])] == [
+        "accuracy_reward",
+        "format_reward",
+    ]
+
+
+def nan_for_letters(completions: list[Any], **kwargs: Any) -> list[float | None]:
+    return [float("nan") if text.isalpha() else None if text == "" else 1.0 for text in completions]
+
+
+def divide_by_answer(completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
+    return [1 / int(value) for value in answer]
+
+
+@pytest.mark.parametrize(
+    ("completions", "message"),
+    [
+        (["1", "x"], r"Reward 'nan_for_letters' returned nan outside training on prompt 'p2', completion 'x'"),
+        (["1", ""], r"Reward 'nan_for_letters' returned None outside training on prompt 'p2', completion ''"),
+    ],
+)
+def test_a_non_finite_reward_names_the_reward_and_the_completion(completions: list[str], message: str) -> None:
+    with pytest.raises(RewardError, match=message):
+        guarded("nan_for_letters", nan_for_letters)(completions, prompts=["p1", "p2"])
+
+
+def test_a_raising_reward_names_the_reward_and_the_row_that_raised() -> None:
+    with pytest.raises(
+        RewardError, match=r"Reward 'ratio' raised ZeroDivisionError: .* on prompt 'p2', completion 'b'"
+    ):
+        guarded("ratio", divide_by_answer)(["a", "b", "c"], prompts=["p1", "p2", "p3"], answer=["1", "0", "2"])

@@ -12,6 +12,7 @@ import torch
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
 from grpo_pipeline.models.loading import load_causal_lm
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, train_grpo, validate_checkpoint
+from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError
 from grpo_pipeline.rewards.arithmetic import format_reward
 
 REWARD = {"functions": ["accuracy", "format", "length"]}
@@ -197,3 +198,23 @@ def test_training_keeps_sample_completions_with_their_rewards(trained: Any) -> N
         assert sample["prompt"].startswith("What is ")
         assert {"completion", "accuracy_reward", "format_reward", "length_reward", "advantage"} <= set(sample)
         assert sample["format_reward"] == pytest.approx(format_reward([sample["completion"]])[0], abs=1e-4)
+
+
+def nan_from_step_two(completions: list[Any], trainer_state: Any, **kwargs: Any) -> list[float]:
+    return [float("nan") if trainer_state.global_step >= 1 else 0.5 for _ in completions]
+
+
+def test_a_nan_reward_stops_training_naming_reward_and_step(
+    tiny_model_dir: Path, datasets: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(REWARD_FUNCTIONS, "nan_from_step_two", nan_from_step_two)
+    with pytest.raises(RewardError, match=r"Reward 'nan_from_step_two' returned nan at training step 2 on prompt"):
+        train_grpo(
+            datasets[0],
+            str(tiny_model_dir),
+            {"name_or_path": "x"},
+            None,
+            training_params(tmp_path, max_steps=3),
+            {"functions": ["format", "nan_from_step_two"]},
+            seed=0,
+        )

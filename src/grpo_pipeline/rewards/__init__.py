@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
-
-RewardFunction = Callable[..., list[float]]
+from grpo_pipeline.rewards.guard import RewardError, RewardFunction, guarded
 
 REWARD_FUNCTIONS: dict[str, RewardFunction] = {
     "accuracy": accuracy_reward,
@@ -30,7 +28,8 @@ def get_reward_function(name: str) -> RewardFunction:
 
 
 def get_reward_functions(names: list[str]) -> list[RewardFunction]:
-    return [get_reward_function(name) for name in names]
+    """The rewards called ``names``, each guarded (see rewards/guard.py): a broken value stops the run."""
+    return [guarded(name, get_reward_function(name)) for name in names]
 
 
-__all__ = ["REWARD_FUNCTIONS", "RewardFunction", "get_reward_function", "get_reward_functions"]
+__all__ = ["REWARD_FUNCTIONS", "RewardError", "RewardFunction", "get_reward_function", "get_reward_functions"]
