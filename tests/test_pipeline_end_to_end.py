@@ -109,3 +109,22 @@ def test_every_variant_resolves_in_registry_and_kedro_viz(tmp_path: Path) -> Non
         graph = json.loads((project / "build/api/pipelines" / f"grpo_{variant}").read_text())
         names = {node["name"] for node in graph["nodes"]}
         assert {"train_grpo", "validate_checkpoint", "benchmark_run"} <= names, names
+
+
+def test_a_failed_validation_writes_its_report_then_fails_the_run(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    result = invoke_kedro(
+        project,
+        "run",
+        "--pipelines=grpo_debug",
+        "--params=debug.training.max_steps=2,debug.validation.min_eval_reward=1.0",
+    )
+    assert result.returncode != 0 and "validation.min_eval_reward=1.0" in result.stdout + result.stderr
+    report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+    assert report["passed"] is False and report["global_step"] == 2 and report["samples"]
+    assert "FAILED" in (project / "data/08_reporting/debug/validation_report.md").read_text()
+    (run,) = mlflow_runs(project, "grpo_debug")
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    assert "validation_report.json" in {
+        Path(item.path).name for item in client.list_artifacts(run.info.run_id, "reports")
+    }

@@ -11,7 +11,7 @@ import torch
 
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
 from grpo_pipeline.models.loading import load_causal_lm
-from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, train_grpo, validate_checkpoint
+from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, check_validation, train_grpo, validate_checkpoint
 from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError
 from grpo_pipeline.rewards.arithmetic import format_reward
 
@@ -132,23 +132,29 @@ def test_validation_compares_with_base_model(trained: Any, datasets: Any, tiny_m
 
 
 def test_validation_fails_below_threshold(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
+    report, markdown = validate_checkpoint(
+        trained[0].load(),
+        str(tiny_model_dir),
+        datasets[1],
+        {"name_or_path": "x"},
+        REWARD,
+        {**VALIDATION, "min_eval_reward": 1.0},
+    )
+    # The failing report, with the samples that explain it, is returned (saved) before the run fails.
+    assert report["passed"] is False and report["samples"] and "FAILED: mean eval reward" in markdown
     with pytest.raises(ValueError, match=r"mean eval reward .* < validation.min_eval_reward=1.0"):
-        validate_checkpoint(
-            trained[0].load(),
-            str(tiny_model_dir),
-            datasets[1],
-            {"name_or_path": "x"},
-            REWARD,
-            {**VALIDATION, "min_eval_reward": 1.0},
-        )
+        check_validation(report)
 
 
 def test_validation_fails_on_nan_weights(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
     checkpoint = trained[0].load()
     with torch.no_grad():
         checkpoint.model.model.layers[0].mlp.down_proj.weight.fill_(float("nan"))
+    report, _ = validate_checkpoint(
+        checkpoint, str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION
+    )
     with pytest.raises(ValueError, match="NaN"):
-        validate_checkpoint(checkpoint, str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION)
+        check_validation(report)
 
 
 def test_benchmark_row_has_the_seed_columns(trained: Any, tmp_path: Path) -> None:

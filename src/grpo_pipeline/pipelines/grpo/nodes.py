@@ -96,9 +96,12 @@ def validate_checkpoint(
     reward: dict[str, Any],
     validation: dict[str, Any],
 ) -> tuple[dict[str, Any], str]:
-    """Score the checkpoint reloaded from disk against the base model on the held-out prompts."""
+    """Score the checkpoint reloaded from disk against the base model on the held-out prompts.
+
+    The report is returned (and so saved) whether or not the checkpoint passes; ``check_validation`` fails the run.
+    """
     from grpo_pipeline.reporting import validation_markdown
-    from grpo_pipeline.validation import raise_if_failed, validate_against_base
+    from grpo_pipeline.validation import validate_against_base
 
     report = validate_against_base(
         checkpoint,
@@ -108,8 +111,14 @@ def validate_checkpoint(
         parse_section(RewardParams, reward, "reward"),
         parse_section(ValidationParams, validation, "validation"),
     )
-    raise_if_failed(report)
     return report, validation_markdown(report)
+
+
+def check_validation(validation_report: dict[str, Any]) -> None:
+    """Fail the run when the saved validation report says the checkpoint did not pass."""
+    from grpo_pipeline.validation import raise_if_failed
+
+    raise_if_failed(validation_report)
 
 
 def plot_reward_curve(training_metrics: pd.DataFrame, reward: dict[str, Any]) -> Any:

@@ -65,6 +65,13 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
                 tags="validate",
             ),
             Node(
+                nodes.check_validation,
+                inputs="validation_report",
+                outputs=None,
+                name="check_validation",
+                tags="validate",
+            ),
+            Node(
                 nodes.plot_reward_curve,
                 inputs=["training_metrics", "params:reward"],
                 outputs="reward_curve",
