@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from grpo_pipeline.evaluation import decode
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
-from grpo_pipeline.models.loading import load_causal_lm
+from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, check_validation, train_grpo, validate_checkpoint
 from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError
 from grpo_pipeline.rewards.arithmetic import format_reward
@@ -224,3 +225,30 @@ def test_a_nan_reward_stops_training_naming_reward_and_step(
             {"functions": ["format", "nan_from_step_two"]},
             seed=0,
         )
+
+
+def test_validation_decodes_as_trl_hands_text_to_the_rewards(tiny_model_dir: Path) -> None:
+    tokenizer = load_tokenizer(tiny_model_dir)
+    ids = tokenizer("<|assistant|>12<|assistant|><|end|>", add_special_tokens=False)["input_ids"]
+    # TRL 1.16 decodes completions with skip_special_tokens=True before calling the rewards.
+    assert decode(tokenizer, [ids]) == ["12"] == tokenizer.batch_decode([ids], skip_special_tokens=True)
+    assert decode(tokenizer, [ids], skip_special_tokens=False) == ["<|assistant|>12<|assistant|><|end|>"]
+
+
+def test_samples_show_the_scored_text_and_what_the_model_generated(
+    trained: Any, datasets: Any, tiny_model_dir: Path
+) -> None:
+    special = ("<|end|>", "<pad>", "<|assistant|>", "<|user|>", "<|system|>", "<unk>")
+
+    def without_special(text: str) -> str:
+        for token in special:
+            text = text.replace(token, "")
+        return text
+
+    for sample in trained[4]:
+        assert without_special(sample["generated"]) == sample["completion"]
+    report, _ = validate_checkpoint(
+        trained[0].load(), str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION
+    )
+    for sample in report["samples"]:
+        assert without_special(sample["trained_generated"]) == sample["trained_completion"]

@@ -40,9 +40,10 @@ def generate_greedy(
     return completions, finite
 
 
-def decode(tokenizer: Any, completions: list[list[int]]) -> list[str]:
-    # Special tokens stay visible: an untrained model emitting them should not look empty.
-    return [tokenizer.decode(ids) for ids in completions]
+def decode(tokenizer: Any, completions: list[list[int]], skip_special_tokens: bool = True) -> list[str]:
+    """Completion text as ``GRPOTrainer`` hands it to the rewards (special tokens skipped), so validation scores
+    what training scored; ``skip_special_tokens=False`` shows what the model really generated."""
+    return tokenizer.batch_decode(completions, skip_special_tokens=skip_special_tokens)
 
 
 def score(completions: list[str], frame: pd.DataFrame, reward_params: RewardParams) -> dict[str, Any]:

@@ -110,14 +110,16 @@ def validate_against_base(
                 "answer": str(row.get("answer", "")),
                 "base_completion": base_completion,
                 "trained_completion": trained_completion,
+                "trained_generated": trained_generated,
                 "base_reward": base_reward,
                 "trained_reward": trained_reward,
             }
-            for prompt, row, base_completion, trained_completion, base_reward, trained_reward in zip(
+            for prompt, row, base_completion, trained_completion, trained_generated, base_reward, trained_reward in zip(
                 frame["prompt"],
                 frame.to_dict(orient="records"),
                 base_completions,
                 trained_completions,
+                decode(checkpoint.tokenizer, trained_ids, skip_special_tokens=False),
                 base_scores["per_prompt"],
                 trained_scores["per_prompt"],
                 strict=True,

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import trl
+from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from grpo_pipeline.reporting import display_text
@@ -71,6 +73,9 @@ class TimedGRPOTrainer(GRPOTrainer):
         self.samples_every = samples_every
         self.samples_per_step = samples_per_step
         self.completion_samples: list[dict[str, Any]] = []
+        # What the model generated, special tokens visible, aligned with TRL's `_logs["completion"]` buffer
+        # (the text the rewards saw, special tokens skipped), so reward hacking with special tokens shows.
+        self.generated_texts: deque[str] = deque(maxlen=self.args.generation_batch_size)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         step = self.state.global_step
@@ -78,6 +83,7 @@ class TimedGRPOTrainer(GRPOTrainer):
         fresh = bool(self._metrics["train"].get("reward"))
         if fresh and self.samples_per_step and (step == 1 or step % self.samples_every == 0):
             rewards = {name: list(values) for name, values in self._logs["rewards"].items()}
+            generated = list(self.generated_texts)
             for index, (prompt, completion) in enumerate(
                 list(zip(self._logs["prompt"], self._logs["completion"], strict=False))[: self.samples_per_step]
             ):
@@ -86,6 +92,7 @@ class TimedGRPOTrainer(GRPOTrainer):
                         "step": step,
                         "prompt": display_text(prompt),
                         "completion": display_text(completion),
+                        "generated": generated[index] if index < len(generated) else None,
                         **{name: round(values[index], 4) for name, values in rewards.items()},
                         "advantage": round(self._logs["advantages"][index], 4),
                     }
@@ -97,4 +104,6 @@ class TimedGRPOTrainer(GRPOTrainer):
         output = super()._generate(prompts)
         self.generation_timing.seconds += time.perf_counter() - started
         self.generation_timing.completion_tokens += sum(len(ids) for ids in output[1])
+        texts = self.processing_class.batch_decode(output[1], skip_special_tokens=False)
+        self.generated_texts.extend(gather_object(texts))
         return output
