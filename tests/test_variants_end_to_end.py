@@ -17,7 +17,7 @@ from grpo_pipeline.config.schema import TinyModelParams
 from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.checkpoints import complete_checkpoints
-from tests.conftest import KEDRO, copy_project, mlflow_runs, run_kedro
+from tests.conftest import KEDRO, copy_project, invoke_kedro, mlflow_runs, run_kedro
 
 TINY_MODEL = "data/06_models/tiny"
 
@@ -81,9 +81,12 @@ def test_seed_config_overlay_through_kedro(project: Path) -> None:
     assert run.data.tags["seed_config.num_mini_batches"].startswith("num_mini_batches: 2 -> steps_per_generation=2")
 
 
-def test_training_resumes_after_kill_9(project: Path) -> None:
-    params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
-    output_dir = project / "data/06_models/debug/trainer_output"
+OUTPUT_DIR = "data/06_models/debug/trainer_output"
+
+
+def kill_9_after_first_checkpoint(project: Path, params: str) -> int:
+    """Start ``kedro run --pipelines=grpo_debug``, SIGKILL it once a checkpoint is complete; that checkpoint's step."""
+    output_dir = project / OUTPUT_DIR
     process = subprocess.Popen(
         [KEDRO, "run", "--pipelines=grpo_debug", params],
         cwd=project,
@@ -99,8 +102,15 @@ def test_training_resumes_after_kill_9(project: Path) -> None:
     process.wait()
     saved = complete_checkpoints(output_dir)
     assert saved, "no complete checkpoint was written before the kill"
-    resumed_step = int(saved[-1].name.split("-")[1])
-    assert resumed_step < 150, "training finished before it could be killed"
+    step = int(saved[-1].name.split("-")[1])
+    assert step < 150, "training finished before it could be killed"
+    return step
+
+
+def test_training_resumes_after_kill_9(project: Path) -> None:
+    params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
+    output_dir = project / OUTPUT_DIR
+    resumed_step = kill_9_after_first_checkpoint(project, params)
     # A half-written checkpoint with a higher step (no completion marker) must never be picked.
     (output_dir / "checkpoint-149").mkdir()
     (output_dir / "checkpoint-149" / "config.json").write_text("{}")
@@ -121,3 +131,27 @@ def test_training_resumes_after_kill_9(project: Path) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     history = client.get_metric_history(resumed.info.run_id, "reward")
     assert sorted({point.step for point in history}) == list(range(1, 151))
+
+
+def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fresh(project: Path) -> None:
+    params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
+    kill_9_after_first_checkpoint(project, params)
+    before = sorted(path.name for path in (project / OUTPUT_DIR).iterdir())
+
+    refused = invoke_kedro(project, "run", "--pipelines=grpo_debug", params + ",debug.training.learning_rate=0.001")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "training.learning_rate: 0.003 -> 0.001" in output
+    assert "debug.training.resume_from_checkpoint=false" in output
+    assert sorted(path.name for path in (project / OUTPUT_DIR).iterdir()) == before
+    assert len(mlflow_runs(project, "grpo_debug")) == 1, "the refused run opened an MLflow run"
+
+    fresh = ",debug.training.learning_rate=0.001,debug.training.resume_from_checkpoint=false"
+    run_kedro(
+        project, "run", "--pipelines=grpo_debug", "--to-nodes=debug.train_grpo", params.replace("150", "20") + fresh
+    )
+    latest = mlflow_runs(project, "grpo_debug")[-1]
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    rates = {point.value for point in client.get_metric_history(latest.info.run_id, "learning_rate")}
+    assert rates == {0.001}
+    assert "grpo.resumed_from_step" not in latest.data.tags and latest.data.tags["grpo.fingerprint"]

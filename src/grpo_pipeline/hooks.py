@@ -15,8 +15,9 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
-from grpo_pipeline.config.params import parse_variant_params
-from grpo_pipeline.config.schema import VariantParams
+from grpo_pipeline.config.params import parse_training_params, parse_variant_params
+from grpo_pipeline.config.schema import TrainingParams, VariantParams
+from grpo_pipeline.training.fingerprint import check_resume, run_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -37,22 +38,35 @@ class ParameterValidationHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         node_names = {node.name for node in pipeline.nodes}
         for variant in _variants(pipeline):
-            params = parse_variant_params(catalog.load(f"params:{variant}"), variant)
+            raw = catalog.load(f"params:{variant}")
+            params = parse_variant_params(raw, variant)
             logger.info(
                 "Resolved parameters of variant '%s':\n%s",
                 variant,
                 yaml.safe_dump({variant: params.model_dump(mode="json")}, sort_keys=False),
             )
             if f"{variant}.train_grpo" in node_names:
-                self._check_generation(params, variant)
+                training, _ = parse_training_params(raw["training"], f"{variant}.training")
+                self._check_training(params, training, variant)
 
     @staticmethod
-    def _check_generation(params: VariantParams, variant: str) -> None:
+    def _check_training(params: VariantParams, training: TrainingParams, variant: str) -> None:
+        """The rollout resolves, vLLM can work, and an auto-resume would continue this very run."""
+        from grpo_pipeline.training.checkpoints import (  # noqa: PLC0415 (imports transformers)
+            is_auto_resume,
+            read_marker,
+            resolve_resume_checkpoint,
+        )
         from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
         from grpo_pipeline.training.vllm_preflight import check_vllm_generation  # noqa: PLC0415 (same)
 
-        check_rollout_func(params.training, f"{variant}.training")
-        check_vllm_generation(params.training, params.model.name_or_path, variant)
+        check_rollout_func(training, f"{variant}.training")
+        check_vllm_generation(training, params.model.name_or_path, variant)
+        checkpoint = resolve_resume_checkpoint(training.resume_from_checkpoint, training.output_dir)
+        if checkpoint is not None and is_auto_resume(training.resume_from_checkpoint):
+            # The formatted data does not exist yet; training compares its hash once it does.
+            current = run_fingerprint(params.model, params.peft, training, params.reward, params.seed)
+            check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.training")
 
 
 class RunSummaryHooks:

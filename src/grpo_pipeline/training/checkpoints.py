@@ -37,12 +37,17 @@ def complete_checkpoints(output_dir: str | Path) -> list[Path]:
     return [path for _, path in sorted(folders)]
 
 
+def is_auto_resume(setting: str | bool) -> bool:
+    """Whether ``resume_from_checkpoint`` lets the pipeline pick the checkpoint (rather than naming one)."""
+    return setting is True or setting == "auto"
+
+
 def resolve_resume_checkpoint(setting: str | bool, output_dir: str | Path) -> Path | None:
     """The checkpoint to resume from for ``training.resume_from_checkpoint``, or None to start fresh."""
     output_dir = Path(output_dir)
     if setting is False:
         return None
-    if setting is True or setting == "auto":
+    if is_auto_resume(setting):
         if (output_dir / RUN_FINISHED_MARKER).is_file():
             return None
         candidates = complete_checkpoints(output_dir)
@@ -78,15 +83,20 @@ def read_marker(checkpoint: Path) -> dict[str, Any]:
 
 
 class CheckpointCompletionCallback(TrainerCallback):
-    """Marks each ``checkpoint-N`` complete once saved, recording the step and the MLflow run."""
+    """Marks each ``checkpoint-N`` complete once saved, recording the step, the MLflow run and the run fingerprint."""
 
-    def __init__(self, mlflow_run_id: str | None) -> None:
+    def __init__(self, mlflow_run_id: str | None, fingerprint: dict[str, Any] | None = None) -> None:
         self.mlflow_run_id = mlflow_run_id
+        self.fingerprint = fingerprint
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if folder.is_dir():
-            marker = {"global_step": state.global_step, "mlflow_run_id": self.mlflow_run_id}
+            marker = {
+                "global_step": state.global_step,
+                "mlflow_run_id": self.mlflow_run_id,
+                "fingerprint": self.fingerprint,
+            }
             atomic_write_text(folder / COMPLETE_MARKER, json.dumps(marker) + "\n")

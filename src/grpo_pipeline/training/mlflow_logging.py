@@ -101,3 +101,11 @@ def log_history(run_id: str | None, history: list[dict[str, Any]]) -> None:
     """Log earlier steps (from a checkpoint's trainer state) so a resumed run's history starts at step 1."""
     if run_id:
         log_metrics(run_id, metrics_of(entry for entry in history if "reward" in entry))
+
+
+def log_fingerprint(run_id: str | None, fingerprint: dict[str, Any], fingerprint_hash: str) -> None:
+    """The run fingerprint as ``run_fingerprint.json`` and its hash as the tag ``grpo.fingerprint``."""
+    if run_id:
+        client = MlflowClient()
+        client.log_dict(run_id, fingerprint, "run_fingerprint.json")
+        client.set_tag(run_id, "grpo.fingerprint", fingerprint_hash, synchronous=True)

@@ -22,12 +22,14 @@ from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.rewards import get_reward_functions
 from grpo_pipeline.training.checkpoints import (
     CheckpointCompletionCallback,
+    is_auto_resume,
     mark_finished,
     read_marker,
     resolve_resume_checkpoint,
     start_fresh,
 )
-from grpo_pipeline.training.mlflow_logging import MlflowStepMetricsCallback, log_history, tag_run
+from grpo_pipeline.training.fingerprint import check_resume, differences, fingerprint_hash, run_fingerprint
+from grpo_pipeline.training.mlflow_logging import MlflowStepMetricsCallback, log_fingerprint, log_history, tag_run
 from grpo_pipeline.training.rollouts import load_rollout_func
 from grpo_pipeline.training.trainer import (
     StepTimer,
@@ -54,11 +56,19 @@ class TrainingRequest:
     reward: RewardParams
     seed: int
     seed_config_mapping: list[str] = field(default_factory=list)
+    # How the user names the training section in messages, e.g. "debug.training" for `--params=`.
+    parameter_prefix: str = "<variant>.training"
 
     @property
     def export_merged(self) -> bool:
         """Whether the checkpoint is to hold base+adapter merged as well (LoRA with ``merge_and_export``)."""
         return bool(self.peft and self.peft.merge_and_export)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the weights this run produces (see training/fingerprint.py)."""
+        return run_fingerprint(
+            self.model, self.peft, self.training, self.reward, self.seed, _trainer_columns(self.train_dataset)
+        )
 
     def to_json(self, train_file: Path) -> dict[str, Any]:
         """The request as JSON, its prompts written to ``train_file`` (JSON Lines): for another process."""
@@ -72,6 +82,7 @@ class TrainingRequest:
             "reward": self.reward.model_dump(),
             "seed": self.seed,
             "seed_config_mapping": self.seed_config_mapping,
+            "parameter_prefix": self.parameter_prefix,
         }
 
     @classmethod
@@ -85,6 +96,7 @@ class TrainingRequest:
             reward=RewardParams.model_validate(payload["reward"]),
             seed=payload["seed"],
             seed_config_mapping=payload["seed_config_mapping"],
+            parameter_prefix=payload["parameter_prefix"],
         )
 
 
@@ -124,7 +136,9 @@ def _trainer_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["prompt_text", "prompt_tokens"], errors="ignore")
 
 
-def build_trainer(request: TrainingRequest, mlflow_run_id: str | None) -> tuple[TimedGRPOTrainer, StepTimer]:
+def build_trainer(
+    request: TrainingRequest, mlflow_run_id: str | None, fingerprint: dict[str, Any]
+) -> tuple[TimedGRPOTrainer, StepTimer]:
     """``GRPOTrainer`` for ``request``, with the project's callbacks; checks rewards and vLLM before loading."""
     training_params, reward_params, model_params = request.training, request.reward, request.model
     reward_functions = get_reward_functions(reward_params.functions)
@@ -143,12 +157,34 @@ def build_trainer(request: TrainingRequest, mlflow_run_id: str | None) -> tuple[
         processing_class=load_tokenizer(request.base_model_path, model_params.revision, model_params.trust_remote_code),
         peft_config=build_lora_config(request.peft) if request.peft else None,
         rollout_func=load_rollout_func(training_params.rollout_func) if training_params.rollout_func else None,
-        callbacks=[step_timer, MlflowStepMetricsCallback(mlflow_run_id), CheckpointCompletionCallback(mlflow_run_id)],
+        callbacks=[
+            step_timer,
+            MlflowStepMetricsCallback(mlflow_run_id),
+            CheckpointCompletionCallback(mlflow_run_id, fingerprint),
+        ],
         samples_every=training_params.completion_samples_every,
         samples_per_step=training_params.completion_samples_per_step,
     )
     use_reward_progress_bar(trainer)
     return trainer, step_timer
+
+
+def checked_resume_checkpoint(
+    request: TrainingRequest, fingerprint: dict[str, Any], mlflow_run_id: str | None
+) -> Path | None:
+    """The checkpoint to resume from: with ``auto`` only one of this very run (same fingerprint); a named one
+    whatever it is, with the differences logged and tagged on the MLflow run."""
+    setting = request.training.resume_from_checkpoint
+    resume_from = resolve_resume_checkpoint(setting, request.training.output_dir)
+    if resume_from is None:
+        return None
+    recorded = read_marker(resume_from).get("fingerprint")
+    if is_auto_resume(setting):
+        check_resume(resume_from, recorded, fingerprint, request.parameter_prefix)
+    elif changed := differences(recorded or {}, fingerprint):
+        logger.warning("Resuming %s, which a run with other settings wrote: %s", resume_from, "; ".join(changed))
+        tag_run(mlflow_run_id, {"grpo.resume_differences": "; ".join(changed)[:5000]})
+    return resume_from
 
 
 def prepare_resume(trainer: TimedGRPOTrainer, resume_from: Path | None, mlflow_run_id: str | None) -> int:
@@ -208,9 +244,12 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     weights, optimizer and step, and the MLflow run ``mlflow_run_id`` is tagged with the crashed one and
     given its history, so it holds the whole curve. Only the main process writes markers and MLflow.
     """
-    resume_from = resolve_resume_checkpoint(request.training.resume_from_checkpoint, request.training.output_dir)
-    trainer, step_timer = build_trainer(request, mlflow_run_id)
+    fingerprint = request.fingerprint()
+    resume_from = checked_resume_checkpoint(request, fingerprint, mlflow_run_id)
+    trainer, step_timer = build_trainer(request, mlflow_run_id, fingerprint)
     tag_run(mlflow_run_id, {f"seed_config.{line.split(':')[0]}": line for line in request.seed_config_mapping})
+    if trainer.accelerator.is_main_process:
+        log_fingerprint(mlflow_run_id, fingerprint, fingerprint_hash(fingerprint))
     resumed_from_step = prepare_resume(trainer, resume_from, mlflow_run_id)
 
     started = time.perf_counter()
@@ -225,5 +264,6 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     # TrainerState does not say how many processes trained; a reader of the checkpoint wants to know.
     state["world_size"] = trainer.accelerator.num_processes
     state["distributed_type"] = str(trainer.accelerator.distributed_type.value)
+    state["run_fingerprint"] = fingerprint
     timings = run_timings(trainer, step_timer, wall_seconds, resumed_from_step)
     return GrpoRun(trainer, trainer.processing_class, metrics, timings, state)

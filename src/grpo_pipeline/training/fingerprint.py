@@ -1,0 +1,115 @@
+"""A run's fingerprint: what decides the weights a training run produces.
+
+Written into every recovery checkpoint's marker and the final checkpoint's trainer state, and tagged on
+the MLflow run. ``resume_from_checkpoint: auto`` resumes only a checkpoint whose fingerprint matches the
+new run's; otherwise the run stops before loading anything, naming what differs (old -> new).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, TrainingParams
+
+# Training parameters that say where and how often to write, or how to reach a server, not what is learned.
+NOT_LEARNING = frozenset(
+    {
+        "output_dir",
+        "resume_from_checkpoint",
+        "seed_config",
+        "logging_steps",
+        "save_strategy",
+        "save_steps",
+        "save_total_limit",
+        "completion_samples_every",
+        "completion_samples_per_step",
+        "torch_num_threads",
+        "vllm_server_host",
+        "vllm_server_port",
+        "vllm_server_timeout",
+    }
+)
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate")
+
+
+class ResumeMismatchError(RuntimeError):
+    """The checkpoint ``resume_from_checkpoint: auto`` would continue was written by a different run."""
+
+
+def _flat(prefix: str, values: dict[str, Any] | None) -> dict[str, Any]:
+    if values is None:
+        return {prefix: None}
+    return {f"{prefix}.{key}": value for key, value in values.items()}
+
+
+def _file_sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def data_sha256(train_dataset: pd.DataFrame) -> str:
+    """A hash of the formatted training data, rows in order."""
+    return hashlib.sha256(train_dataset.to_json(orient="records", lines=True).encode()).hexdigest()[:16]
+
+
+def run_fingerprint(
+    model: ModelParams,
+    peft: PeftParams | None,
+    training: TrainingParams,
+    reward: RewardParams,
+    seed: int,
+    train_dataset: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Flat ``{name: value}``: learning parameters, model identity, data hash (when given) and package versions."""
+    learning = training.model_dump(exclude=set(NOT_LEARNING))
+    return {
+        "model.name_or_path": model.name_or_path,
+        "model.revision": model.revision,
+        "model.dtype": model.dtype,
+        "model.config_sha256": _file_sha256(Path(model.name_or_path) / "config.json"),
+        **_flat("model.build_tiny", model.build_tiny.model_dump() if model.build_tiny else None),
+        **_flat("peft", peft.model_dump(exclude={"merge_and_export"}) if peft else None),
+        **_flat("training", learning),
+        "reward.functions": list(reward.functions),
+        "reward.weights": reward.normalised_weights(),
+        "seed": seed,
+        **({"data.sha256": data_sha256(train_dataset)} if train_dataset is not None else {}),
+        **{f"versions.{package}": _version(package) for package in PACKAGES},
+    }
+
+
+def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``name: old -> new`` for every entry of ``new`` that ``old`` records differently."""
+    return [f"{key}: {old.get(key)!r} -> {value!r}" for key, value in new.items() if old.get(key) != value]
+
+
+def check_resume(checkpoint: Path, recorded: dict[str, Any] | None, current: dict[str, Any], prefix: str) -> None:
+    """Refuse to auto-resume ``checkpoint`` unless its recorded fingerprint matches ``current`` (entries it has)."""
+    if recorded is None:
+        changed = ["the checkpoint records no run fingerprint (written by an older grpo-pipeline)"]
+    else:
+        changed = differences({key: recorded.get(key) for key in current}, current)
+    if changed:
+        raise ResumeMismatchError(
+            f"Not resuming {checkpoint}: it was written by a run with other settings "
+            f"({prefix}.resume_from_checkpoint is 'auto'). What differs (old -> new):\n  - "
+            + "\n  - ".join(changed)
+            + f"\nEither start fresh with --params={prefix}.resume_from_checkpoint=false (the old recovery "
+            "checkpoints are then removed), or rerun with the old values to continue that run."
+        )
