@@ -126,6 +126,8 @@ def test_training_resumes_after_kill_9(project: Path) -> None:
     assert report["passed"] and report["global_step"] == 150
 
     crashed, resumed = mlflow_runs(project, "grpo_debug")
+    # The crashed run died RUNNING; the next run of the variant found it through the lock file and closed it.
+    assert crashed.info.status == "KILLED" and resumed.info.status == "FINISHED"
     assert resumed.data.tags["grpo.resumed_from_step"] == str(resumed_step)
     assert resumed.data.tags["grpo.resumed_from_mlflow_run"] == crashed.info.run_id
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
@@ -155,3 +157,29 @@ def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fres
     rates = {point.value for point in client.get_metric_history(latest.info.run_id, "learning_rate")}
     assert rates == {0.001}
     assert "grpo.resumed_from_step" not in latest.data.tags and latest.data.tags["grpo.fingerprint"]
+
+
+def test_a_second_run_of_a_running_variant_stops_at_once_and_writes_nothing(project: Path) -> None:
+    first = subprocess.Popen(
+        [KEDRO, "run", "--pipelines=grpo_debug", "--params=debug.training.max_steps=150"],
+        cwd=project,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lock = project / OUTPUT_DIR / "run.lock"
+    deadline = time.monotonic() + 120
+    while not (lock.is_file() and "mlflow_run_id" in lock.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    started = time.monotonic()
+    second = invoke_kedro(project, "run", "--pipelines=grpo_debug", "--params=debug.training.learning_rate=0.001")
+    elapsed = time.monotonic() - started
+    first_output, _ = first.communicate(timeout=600)
+    assert second.returncode != 0 and elapsed < 10, elapsed
+    assert f"Variant 'debug' is already running (pid {first.pid}" in second.stdout + second.stderr
+    assert first.returncode == 0, first_output[-3000:]
+    (run,) = mlflow_runs(project, "grpo_debug")
+    assert run.info.status == "FINISHED" and run.data.params["debug.training.learning_rate"] == "0.003"
+    report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+    assert report["passed"] and report["global_step"] == 150

@@ -17,6 +17,8 @@ from kedro.pipeline import Pipeline
 
 from grpo_pipeline.config.params import parse_training_params, parse_variant_params
 from grpo_pipeline.config.schema import TrainingParams, VariantParams
+from grpo_pipeline.run_lock import RunLock
+from grpo_pipeline.training.checkpoints import is_auto_resume, read_marker, resolve_resume_checkpoint
 from grpo_pipeline.training.fingerprint import check_resume, run_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -27,7 +29,8 @@ def _variants(pipeline: Pipeline) -> list[str]:
 
 
 class ParameterValidationHooks:
-    """Parse every variant's parameters (and check the rollout and vLLM when asked for) before the first node runs.
+    """Parse every variant's parameters, check no other run holds its outputs, and (for training) the rollout,
+    vLLM and that an auto-resume would continue this very run, before the first node runs.
 
     Nothing is trained or written on bad input, and a vLLM server that is not up fails the run at once.
     The resolved parameters (shared defaults, the variant's own values, schema defaults) are logged.
@@ -45,28 +48,87 @@ class ParameterValidationHooks:
                 variant,
                 yaml.safe_dump({variant: params.model_dump(mode="json")}, sort_keys=False),
             )
+            training, _ = parse_training_params(raw["training"], f"{variant}.training")
+            RunLock(training.output_dir, variant).check_free()
             if f"{variant}.train_grpo" in node_names:
-                training, _ = parse_training_params(raw["training"], f"{variant}.training")
                 self._check_training(params, training, variant)
 
     @staticmethod
     def _check_training(params: VariantParams, training: TrainingParams, variant: str) -> None:
         """The rollout resolves, vLLM can work, and an auto-resume would continue this very run."""
-        from grpo_pipeline.training.checkpoints import (  # noqa: PLC0415 (imports transformers)
-            is_auto_resume,
-            read_marker,
-            resolve_resume_checkpoint,
-        )
-        from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
-        from grpo_pipeline.training.vllm_preflight import check_vllm_generation  # noqa: PLC0415 (same)
+        if training.rollout_func:
+            from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
 
-        check_rollout_func(training, f"{variant}.training")
-        check_vllm_generation(training, params.model.name_or_path, variant)
+            check_rollout_func(training, f"{variant}.training")
+        if training.use_vllm:
+            from grpo_pipeline.training.vllm_preflight import check_vllm_generation  # noqa: PLC0415 (same)
+
+            check_vllm_generation(training, params.model.name_or_path, variant)
         checkpoint = resolve_resume_checkpoint(training.resume_from_checkpoint, training.output_dir)
         if checkpoint is not None and is_auto_resume(training.resume_from_checkpoint):
             # The formatted data does not exist yet; training compares its hash once it does.
             current = run_fingerprint(params.model, params.peft, training, params.reward, params.seed)
             check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.training")
+
+
+class RunLockHooks:
+    """One run per variant output: each variant's lock is taken before the first node writes (see run_lock.py).
+
+    A second ``kedro run`` of a running variant stops at once, naming the running one. A run that finds
+    its predecessor's MLflow run still RUNNING (the process died without closing it) marks it KILLED.
+    """
+
+    def __init__(self) -> None:
+        self._locks: list[RunLock] = []
+
+    # tryfirst: held before kedro-mlflow opens a run. settings.py registers this class before
+    # ParameterValidationHooks, and pluggy calls later registrations first: parameters (and a refused resume)
+    # are checked before anything, the lock file included, is written.
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        for variant in _variants(pipeline):
+            training, _ = parse_training_params(catalog.load(f"params:{variant}.training"), f"{variant}.training")
+            lock = RunLock(training.output_dir, variant)
+            previous = lock.acquire()
+            self._locks.append(lock)
+            if previous.get("mlflow_run_id"):
+                _close_dead_run(previous["mlflow_run_id"])
+
+    @hook_impl(trylast=True)
+    def before_node_run(self, **kwargs: Any) -> None:
+        import mlflow  # noqa: PLC0415 (see the module doc)
+
+        run = mlflow.active_run()
+        for lock in self._locks:
+            if run is not None and lock.recorded("mlflow_run_id") != run.info.run_id:
+                lock.record(mlflow_run_id=run.info.run_id)
+
+    @hook_impl
+    def after_pipeline_run(self, **kwargs: Any) -> None:
+        self._release()
+
+    @hook_impl
+    def on_pipeline_error(self, **kwargs: Any) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        for lock in self._locks:
+            lock.release()
+        self._locks = []
+
+
+def _close_dead_run(run_id: str) -> None:
+    """Mark the MLflow run of a process that died while holding the lock KILLED, if it is still RUNNING."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415 (see the module doc)
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415 (same)
+
+    client = MlflowClient()
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+            logger.warning("MLflow run %s was left RUNNING by a process that died; marked KILLED", run_id)
+    except MlflowException:
+        logger.info("The previous run's MLflow run %s is not in this store", run_id)
 
 
 class RunSummaryHooks:

@@ -1,9 +1,9 @@
 """Crash recovery: which ``checkpoint-N`` folder a run may resume from.
 
 ``Trainer`` writes ``checkpoint-N`` in place, file by file, so a process killed mid-save leaves a
-folder that looks like a checkpoint but is not one. :class:`CheckpointCompletionCallback` writes a
+folder that looks like a checkpoint but is not one. ``training.trainer.CheckpointCompletionCallback`` writes a
 marker into the folder only after the trainer has finished saving it (``on_save``); only folders
-with the marker are ever resumed from.
+with the marker are ever resumed from. The marker also records the run fingerprint (training/fingerprint.py).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
 from grpo_pipeline.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
+# transformers' Trainer names its checkpoints checkpoint-N (trainer_utils.PREFIX_CHECKPOINT_DIR); not imported
+# from there so that the parameter checks can find a run's checkpoints without loading transformers.
+PREFIX_CHECKPOINT_DIR = "checkpoint"
 COMPLETE_MARKER = "grpo_checkpoint_complete.json"
 RUN_FINISHED_MARKER = "training_finished.json"
 _CHECKPOINT_DIR = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
@@ -82,21 +82,6 @@ def read_marker(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / COMPLETE_MARKER).read_text())
 
 
-class CheckpointCompletionCallback(TrainerCallback):
-    """Marks each ``checkpoint-N`` complete once saved, recording the step, the MLflow run and the run fingerprint."""
-
-    def __init__(self, mlflow_run_id: str | None, fingerprint: dict[str, Any] | None = None) -> None:
-        self.mlflow_run_id = mlflow_run_id
-        self.fingerprint = fingerprint
-
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if not state.is_world_process_zero:
-            return
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        if folder.is_dir():
-            marker = {
-                "global_step": state.global_step,
-                "mlflow_run_id": self.mlflow_run_id,
-                "fingerprint": self.fingerprint,
-            }
-            atomic_write_text(folder / COMPLETE_MARKER, json.dumps(marker) + "\n")
+def write_marker(folder: Path, global_step: int, mlflow_run_id: str | None, fingerprint: dict[str, Any] | None) -> None:
+    marker = {"global_step": global_step, "mlflow_run_id": mlflow_run_id, "fingerprint": fingerprint}
+    atomic_write_text(folder / COMPLETE_MARKER, json.dumps(marker) + "\n")

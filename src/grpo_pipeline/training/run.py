@@ -21,7 +21,6 @@ from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.rewards import get_reward_functions
 from grpo_pipeline.training.checkpoints import (
-    CheckpointCompletionCallback,
     is_auto_resume,
     mark_finished,
     read_marker,
@@ -32,6 +31,7 @@ from grpo_pipeline.training.fingerprint import check_resume, differences, finger
 from grpo_pipeline.training.mlflow_logging import MlflowStepMetricsCallback, log_fingerprint, log_history, tag_run
 from grpo_pipeline.training.rollouts import load_rollout_func
 from grpo_pipeline.training.trainer import (
+    CheckpointCompletionCallback,
     StepTimer,
     build_grpo_config,
     build_lora_config,

@@ -5,15 +5,18 @@ from __future__ import annotations
 import resource
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from peft import LoraConfig
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.config.schema import PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.training.checkpoints import write_marker
 
 # Fields of TrainingParams that the project handles itself rather than passing to GRPOConfig.
 PROJECT_FIELDS = {
@@ -108,3 +111,18 @@ def peak_memory_mb() -> dict[str, float | None]:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
     return {"peak_rss_mb": rss_mb, "peak_gpu_mb": gpu_mb}
+
+
+class CheckpointCompletionCallback(TrainerCallback):
+    """Marks each ``checkpoint-N`` complete once saved, recording the step, the MLflow run and the run fingerprint."""
+
+    def __init__(self, mlflow_run_id: str | None, fingerprint: dict[str, Any] | None = None) -> None:
+        self.mlflow_run_id = mlflow_run_id
+        self.fingerprint = fingerprint
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if folder.is_dir():
+            write_marker(folder, state.global_step, self.mlflow_run_id, self.fingerprint)
