@@ -98,6 +98,10 @@ def test_bad_parameter_fails_before_anything_is_written(tmp_path: Path) -> None:
     assert "parameter 'debug.training.learning_rate' = -0.1" in result.stdout + result.stderr
     assert not (project / "data/06_models").exists() and not (project / "data/02_intermediate").exists()
     assert not mlflow_runs(project), "a run was opened"
+    # One short message block, no traceback.
+    assert len(result.stderr.splitlines()) <= 15, result.stderr
+    assert (result.stdout + result.stderr).count("parameter 'debug.training.learning_rate' = -0.1") == 1
+    assert "Traceback" not in result.stderr and "│" not in result.stderr
 
 
 def test_every_variant_resolves_in_registry_and_kedro_viz(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from grpo_pipeline.config.schema import DataParams, FormattingParams
+from grpo_pipeline.errors import ProjectError
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ LINE_COLUMN = "line_number"
 MESSAGE_ROLES = {"system", "user", "assistant"}
 
 
-class PromptDataError(ValueError):
+class PromptDataError(ProjectError, ValueError):
     """A prompt file that cannot be used; the message names the file, the row and the fix."""
 
 

@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from grpo_pipeline.errors import ProjectError
+
 LOCK_FILE = "run.lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(ProjectError, RuntimeError):
     """Another process is running the same variant, writing the same outputs."""
 
 

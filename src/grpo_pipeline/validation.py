@@ -12,13 +12,14 @@ from typing import Any
 import pandas as pd
 
 from grpo_pipeline.config.schema import ModelParams, RewardParams, ValidationParams
+from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.evaluation import decode, generate_greedy, score
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm
 from grpo_pipeline.reporting import display_text
 
 
-class ValidationFailedError(ValueError):
+class ValidationFailedError(ProjectError, ValueError):
     """The checkpoint did not pass validation; the message lists every failure and what to do."""
 
 

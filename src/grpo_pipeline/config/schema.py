@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.variants import VARIANTS, pipeline_name
 
 
@@ -223,7 +224,7 @@ class CompareRunsParams(_Section):
     latest_per_pipeline: int = Field(1, gt=0, description="how many of each pipeline's newest finished runs")
 
 
-class ParameterError(ValueError):
+class ParameterError(ProjectError, ValueError):
     """Bad parameters: the message names each offending key, its value and what is allowed."""
 
 

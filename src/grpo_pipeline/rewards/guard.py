@@ -13,10 +13,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from grpo_pipeline.errors import ProjectError
+
 RewardFunction = Callable[..., list[float]]
 
 
-class RewardError(RuntimeError):
+class RewardError(ProjectError, RuntimeError):
     """A reward function raised or returned a value that is not a finite number."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.errors import ProjectError
 
 # Training parameters that say where and how often to write, or how to reach a server, not what is learned.
 NOT_LEARNING = frozenset(
@@ -38,7 +39,7 @@ NOT_LEARNING = frozenset(
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate")
 
 
-class ResumeMismatchError(RuntimeError):
+class ResumeMismatchError(ProjectError, RuntimeError):
     """The checkpoint ``resume_from_checkpoint: auto`` would continue was written by a different run."""
 
 

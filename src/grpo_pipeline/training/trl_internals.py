@@ -22,6 +22,7 @@ import trl
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
+from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.reporting import display_text
 
 # The TRL release this module was written against; a newer one may work, the check says if it does not.
@@ -29,7 +30,7 @@ WRITTEN_FOR_TRL = "1.16"
 _LOG_BUFFERS = ("prompt", "completion", "rewards", "advantages")
 
 
-class TrlInternalsChangedError(RuntimeError):
+class TrlInternalsChangedError(ProjectError, RuntimeError):
     """The installed TRL no longer has a private part of GRPOTrainer that the project reads."""
 
 

@@ -19,13 +19,14 @@ import torch
 from trl.import_utils import is_vllm_available
 
 from grpo_pipeline.config.schema import TrainingParams
+from grpo_pipeline.errors import ProjectError
 
 logger = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0
 
 
-class VllmUnavailableError(RuntimeError):
+class VllmUnavailableError(ProjectError, RuntimeError):
     """vLLM generation was asked for but cannot work here; the message says how to fix it."""
 
 

@@ -1,0 +1,50 @@
+"""The project's ``kedro run``: Kedro's own command, with the project's errors shown as one message block.
+
+An error the project raised for the user (:class:`grpo_pipeline.errors.ProjectError`: bad parameters or
+data, a refused resume, a locked variant, a broken reward, a failed validation, ...) or a dataset error
+is printed once, without a traceback, and the command exits with 1. The traceback still goes to the log
+at DEBUG level (``kedro run -v`` or a file handler in ``conf/logging.yml``). Anything else keeps Kedro's
+full traceback. Kedro loads ``cli.py``'s ``run`` in place of its own (kedro.framework.cli).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+from kedro.io import DatasetError
+
+from grpo_pipeline.errors import ProjectError
+
+logger = logging.getLogger(__name__)
+
+
+def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except (ProjectError, DatasetError) as error:
+            logger.debug("kedro run failed", exc_info=True)
+            click.secho(f"\nkedro run failed: {error}", err=True, fg="red")
+            raise SystemExit(1) from None
+
+    return run
+
+
+@click.group(name="grpo_pipeline")
+def cli() -> None:
+    """Project commands."""
+
+
+cli.add_command(
+    click.Command(
+        name="run",
+        params=kedro_run.params,
+        callback=_short_errors(kedro_run.callback),
+        help=kedro_run.help,
+        short_help=kedro_run.short_help,
+    )
+)
