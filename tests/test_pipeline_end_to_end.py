@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.pipeline_registry import register_pipelines
@@ -132,3 +133,37 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(tmp_path: Path
     assert "validation_report.json" in {
         Path(item.path).name for item in client.list_artifacts(run.info.run_id, "reports")
     }
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("debug.reward.functions=[formatt],debug.reward.weights=[1]", "Unknown reward function 'formatt'"),
+        ("debug.training.max_steps=0", "'debug.training.max_steps' = 0"),
+        ("debug.model.build_tiny=null,debug.model.name_or_path=data/06_models/nope", "neither an existing local"),
+    ],
+)
+def test_bad_input_stops_the_run_before_anything_is_written(tmp_path: Path, params: str, message: str) -> None:
+    project = copy_project(tmp_path)
+    result = invoke_kedro(project, "run", "--pipelines=grpo_debug", f"--params={params}")
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+    assert len(result.stderr.splitlines()) <= 15 and "Traceback" not in result.stderr
+    assert not (project / "data/02_intermediate").exists() and not (project / "data/06_models").exists()
+    assert not mlflow_runs(project), "a run was opened"
+
+
+def test_bad_rows_stop_the_run_before_anything_is_written(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    raw = project / "data/01_raw/arithmetic_prompts.jsonl"
+    lines = raw.read_text().splitlines()
+    lines[2] = json.dumps({"prompt": "What is 1 + 1?", "answer": "two"})
+    lines[9] = json.dumps({"answer": "3"})
+    raw.write_text("\n".join(lines) + "\n")
+    result = invoke_kedro(project, "run", "--pipelines=grpo_debug")
+    assert result.returncode != 0
+    assert (
+        "2 problem(s) in " in result.stderr and "data/01_raw/arithmetic_prompts.jsonl; fix or remove" in result.stderr
+    )
+    assert "arithmetic_prompts.jsonl line 3: 'answer' 'two' is not an integer" in result.stderr
+    assert "arithmetic_prompts.jsonl line 10: the prompt is missing or empty" in result.stderr
+    assert not (project / "data/02_intermediate").exists() and not mlflow_runs(project)

@@ -12,6 +12,7 @@ from grpo_pipeline.pipelines.grpo.nodes import prepare_prompts
 from grpo_pipeline.prompts import PromptDataError
 
 DATA = {"prompt_column": "prompt", "required_columns": ["answer"], "eval_size": 2}
+REWARD = {"functions": ["accuracy", "format", "length"]}
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -33,7 +34,7 @@ def test_normalises_text_and_chat_prompts_and_drops_duplicates(tmp_path: Path) -
         json.dumps({"prompt": [{"role": "user", "content": "  What is 9 + 9?  "}], "answer": 18}),
         json.dumps({"prompt": "What is 0 + 1?", "answer": "1"}),  # duplicate of the first row
     ]
-    train, evaluation = prepare_prompts(load(write_lines(tmp_path / "p.jsonl", lines)), DATA, seed=1)
+    train, evaluation = prepare_prompts(load(write_lines(tmp_path / "p.jsonl", lines)), DATA, REWARD, seed=1)
     assert len(train) + len(evaluation) == 7
     assert len(evaluation) == 2
     combined = pd.concat([train, evaluation])
@@ -44,9 +45,9 @@ def test_normalises_text_and_chat_prompts_and_drops_duplicates(tmp_path: Path) -
 
 def test_split_is_seeded(tmp_path: Path) -> None:
     frame = load(write_lines(tmp_path / "p.jsonl", rows(20)))
-    first = prepare_prompts(frame, DATA, seed=7)[1]
-    again = prepare_prompts(frame, DATA, seed=7)[1]
-    other = prepare_prompts(frame, DATA, seed=8)[1]
+    first = prepare_prompts(frame, DATA, REWARD, seed=7)[1]
+    again = prepare_prompts(frame, DATA, REWARD, seed=7)[1]
+    other = prepare_prompts(frame, DATA, REWARD, seed=8)[1]
     assert first["answer"].tolist() == again["answer"].tolist()
     assert first["answer"].tolist() != other["answer"].tolist()
 
@@ -54,13 +55,13 @@ def test_split_is_seeded(tmp_path: Path) -> None:
 def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p.jsonl", [json.dumps({"prompt": "What is 1 + 1?"})] * 4)
     with pytest.raises(PromptDataError, match=r"p\.jsonl: column 'answer' is missing"):
-        prepare_prompts(load(path), DATA, seed=0)
+        prepare_prompts(load(path), DATA, REWARD, seed=0)
 
 
 def test_empty_file(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "empty.jsonl", [""])
     with pytest.raises(PromptDataError, match=r"empty\.jsonl is empty"):
-        prepare_prompts(load(path), DATA, seed=0)
+        prepare_prompts(load(path), DATA, REWARD, seed=0)
 
 
 def test_malformed_json_line_names_file_and_line(tmp_path: Path) -> None:
@@ -73,21 +74,54 @@ def test_bad_prompt_row_names_line(tmp_path: Path) -> None:
     bad = json.dumps({"prompt": [{"role": "robot", "content": "hi"}], "answer": "1"})
     path = write_lines(tmp_path / "p.jsonl", [*rows(4), bad])
     with pytest.raises(PromptDataError, match=r"p\.jsonl line 5: message 0 has role 'robot'"):
-        prepare_prompts(load(path), DATA, seed=0)
+        prepare_prompts(load(path), DATA, REWARD, seed=0)
 
 
 def test_empty_answer_names_line(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p.jsonl", [*rows(2), json.dumps({"prompt": "What is 1 + 1?", "answer": " "})])
     with pytest.raises(PromptDataError, match=r"line 3: 'answer' is empty"):
-        prepare_prompts(load(path), DATA, seed=0)
+        prepare_prompts(load(path), DATA, REWARD, seed=0)
 
 
 def test_too_few_prompts_for_eval_split(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p.jsonl", rows(2))
     with pytest.raises(PromptDataError, match=r"data\.eval_size=2"):
-        prepare_prompts(load(path), DATA, seed=0)
+        prepare_prompts(load(path), DATA, REWARD, seed=0)
 
 
 def test_unknown_data_parameter() -> None:
     with pytest.raises(ValueError, match=r"unknown parameter 'data\.eval_sise': did you mean 'eval_size'"):
-        prepare_prompts(pd.DataFrame(), {**DATA, "eval_sise": 3}, seed=0)
+        prepare_prompts(pd.DataFrame(), {**DATA, "eval_sise": 3}, REWARD, seed=0)
+
+
+def test_every_bad_row_is_reported_in_one_message(tmp_path: Path) -> None:
+    lines = [
+        *rows(3),
+        json.dumps({"prompt": [{"role": "robot", "content": "hi"}], "answer": "1"}),
+        json.dumps({"prompt": "What is 1 + 1?", "answer": " "}),
+        json.dumps({"prompt": "What is 1 + 1?", "answer": "two"}),
+        json.dumps({"answer": "3"}),
+    ]
+    with pytest.raises(PromptDataError) as error:
+        prepare_prompts(load(write_lines(tmp_path / "p.jsonl", lines)), DATA, REWARD, seed=0)
+    message = str(error.value)
+    assert message.startswith("4 problem(s) in ") and message.count("p.jsonl line ") == 4
+    assert "p.jsonl line 4: message 0 has role 'robot'" in message
+    assert "p.jsonl line 5: 'answer' is empty" in message
+    assert "p.jsonl line 6: 'answer' 'two' is not an integer (reward 'accuracy' reads it)" in message
+    assert "p.jsonl line 7: the prompt is missing or empty" in message
+
+
+def test_many_bad_rows_list_twenty_and_count_the_rest(tmp_path: Path) -> None:
+    lines = [json.dumps({"prompt": f"What is {i}?", "answer": f"x{i}"}) for i in range(25)]
+    with pytest.raises(PromptDataError, match=r"(?s)^25 problem\(s\) in .*\n  \.\.\. and 5 more$") as error:
+        prepare_prompts(load(write_lines(tmp_path / "p.jsonl", lines)), DATA, REWARD, seed=0)
+    assert str(error.value).count(" is not an integer") == 20
+
+
+def test_answers_are_free_text_when_no_reward_checks_them(tmp_path: Path) -> None:
+    lines = [json.dumps({"prompt": f"Name {i}", "answer": f"x{i}"}) for i in range(5)]
+    train, evaluation = prepare_prompts(
+        load(write_lines(tmp_path / "p.jsonl", lines)), DATA, {"functions": ["length"]}, seed=0
+    )
+    assert len(train) + len(evaluation) == 5

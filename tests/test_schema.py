@@ -6,7 +6,7 @@ import pytest
 
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.params import parse_variant_params
-from grpo_pipeline.config.schema import ParameterError, TrainingParams, parse_section
+from grpo_pipeline.config.schema import ModelParams, ParameterError, TrainingParams, parse_section
 from grpo_pipeline.variants import VARIANTS
 from tests.conftest import PROJECT_ROOT
 
@@ -32,6 +32,7 @@ def test_shipped_parameters_parse(variant: str, env: str) -> None:
         ({"learning_rate": "fast"}, r"'debug.training.learning_rate' = 'fast': Input should be a valid number"),
         ({"learning_rate": -1.0}, r"'debug.training.learning_rate' = -1.0: Input should be greater than 0"),
         ({"num_generations": 3}, r"num_generations=3 must divide per_device_train_batch_size"),
+        ({"max_steps": 0}, r"'debug.training.max_steps' = 0: Value error, 0 steps trains nothing"),
     ],
 )
 def test_bad_training_parameters_name_key_and_value(override: dict[str, Any], message: str) -> None:
@@ -43,3 +44,14 @@ def test_save_strategy_no_from_the_command_line() -> None:
     # `kedro run --params=debug.training.save_strategy=no` delivers the YAML boolean False.
     params = parse_section(TrainingParams, {**TRAINING, "save_strategy": False}, "debug.training")
     assert params.save_strategy == "no"
+
+
+@pytest.mark.parametrize("name", ["data/06_models/nope", "./nope", "/no/such/model"])
+def test_a_missing_local_model_is_a_parameter_error(name: str) -> None:
+    with pytest.raises(ParameterError, match=rf"name_or_path '{name}' is neither an existing local directory"):
+        parse_section(ModelParams, {"name_or_path": name}, "debug.model")
+
+
+@pytest.mark.parametrize("name", ["LiquidAI/LFM2-350M", "Qwen/Qwen2.5-0.5B-Instruct", "gpt2"])
+def test_hub_ids_are_accepted_without_a_network(name: str) -> None:
+    assert parse_section(ModelParams, {"name_or_path": name}, "debug.model").name_or_path == name

@@ -17,6 +17,8 @@ from kedro.pipeline import Pipeline
 
 from grpo_pipeline.config.params import parse_training_params, parse_variant_params
 from grpo_pipeline.config.schema import TrainingParams, VariantParams
+from grpo_pipeline.prompts import normalised_rows
+from grpo_pipeline.rewards import reward_column_checks
 from grpo_pipeline.run_lock import RunLock
 from grpo_pipeline.training.checkpoints import is_auto_resume, read_marker, resolve_resume_checkpoint
 from grpo_pipeline.training.fingerprint import check_resume, run_fingerprint
@@ -32,6 +34,7 @@ class ParameterValidationHooks:
     """Parse every variant's parameters, check no other run holds its outputs, and (for training) the rollout,
     vLLM and that an auto-resume would continue this very run, before the first node runs.
 
+    Unknown rewards and every bad row of the raw prompts (all of them in one message) are found here too.
     Nothing is trained or written on bad input, and a vLLM server that is not up fails the run at once.
     The resolved parameters (shared defaults, the variant's own values, schema defaults) are logged.
     """
@@ -49,7 +52,11 @@ class ParameterValidationHooks:
                 yaml.safe_dump({variant: params.model_dump(mode="json")}, sort_keys=False),
             )
             training, _ = parse_training_params(raw["training"], f"{variant}.training")
+            checks = reward_column_checks(params.reward.functions)
             RunLock(training.output_dir, variant).check_free()
+            if f"{variant}.prepare_prompts" in node_names:
+                # Every row, before any node writes: all problems in one message, not one per run.
+                normalised_rows(catalog.load(f"{variant}.raw_prompts"), params.data, checks)
             if f"{variant}.train_grpo" in node_names:
                 self._check_training(params, training, variant)
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from grpo_pipeline.config.schema import DataParams, FormattingParams
 from grpo_pipeline.errors import ProjectError
+from grpo_pipeline.rewards.columns import ColumnCheck
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 SOURCE_ATTR = "source"
 LINE_COLUMN = "line_number"
 MESSAGE_ROLES = {"system", "user", "assistant"}
+# Row problems listed in one error; the rest are counted.
+MAX_PROBLEMS = 20
 
 
 class PromptDataError(ProjectError, ValueError):
@@ -47,8 +50,10 @@ def _validate_messages(value: Any) -> str | None:
 
 def normalise_prompt(value: Any) -> list[dict[str, str]] | str:
     """Chat messages with stripped text, or the problem as a string."""
+    if _is_blank(value):
+        return "the prompt is missing or empty"
     if isinstance(value, str):
-        return [{"role": "user", "content": value.strip()}] if value.strip() else "the prompt text is empty"
+        return [{"role": "user", "content": value.strip()}]
     if isinstance(value, list):
         problem = _validate_messages(value)
         if problem:
@@ -61,35 +66,65 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
-def normalised_rows(raw_prompts: pd.DataFrame, params: DataParams) -> pd.DataFrame:
-    """One row per raw row: the prompt as chat messages and each required column as stripped text."""
+def _row_problems(record: dict[str, Any], params: DataParams, checks: list[tuple[str, str, ColumnCheck]]) -> list[str]:
+    problem = normalise_prompt(record[params.prompt_column])
+    problems = [problem] if isinstance(problem, str) else []
+    problems += [f"'{column}' is empty" for column in params.required_columns if _is_blank(record[column])]
+    for reward, column, check in checks:
+        if not _is_blank(record[column]) and (issue := check(str(record[column]))):
+            problems.append(f"'{column}' {issue} (reward '{reward}' reads it)")
+    return problems
+
+
+def normalised_rows(
+    raw_prompts: pd.DataFrame, params: DataParams, checks: list[tuple[str, str, ColumnCheck]] = ()
+) -> pd.DataFrame:
+    """One row per raw row: the prompt as chat messages and each required column as stripped text.
+
+    Every row is checked (prompt, required columns, the columns each reward declares checks for) and all
+    problems, up to :data:`MAX_PROBLEMS` of them listed, are raised in one :class:`PromptDataError`.
+    """
     source = raw_prompts.attrs.get(SOURCE_ATTR, "the raw prompt file")
     if raw_prompts.empty:
         raise PromptDataError(f"{source} is empty: it needs one JSON object per line with a prompt and an answer.")
-    for column in [params.prompt_column, *params.required_columns]:
-        if column not in raw_prompts.columns:
-            present = sorted(set(raw_prompts.columns) - {LINE_COLUMN})
-            raise PromptDataError(
-                f"{source}: column '{column}' is missing (columns present: {present}). Add it to every row, "
-                f"or change data.prompt_column / data.required_columns."
-            )
+    needed = list(dict.fromkeys([params.prompt_column, *params.required_columns, *(c for _, c, _ in checks)]))
+    missing = [column for column in needed if column not in raw_prompts.columns]
+    if missing:
+        present = sorted(set(raw_prompts.columns) - {LINE_COLUMN})
+        raise PromptDataError(
+            f"{source}: "
+            + ", ".join(f"column '{column}' is missing" for column in missing)
+            + f" (columns present: {present}). Add it to every row, or change data.prompt_column / "
+            "data.required_columns."
+        )
     lines = raw_prompts[LINE_COLUMN] if LINE_COLUMN in raw_prompts else pd.Series(range(1, len(raw_prompts) + 1))
-    rows = []
-    for line, record in zip(lines, raw_prompts.to_dict(orient="records"), strict=True):
-        prompt = normalise_prompt(record[params.prompt_column])
-        if isinstance(prompt, str):
-            raise PromptDataError(f"{source} line {line}: {prompt}. Fix or remove that row.")
-        for column in params.required_columns:
-            if _is_blank(record[column]):
-                raise PromptDataError(f"{source} line {line}: '{column}' is empty. Every row needs a value.")
-        rows.append({"prompt": prompt, **{column: str(record[column]).strip() for column in params.required_columns}})
-    return pd.DataFrame(rows)
+    records = raw_prompts.to_dict(orient="records")
+    problems = [
+        f"{source} line {line}: {problem}"
+        for line, record in zip(lines, records, strict=True)
+        for problem in _row_problems(record, params, checks)
+    ]
+    if problems:
+        listed = "\n  - ".join(problems[:MAX_PROBLEMS])
+        more = f"\n  ... and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+        raise PromptDataError(f"{len(problems)} problem(s) in {source}; fix or remove those rows:\n  - {listed}{more}")
+    return pd.DataFrame(
+        [
+            {
+                "prompt": normalise_prompt(record[params.prompt_column]),
+                **{column: str(record[column]).strip() for column in params.required_columns},
+            }
+            for record in records
+        ]
+    )
 
 
-def split_prompts(raw_prompts: pd.DataFrame, params: DataParams, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_prompts(
+    raw_prompts: pd.DataFrame, params: DataParams, seed: int, checks: list[tuple[str, str, ColumnCheck]] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate and normalise the raw prompt rows, drop duplicates, and split train/eval with ``seed``."""
     source = raw_prompts.attrs.get(SOURCE_ATTR, "the raw prompt file")
-    frame = normalised_rows(raw_prompts, params)
+    frame = normalised_rows(raw_prompts, params, checks)
     key = frame["prompt"].map(json.dumps) + "\x00" + frame[params.required_columns].astype(str).agg("\x00".join, axis=1)
     duplicated = key.duplicated()
     frame = frame[~duplicated].reset_index(drop=True)

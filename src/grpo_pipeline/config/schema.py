@@ -7,6 +7,7 @@ run with one message that names the parameter, the value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.variants import VARIANTS, pipeline_name
+
+# A hub repository id: "name" or "organisation/name" (what huggingface_hub accepts), never a path.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 
 class _Section(BaseModel):
@@ -47,6 +51,16 @@ class ModelParams(_Section):
     revision: str | None = None
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _model_exists_or_is_a_hub_id(self) -> ModelParams:
+        path = Path(self.name_or_path)
+        if self.build_tiny is None and not path.is_dir() and not HUB_ID.fullmatch(self.name_or_path):
+            raise ValueError(
+                f"name_or_path '{self.name_or_path}' is neither an existing local directory (paths are relative "
+                "to the project root) nor a Hugging Face hub id such as 'LiquidAI/LFM2-350M'"
+            )
+        return self
 
 
 class FormattingParams(_Section):
@@ -152,6 +166,13 @@ class TrainingParams(_Section):
     def _yaml_no_is_false(cls, value: Any) -> Any:
         # `--params=...save_strategy=no` reaches us as False: YAML 1.1 reads a bare `no` as a boolean.
         return "no" if value is False else value
+
+    @field_validator("max_steps")
+    @classmethod
+    def _trains_at_least_one_step(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("0 steps trains nothing; use a positive number of steps, or -1 to train num_train_epochs")
+        return value
 
     @model_validator(mode="after")
     def _group_divides_batch(self) -> TrainingParams:

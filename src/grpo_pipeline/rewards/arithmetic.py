@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from grpo_pipeline.rewards.columns import checks_columns
+
 _INTEGER = re.compile(r"-?\d+")
+
+
+def integer_problem(value: str) -> str | None:
+    """What keeps ``value`` from being an integer answer, or None."""
+    return None if _INTEGER.fullmatch(value.strip()) else f"{value!r} is not an integer"
 
 
 def completion_text(completion: str | list[dict[str, Any]]) -> str:
@@ -20,6 +27,7 @@ def completion_text(completion: str | list[dict[str, Any]]) -> str:
     return "".join(str(message.get("content", "")) for message in completion)
 
 
+@checks_columns(answer=integer_problem)
 def accuracy_reward(completions: list[Any], answer: list[Any], **kwargs: Any) -> list[float]:
     """1.0 when the first integer in the completion equals the reference answer, else 0.0."""
     rewards = []

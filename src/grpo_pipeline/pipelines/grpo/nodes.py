@@ -25,11 +25,15 @@ from grpo_pipeline.config.schema import (
 )
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.prompts import format_splits, split_prompts
+from grpo_pipeline.rewards import reward_column_checks
 
 
-def prepare_prompts(raw_prompts: pd.DataFrame, data: dict[str, Any], seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate and normalise the raw prompt rows, drop duplicates, and split train/eval with ``seed``."""
-    return split_prompts(raw_prompts, parse_section(DataParams, data, "data"), seed)
+def prepare_prompts(
+    raw_prompts: pd.DataFrame, data: dict[str, Any], reward: dict[str, Any], seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check every row (and the columns the rewards declare checks for), normalise, dedupe, split with ``seed``."""
+    checks = reward_column_checks(parse_section(RewardParams, reward, "reward").functions)
+    return split_prompts(raw_prompts, parse_section(DataParams, data, "data"), seed, checks)
 
 
 def resolve_base_model(model: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
         [
             Node(
                 nodes.prepare_prompts,
-                inputs=["raw_prompts", "params:data", "params:seed"],
+                inputs=["raw_prompts", "params:data", "params:reward", "params:seed"],
                 outputs=["train_prompts", "eval_prompts"],
                 name="prepare_prompts",
                 tags="prepare",
