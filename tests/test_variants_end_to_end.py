@@ -117,6 +117,7 @@ def test_training_resumes_after_kill_9(project: Path) -> None:
 
     result = run_kedro(project, "run", "--pipelines=grpo_debug", params)
     assert "Resuming training from" in result.stdout + result.stderr
+    assert "missing keys" not in result.stdout + result.stderr
     timings = json.loads((project / "data/07_model_output/debug/training_timings.json").read_text())
     assert timings["resumed_from_step"] == resumed_step
     assert timings["steps"] == 150 and timings["steps_this_run"] == 150 - resumed_step

@@ -1,9 +1,11 @@
 """Everything the project reads from ``trl.GRPOTrainer``'s private parts, in one place.
 
-TRL offers no public hook for two things the project reports:
-- the time spent generating (``_generate``: TRL's profiler logs it to W&B/trackio only), and
+TRL offers no public hook for two things the project reports (and transformers' Trainer none for a third):
+- the time spent generating (``_generate``: TRL's profiler logs it to W&B/trackio only),
 - sample completions with each reward and the advantage as a step scored them (the ``_logs`` buffer;
-  ``log_completions`` prints a rich table and writes a parquet file per step instead).
+  ``log_completions`` prints a rich table and writes a parquet file per step instead), and
+- resuming a model with tied embeddings without a false "missing keys ['lm_head.weight']" warning
+  (``Trainer._issue_warnings_after_load``).
 
 :func:`check_trl_internals` verifies those parts exist with the shape this module expects, and runs
 whenever a :class:`TimedGRPOTrainer` is built, so a TRL release that changes them fails at once, naming
@@ -43,6 +45,8 @@ def check_trl_internals(trainer: GRPOTrainer) -> None:
     logs = getattr(trainer, "_logs", None)
     if not isinstance(logs, dict) or any(key not in logs for key in _LOG_BUFFERS):
         problems.append(f"GRPOTrainer._logs no longer holds the buffers {list(_LOG_BUFFERS)}")
+    if not callable(getattr(trainer, "_issue_warnings_after_load", None)):
+        problems.append("transformers' Trainer._issue_warnings_after_load is gone")
     metrics = getattr(trainer, "_metrics", None)
     if not isinstance(metrics, dict) or "train" not in metrics:
         problems.append("GRPOTrainer._metrics no longer has a 'train' section")
@@ -99,6 +103,15 @@ class TimedGRPOTrainer(GRPOTrainer):
                     }
                 )
         super().log(logs, start_time)
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        # A checkpoint of a model with tied embeddings stores the shared matrix once, so resuming reports the
+        # tied lm_head as "missing" on every resume; it is not: tying restores it. Other keys still warn.
+        tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
+        if tied and set(load_result.missing_keys) <= tied and not load_result.unexpected_keys:
+            self.model.tie_weights()
+            return
+        super()._issue_warnings_after_load(load_result)
 
     def _generate(self, prompts: list) -> tuple:
         started = time.perf_counter()
