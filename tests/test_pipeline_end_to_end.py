@@ -167,3 +167,17 @@ def test_bad_rows_stop_the_run_before_anything_is_written(tmp_path: Path) -> Non
     assert "arithmetic_prompts.jsonl line 3: 'answer' 'two' is not an integer" in result.stderr
     assert "arithmetic_prompts.jsonl line 10: the prompt is missing or empty" in result.stderr
     assert not (project / "data/02_intermediate").exists() and not mlflow_runs(project)
+
+
+def test_bad_rows_of_a_csv_source_name_its_path_and_rows(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    rows = pd.read_json(project / "data/01_raw/arithmetic_prompts.jsonl", lines=True, dtype=False).head(200)
+    rows.loc[4, "answer"] = "five"
+    rows.to_csv(project / "data/01_raw/prompts.csv", index=False)
+    (project / "conf/local/catalog.yml").write_text(
+        "debug.raw_prompts:\n  type: pandas.CSVDataset\n  filepath: data/01_raw/prompts.csv\n"
+    )
+    result = invoke_kedro(project, "run", "--pipelines=grpo_debug")
+    assert result.returncode != 0
+    assert "data/01_raw/prompts.csv (debug.raw_prompts) row 5: 'answer' 'five' is not an integer" in result.stderr
+    assert not (project / "data/02_intermediate").exists() and not mlflow_runs(project)

@@ -17,7 +17,7 @@ from kedro.pipeline import Pipeline
 
 from grpo_pipeline.config.params import parse_training_params, parse_variant_params
 from grpo_pipeline.config.schema import TrainingParams, VariantParams
-from grpo_pipeline.prompts import normalised_rows
+from grpo_pipeline.prompts import SOURCE_ATTR, normalised_rows
 from grpo_pipeline.rewards import reward_column_checks
 from grpo_pipeline.run_lock import RunLock
 from grpo_pipeline.training.checkpoints import is_auto_resume, read_marker, resolve_resume_checkpoint
@@ -56,7 +56,7 @@ class ParameterValidationHooks:
             RunLock(training.output_dir, variant).check_free()
             if f"{variant}.prepare_prompts" in node_names:
                 # Every row, before any node writes: all problems in one message, not one per run.
-                normalised_rows(catalog.load(f"{variant}.raw_prompts"), params.data, checks)
+                normalised_rows(_raw_prompts(catalog, variant), params.data, checks)
             if f"{variant}.train_grpo" in node_names:
                 self._check_training(params, training, variant)
 
@@ -76,6 +76,17 @@ class ParameterValidationHooks:
             # The formatted data does not exist yet; training compares its hash once it does.
             current = run_fingerprint(params.model, params.peft, training, params.reward, params.seed)
             check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.training")
+
+
+def _raw_prompts(catalog: DataCatalog, variant: str) -> Any:
+    """The variant's raw prompts, labelled with where they come from (the catalog entry's path) for messages."""
+    name = f"{variant}.raw_prompts"
+    frame = catalog.load(name)
+    if SOURCE_ATTR not in frame.attrs:
+        config = catalog.config_resolver.resolve_pattern(name)
+        location = next((str(config[key]) for key in ("filepath", "path", "dataset_name") if config.get(key)), None)
+        frame.attrs[SOURCE_ATTR] = f"{location} ({name})" if location else name
+    return frame
 
 
 class RunLockHooks:

@@ -97,10 +97,14 @@ def normalised_rows(
             + f" (columns present: {present}). Add it to every row, or change data.prompt_column / "
             "data.required_columns."
         )
-    lines = raw_prompts[LINE_COLUMN] if LINE_COLUMN in raw_prompts else pd.Series(range(1, len(raw_prompts) + 1))
+    # JSON Lines sources carry each record's line; for any other table, rows are counted from 1.
+    if LINE_COLUMN in raw_prompts:
+        lines = [f"line {line}" for line in raw_prompts[LINE_COLUMN]]
+    else:
+        lines = [f"row {row}" for row in range(1, len(raw_prompts) + 1)]
     records = raw_prompts.to_dict(orient="records")
     problems = [
-        f"{source} line {line}: {problem}"
+        f"{source} {line}: {problem}"
         for line, record in zip(lines, records, strict=True)
         for problem in _row_problems(record, params, checks)
     ]
