@@ -1,4 +1,4 @@
-"""Project hooks: parameter validation before anything runs, and a closing summary of the run.
+"""Project hooks: every check before anything runs, one run per variant output, and a closing summary of the run.
 
 The training libraries are imported inside the hooks that need them: Kedro imports this module (through
 settings.py) for every command, including those that only read the pipeline graph.
@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+import pandas as pd
 import yaml
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
@@ -78,7 +79,7 @@ class ParameterValidationHooks:
             check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.training")
 
 
-def _raw_prompts(catalog: DataCatalog, variant: str) -> Any:
+def _raw_prompts(catalog: DataCatalog, variant: str) -> pd.DataFrame:
     """The variant's raw prompts, labelled with where they come from (the catalog entry's path) for messages."""
     name = f"{variant}.raw_prompts"
     frame = catalog.load(name)
