@@ -140,6 +140,7 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(tmp_path: Path
     [
         ("debug.reward.functions=[formatt],debug.reward.weights=[1]", "Unknown reward function 'formatt'"),
         ("debug.training.max_steps=0", "'debug.training.max_steps' = 0"),
+        ("debug.reward.functions=[my_rewards:brevity],debug.reward.weights=[1]", "'my_rewards:brevity' cannot be"),
         ("debug.model.build_tiny=null,debug.model.name_or_path=data/06_models/nope", "neither an existing local"),
     ],
 )
@@ -181,3 +182,33 @@ def test_bad_rows_of_a_csv_source_name_its_path_and_rows(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "data/01_raw/prompts.csv (debug.raw_prompts) row 5: 'answer' 'five' is not an integer" in result.stderr
     assert not (project / "data/02_intermediate").exists() and not mlflow_runs(project)
+
+
+def test_rewards_by_import_path_and_trl_built_ins_reach_mlflow_and_the_report(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    # A user's own module beside the package: Kedro puts src/ on the path.
+    (project / "src/my_rewards.py").write_text(
+        "def brevity(completions, max_chars=4, **kwargs):\n"
+        "    return [1.0 if len(c[-1]['content'].strip()) <= max_chars else 0.0 for c in completions]\n"
+    )
+    (project / "conf/local/parameters.yml").write_text(
+        "debug:\n"
+        "  reward:\n"
+        "    functions:\n"
+        "      - accuracy\n"
+        "      - {function: 'my_rewards:brevity', kwargs: {max_chars: 3}}\n"
+        "      - {function: get_soft_overlong_punishment, kwargs: {max_completion_len: 8, soft_punish_cache: 4}}\n"
+        "    weights: [1.0, 1.0, 1.0]\n"
+        "  validation: {min_reward_gain: null}\n"
+    )
+    run_kedro(project, "run", "--pipelines=grpo_debug", "--params=debug.training.max_steps=4")
+    (run,) = mlflow_runs(project, "grpo_debug")
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    for metric in (
+        "rewards/accuracy_reward/mean",
+        "rewards/brevity/mean",
+        "rewards/soft_overlong_punishment_reward/mean",
+    ):
+        assert len(client.get_metric_history(run.info.run_id, metric)) == 4, metric
+    report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+    assert set(report["trained"]["rewards"]) == {"accuracy", "brevity", "get_soft_overlong_punishment"}

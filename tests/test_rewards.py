@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from grpo_pipeline.config.schema import ParameterError, RewardParams
 from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError, get_reward_functions
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
 from grpo_pipeline.rewards.guard import guarded
@@ -72,3 +73,45 @@ def test_a_raising_reward_names_the_reward_and_the_row_that_raised() -> None:
         RewardError, match=r"Reward 'ratio' raised ZeroDivisionError: .* on prompt 'p2', completion 'b'"
     ):
         guarded("ratio", divide_by_answer)(["a", "b", "c"], prompts=["p1", "p2", "p3"], answer=["1", "0", "2"])
+
+
+def test_rewards_by_import_path_with_kwargs_and_trl_built_ins() -> None:
+    reward = RewardParams(
+        functions=[
+            "format",
+            {"function": "tests.reward_examples:brevity", "kwargs": {"max_chars": 2}},
+            "think_format_reward",
+            {"function": "get_soft_overlong_punishment", "kwargs": {"max_completion_len": 8, "soft_punish_cache": 4}},
+        ]
+    )
+    brevity, think, overlong = get_reward_functions(reward)[1:]
+    assert reward.labels() == ["format", "brevity", "think_format_reward", "get_soft_overlong_punishment"]
+    assert [brevity.__name__, think.__name__, overlong.__name__] == [
+        "brevity",
+        "think_format_reward",
+        "soft_overlong_punishment_reward",
+    ]
+    assert brevity(["12", "123"]) == [1.0, 0.0]
+    assert think([[{"content": "<think>\nx\n</think>\n12"}]]) == [1.0]
+    assert overlong(["a", "b"], completion_ids=[[1] * 3, [1] * 6]) == [0.0, -0.5]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("no_such_module.rewards:fn", r"'no_such_module.rewards:fn' cannot be imported"),
+        (
+            "tests.reward_examples:not_a_reward",
+            r"'tests.reward_examples:not_a_reward': calling it with kwargs \{\} failed",
+        ),
+        (
+            {"function": "get_soft_overlong_punishment", "kwargs": {"max_len": 8}},
+            r"entry 'get_soft_overlong_punishment': calling it .*unexpected keyword argument 'max_len'",
+        ),
+        ({"function": "tests.reward_examples:brevity", "kwargs": {"limit": 2}}, r"unexpected keyword argument 'limit'"),
+        ("think_format", r"Unknown reward function 'think_format'.*Did you mean 'think_format_reward'"),
+    ],
+)
+def test_bad_reward_entries_are_parameter_errors(entry: Any, message: str) -> None:
+    with pytest.raises(ParameterError, match=message):
+        get_reward_functions(RewardParams(functions=[entry]))

@@ -46,12 +46,16 @@ def decode(tokenizer: Any, completions: list[list[int]], skip_special_tokens: bo
     return tokenizer.batch_decode(completions, skip_special_tokens=skip_special_tokens)
 
 
-def score(completions: list[str], frame: pd.DataFrame, reward_params: RewardParams) -> dict[str, Any]:
+def score(
+    completions: list[str], completion_ids: list[list[int]], frame: pd.DataFrame, reward_params: RewardParams
+) -> dict[str, Any]:
+    """Each reward and their weighted total, the rewards called as GRPOTrainer calls them."""
     columns = {column: frame[column].tolist() for column in frame.columns if column not in ("prompt", "prompt_text")}
     as_messages = [[{"role": "assistant", "content": text}] for text in completions]
+    inputs = {"prompts": frame["prompt"].tolist(), "completion_ids": completion_ids, **columns}
     per_reward = {
-        name: np.asarray(function(completions=as_messages, prompts=frame["prompt"].tolist(), **columns), dtype=float)
-        for name, function in zip(reward_params.functions, get_reward_functions(reward_params.functions), strict=True)
+        name: np.asarray(function(completions=as_messages, **inputs), dtype=float)
+        for name, function in zip(reward_params.labels(), get_reward_functions(reward_params), strict=True)
     }
     weights = reward_params.normalised_weights()
     total = sum(weight * values for weight, values in zip(weights, per_reward.values(), strict=True))

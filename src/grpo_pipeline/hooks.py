@@ -53,7 +53,7 @@ class ParameterValidationHooks:
                 yaml.safe_dump({variant: params.model_dump(mode="json")}, sort_keys=False),
             )
             training, _ = parse_training_params(raw["training"], f"{variant}.training")
-            checks = reward_column_checks(params.reward.functions)
+            checks = reward_column_checks(params.reward)
             RunLock(training.output_dir, variant).check_free()
             if f"{variant}.prepare_prompts" in node_names:
                 # Every row, before any node writes: all problems in one message, not one per run.

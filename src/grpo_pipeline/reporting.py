@@ -123,6 +123,7 @@ def _with_legend(figure: Figure, axis: Any) -> Figure:
 
 
 def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> Figure:
+    """The weighted reward per step with its spread, and each reward (``reward_names``: as TRL names its metrics)."""
     figure, axis = _reward_axes("GRPO training reward", "reward")
     steps = metrics["step"]
     axis.plot(steps, metrics["reward"], color="black", linewidth=2, label="reward (weighted)")
@@ -136,7 +137,7 @@ def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> Figur
             label="± reward std within groups",
         )
     for name in reward_names:
-        column = f"rewards/{name}_reward/mean" if f"rewards/{name}_reward/mean" in metrics else f"rewards/{name}/mean"
+        column = f"rewards/{name}/mean"
         if column in metrics:
             axis.plot(steps, metrics[column], linewidth=1.2, label=f"{name} (mean)")
     return _with_legend(figure, axis)

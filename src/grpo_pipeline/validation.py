@@ -86,8 +86,8 @@ def validate_against_base(
     )
     base_completions = decode(checkpoint.tokenizer, base_ids)
     trained_completions = decode(checkpoint.tokenizer, trained_ids)
-    base_scores = score(base_completions, frame, reward_params)
-    trained_scores = score(trained_completions, frame, reward_params)
+    base_scores = score(base_completions, base_ids, frame, reward_params)
+    trained_scores = score(trained_completions, trained_ids, frame, reward_params)
     merged_export = merged_export_check(checkpoint, prompt_texts, trained_ids, params)
     failures = failures_of(base_scores, trained_scores, trained_finite, merged_export, params)
     return {
@@ -96,7 +96,7 @@ def validate_against_base(
         "global_step": checkpoint.trainer_state.get("global_step"),
         "eval_prompts": len(frame),
         "max_new_tokens": params.max_new_tokens,
-        "reward_weights": dict(zip(reward_params.functions, reward_params.normalised_weights(), strict=True)),
+        "reward_weights": dict(zip(reward_params.labels(), reward_params.normalised_weights(), strict=True)),
         "base": {key: base_scores[key] for key in ("mean_reward", "rewards")} | {"finite": base_finite},
         "trained": {key: trained_scores[key] for key in ("mean_reward", "rewards")} | {"finite": trained_finite},
         "reward_gain": trained_scores["mean_reward"] - base_scores["mean_reward"],

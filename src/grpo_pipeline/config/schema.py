@@ -72,12 +72,41 @@ class FormattingParams(_Section):
     )
 
 
+class RewardFunctionParams(_Section):
+    """One reward: ``function`` is a registered name (grpo_pipeline/rewards), one of TRL's built-ins by name
+    (``trl.rewards``: ``think_format_reward``, ``get_soft_overlong_punishment``, ...) or an import path
+    ``package.module:function``. ``kwargs`` are bound to a reward, or passed to a factory that returns one."""
+
+    function: str = Field(min_length=1)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The reward's name in reports: the function's own name without its module."""
+        return self.function.rpartition(":")[2].rpartition(".")[2]
+
+
 class RewardParams(_Section):
-    functions: list[str] = Field(min_length=1)
+    functions: list[str | RewardFunctionParams] = Field(
+        min_length=1, description="each a name or import path, or {function: ..., kwargs: {...}}"
+    )
     weights: list[float] | None = None
+
+    def entries(self) -> list[RewardFunctionParams]:
+        """Every reward as a :class:`RewardFunctionParams`, plain names included."""
+        return [
+            entry if isinstance(entry, RewardFunctionParams) else RewardFunctionParams(function=entry)
+            for entry in self.functions
+        ]
+
+    def labels(self) -> list[str]:
+        return [entry.label for entry in self.entries()]
 
     @model_validator(mode="after")
     def _weights_match_functions(self) -> RewardParams:
+        repeated = sorted({label for label in self.labels() if self.labels().count(label) > 1})
+        if repeated:
+            raise ValueError(f"reward {repeated} appears more than once; list each reward once")
         if self.weights is not None:
             if len(self.weights) != len(self.functions):
                 raise ValueError(

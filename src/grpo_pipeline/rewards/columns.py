@@ -29,5 +29,5 @@ def column_checks(rewards: dict[str, Callable[..., Any]]) -> list[tuple[str, str
     return [
         (name, column, check)
         for name, function in rewards.items()
-        for column, check in getattr(function, CHECKS_ATTRIBUTE, {}).items()
+        for column, check in getattr(getattr(function, "func", function), CHECKS_ATTRIBUTE, {}).items()
     ]

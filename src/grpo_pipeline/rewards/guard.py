@@ -74,4 +74,6 @@ def guarded(name: str, function: RewardFunction) -> RewardFunction:
                 )
         return values
 
+    # functools.partial (a reward with bound kwargs) has no name of its own; TRL names metrics after __name__.
+    reward.__name__ = reward.__qualname__ = getattr(function, "__name__", name)
     return reward

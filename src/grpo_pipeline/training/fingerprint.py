@@ -83,7 +83,7 @@ def run_fingerprint(
         **_flat("model.build_tiny", model.build_tiny.model_dump() if model.build_tiny else None),
         **_flat("peft", peft.model_dump(exclude={"merge_and_export"}) if peft else None),
         **_flat("training", learning),
-        "reward.functions": list(reward.functions),
+        "reward.functions": reward.model_dump()["functions"],
         "reward.weights": reward.normalised_weights(),
         "seed": seed,
         **({"data.sha256": data_sha256(train_dataset)} if train_dataset is not None else {}),

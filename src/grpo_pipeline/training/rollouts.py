@@ -13,7 +13,6 @@ text; :func:`adapt_seed_rollout` wraps such a function so it keeps working.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -25,6 +24,7 @@ from trl.data_utils import is_conversational
 from trl.models import unwrap_model_for_generation
 
 from grpo_pipeline.config.schema import ParameterError, TrainingParams
+from grpo_pipeline.imports import import_object
 
 if TYPE_CHECKING:
     from trl import GRPOConfig, GRPOTrainer
@@ -182,19 +182,7 @@ def load_rollout_func(import_path: str) -> RolloutFunc:
     Two required positional parameters: TRL 1.16's ``(prompts, trainer)``; three: the seed's
     ``(prompts, args, processing_class)``, wrapped by :func:`adapt_seed_rollout`.
     """
-    module_name, _, attribute = import_path.rpartition(":") if ":" in import_path else import_path.rpartition(".")
-    if not module_name or not attribute:
-        raise ValueError(
-            f"rollout_func '{import_path}' is not an import path; write it as 'package.module:function', "
-            "e.g. 'grpo_pipeline.training.rollouts:generate_rollout'"
-        )
-    try:
-        function = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(
-            f"rollout_func '{import_path}' cannot be imported ({error}); check the module is on PYTHONPATH "
-            "(e.g. under src/) and the function name"
-        ) from None
+    function = import_object(import_path, "rollout_func", "grpo_pipeline.training.rollouts:generate_rollout")
     if not callable(function):
         raise ValueError(f"rollout_func '{import_path}' is a {type(function).__name__}, not a function")
     arity = _required_positional(function)

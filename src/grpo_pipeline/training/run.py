@@ -141,7 +141,7 @@ def build_trainer(
 ) -> tuple[TimedGRPOTrainer, StepTimer]:
     """``GRPOTrainer`` for ``request``, with the project's callbacks; checks rewards and vLLM before loading."""
     training_params, reward_params, model_params = request.training, request.reward, request.model
-    reward_functions = get_reward_functions(reward_params.functions)
+    reward_functions = get_reward_functions(reward_params)
     config = build_grpo_config(training_params, reward_params, request.seed)
     check_vllm_generation(training_params, request.base_model_path)
     if training_params.torch_num_threads:

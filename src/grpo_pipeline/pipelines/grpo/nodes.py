@@ -25,14 +25,14 @@ from grpo_pipeline.config.schema import (
 )
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.prompts import format_splits, split_prompts
-from grpo_pipeline.rewards import reward_column_checks
+from grpo_pipeline.rewards import get_reward_functions, reward_column_checks
 
 
 def prepare_prompts(
     raw_prompts: pd.DataFrame, data: dict[str, Any], reward: dict[str, Any], seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check every row (and the columns the rewards declare checks for), normalise, dedupe, split with ``seed``."""
-    checks = reward_column_checks(parse_section(RewardParams, reward, "reward").functions)
+    checks = reward_column_checks(parse_section(RewardParams, reward, "reward"))
     return split_prompts(raw_prompts, parse_section(DataParams, data, "data"), seed, checks)
 
 
@@ -129,7 +129,8 @@ def plot_reward_curve(training_metrics: pd.DataFrame, reward: dict[str, Any]) ->
     """A matplotlib figure: mean reward per step with its spread across the group, and each reward's mean."""
     from grpo_pipeline.reporting import reward_curve_figure
 
-    return reward_curve_figure(training_metrics, parse_section(RewardParams, reward, "reward").functions)
+    functions = get_reward_functions(parse_section(RewardParams, reward, "reward"))
+    return reward_curve_figure(training_metrics, [function.__name__ for function in functions])
 
 
 def benchmark_run(

@@ -1,0 +1,15 @@
+"""Rewards outside the package, named by import path in the tests (``tests.reward_examples:brevity``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def brevity(completions: list[Any], max_chars: int = 4, **kwargs: Any) -> list[float]:
+    """1.0 for a completion of at most ``max_chars`` characters, else 0.0."""
+    texts = [completion[-1]["content"] if isinstance(completion, list) else completion for completion in completions]
+    return [1.0 if len(text.strip()) <= max_chars else 0.0 for text in texts]
+
+
+def not_a_reward(value: int) -> int:
+    return value
