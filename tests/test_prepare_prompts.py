@@ -125,3 +125,28 @@ def test_answers_are_free_text_when_no_reward_checks_them(tmp_path: Path) -> Non
         load(write_lines(tmp_path / "p.jsonl", lines)), DATA, {"functions": ["length"]}, seed=0
     )
     assert len(train) + len(evaluation) == 5
+
+
+def test_no_problem_is_in_both_splits_whatever_its_wording(tmp_path: Path) -> None:
+    lines = []
+    for i in range(30):
+        lines.append(json.dumps({"prompt": f"What is {i} + 1?", "answer": str(i + 1)}))
+        lines.append(
+            json.dumps({"prompt": [{"role": "user", "content": f"  what IS {i} +   1?"}], "answer": str(i + 1)})
+        )
+    for seed in range(5):
+        train, evaluation = prepare_prompts(load(write_lines(tmp_path / "p.jsonl", lines)), DATA, REWARD, seed=seed)
+        assert len(train) + len(evaluation) == 60
+        assert not set(train["answer"]) & set(evaluation["answer"]), seed
+        assert len(evaluation) == 2  # one problem, both wordings
+
+
+def test_a_split_key_column_keeps_each_problem_on_one_side(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"prompt": f"Problem {i % 10}, wording {i}", "answer": str(i % 10), "problem_id": f"p{i % 10}"})
+        for i in range(40)
+    ]
+    data = {**DATA, "eval_size": 8, "split_key": ["problem_id"]}
+    train, evaluation = prepare_prompts(load(write_lines(tmp_path / "p.jsonl", lines)), data, REWARD, seed=3)
+    assert not set(train["problem_id"]) & set(evaluation["problem_id"])
+    assert len(evaluation) == 8 and len(train) == 32

@@ -87,7 +87,11 @@ def normalised_rows(
     source = raw_prompts.attrs.get(SOURCE_ATTR, "the raw prompt file")
     if raw_prompts.empty:
         raise PromptDataError(f"{source} is empty: it needs one JSON object per line with a prompt and an answer.")
-    needed = list(dict.fromkeys([params.prompt_column, *params.required_columns, *(c for _, c, _ in checks)]))
+    needed = list(
+        dict.fromkeys(
+            [params.prompt_column, *params.required_columns, *(params.split_key or []), *(c for _, c, _ in checks)]
+        )
+    )
     missing = [column for column in needed if column not in raw_prompts.columns]
     if missing:
         present = sorted(set(raw_prompts.columns) - {LINE_COLUMN})
@@ -116,10 +120,31 @@ def normalised_rows(
         [
             {
                 "prompt": normalise_prompt(record[params.prompt_column]),
-                **{column: str(record[column]).strip() for column in params.required_columns},
+                **{column: str(record[column]).strip() for column in kept_columns(params)},
             }
             for record in records
         ]
+    )
+
+
+def kept_columns(params: DataParams) -> list[str]:
+    """The columns a prepared prompt row keeps beside the prompt: the required ones and the split key."""
+    return list(dict.fromkeys([*params.required_columns, *(params.split_key or [])]))
+
+
+def _prompt_content(messages: list[dict[str, str]]) -> str:
+    """The prompt's text, whatever its form (text or chat) and spacing or case."""
+    return " ".join(" ".join(message["content"].lower().split()) for message in messages)
+
+
+def problem_keys(frame: pd.DataFrame, params: DataParams) -> pd.Series:
+    """What identifies a problem: ``data.split_key``'s columns, or the prompt's content plus the required columns."""
+    if params.split_key:
+        return frame[params.split_key].astype(str).agg("\x00".join, axis=1)
+    return (
+        frame["prompt"].map(_prompt_content)
+        + "\x00"
+        + frame[params.required_columns].astype(str).agg("\x00".join, axis=1)
     )
 
 
@@ -132,20 +157,27 @@ def split_prompts(
     key = frame["prompt"].map(json.dumps) + "\x00" + frame[params.required_columns].astype(str).agg("\x00".join, axis=1)
     duplicated = key.duplicated()
     frame = frame[~duplicated].reset_index(drop=True)
-    if len(frame) <= params.eval_size:
+    # Whole problems go to one side: groups in a seeded order, eval filled first.
+    codes, problems = pd.factorize(problem_keys(frame, params))  # problems in order of first appearance
+    groups = [np.flatnonzero(codes == code) for code in range(len(problems))]
+    order = np.random.default_rng(seed).permutation(len(groups))
+    rows = np.concatenate([groups[index] for index in order])
+    cut = int(np.searchsorted(np.cumsum([len(groups[index]) for index in order]), params.eval_size))
+    eval_rows = int(sum(len(groups[index]) for index in order[: cut + 1]))
+    if eval_rows >= len(frame):
         raise PromptDataError(
-            f"{source}: {len(frame)} distinct prompts, not enough for data.eval_size={params.eval_size} "
+            f"{source}: {len(groups)} distinct problems, not enough for data.eval_size={params.eval_size} "
             "plus a training set. Lower data.eval_size or add prompts."
         )
-    order = np.random.default_rng(seed).permutation(len(frame))
-    eval_prompts = frame.iloc[order[: params.eval_size]].reset_index(drop=True)
-    train_prompts = frame.iloc[order[params.eval_size :]].reset_index(drop=True)
+    eval_prompts = frame.iloc[rows[:eval_rows]].reset_index(drop=True)
+    train_prompts = frame.iloc[rows[eval_rows:]].reset_index(drop=True)
     if params.max_train_prompts is not None:
         train_prompts = train_prompts.head(params.max_train_prompts)
     logger.info(
-        "Prompts: %d rows read, %d duplicates dropped, %d train / %d eval",
+        "Prompts: %d rows read, %d duplicates dropped, %d problems, %d train / %d eval (no problem in both)",
         len(raw_prompts),
         int(duplicated.sum()),
+        len(groups),
         len(train_prompts),
         len(eval_prompts),
     )

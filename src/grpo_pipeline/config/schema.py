@@ -28,6 +28,11 @@ class DataParams(_Section):
     prompt_column: str = "prompt"
     required_columns: list[str] = Field(default_factory=lambda: ["answer"])
     eval_size: int = Field(64, gt=0, description="prompts held out for checkpoint validation")
+    split_key: list[str] | None = Field(
+        None,
+        description="columns that identify a problem (e.g. [problem_id]); train and eval never share one. "
+        "Default: the prompt's text (case and spacing normalised) plus the required columns",
+    )
     max_train_prompts: int | None = Field(None, gt=0)
 
 
