@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from datasets import Dataset
 from mlflow.tracking import MlflowClient
 
+from grpo_pipeline.io import PromptJSONLinesDataset
 from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
-from tests.conftest import copy_project, invoke_kedro, mlflow_runs, run_kedro
+from grpo_pipeline.prompts import normalise_prompt
+from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
 
 Run = tuple[Path, subprocess.CompletedProcess[str]]
 
@@ -212,3 +215,36 @@ def test_rewards_by_import_path_and_trl_built_ins_reach_mlflow_and_the_report(tm
         assert len(client.get_metric_history(run.info.run_id, metric)) == 4, metric
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
     assert set(report["trained"]["rewards"]) == {"accuracy", "brevity", "get_soft_overlong_punishment"}
+
+
+def shipped_task_as_table() -> pd.DataFrame:
+    """The shipped JSON Lines task with every prompt as chat messages, as a Parquet or Hugging Face copy holds it."""
+    raw = PromptJSONLinesDataset(filepath=str(PROJECT_ROOT / "data/01_raw/arithmetic_prompts.jsonl")).load()
+    return pd.DataFrame({"prompt": raw["prompt"].map(normalise_prompt), "answer": raw["answer"].astype(str)})
+
+
+def prepared_eval_prompts(project: Path, catalog_entry: str | None) -> list[str]:
+    if catalog_entry:
+        (project / "conf/local/catalog.yml").write_text(catalog_entry)
+    run_kedro(project, "run", "--pipelines=grpo_debug_prepare")
+    return (project / "data/02_intermediate/debug/eval_prompts.jsonl").read_text().splitlines()
+
+
+def test_parquet_and_save_to_disk_copies_give_the_same_eval_prompts_as_json_lines(tmp_path: Path) -> None:
+    table = shipped_task_as_table()
+    parquet, on_disk = copy_project(tmp_path / "parquet"), copy_project(tmp_path / "disk")
+    table.to_parquet(parquet / "data/01_raw/task.parquet")
+    Dataset.from_pandas(table, preserve_index=False).save_to_disk(str(on_disk / "data/01_raw/task_hf"))
+    expected = prepared_eval_prompts(copy_project(tmp_path / "jsonl"), None)
+    parquet_entry = "debug.raw_prompts:\n  type: pandas.ParquetDataset\n  filepath: data/01_raw/task.parquet\n"
+    assert prepared_eval_prompts(parquet, parquet_entry) == expected
+    disk_entry = "debug.raw_prompts:\n  type: grpo_pipeline.io.HFDiskDataset\n  path: data/01_raw/task_hf\n"
+    assert prepared_eval_prompts(on_disk, disk_entry) == expected
+    run_kedro(
+        parquet,
+        "run",
+        "--pipelines=grpo_debug",
+        "--params=debug.training.max_steps=4,debug.validation.min_reward_gain=null",
+    )
+    report = json.loads((parquet / "data/08_reporting/debug/validation_report.json").read_text())
+    assert report["global_step"] == 4 and report["eval_prompts"] == 64

@@ -150,3 +150,32 @@ def test_a_split_key_column_keeps_each_problem_on_one_side(tmp_path: Path) -> No
     train, evaluation = prepare_prompts(load(write_lines(tmp_path / "p.jsonl", lines)), data, REWARD, seed=3)
     assert not set(train["problem_id"]) & set(evaluation["problem_id"])
     assert len(evaluation) == 8 and len(train) == 32
+
+
+def test_plain_columns_become_chat_prompts_with_template_system_prompt_and_extracted_answer() -> None:
+    raw = pd.DataFrame(
+        {
+            "question": [f"Tom has {i} apples and buys 2. How many now?" for i in range(6)],
+            "solution": [f"{i} + 2 = {i + 2}\n#### {i + 2}" for i in range(6)],
+        }
+    )
+    data = {
+        **DATA,
+        "columns": {"solution": "answer"},
+        "prompt_template": "{question} Answer with a number.",
+        "system_prompt": "You are a terse math tutor.",
+        "answer_pattern": r"#### (.+)$",
+    }
+    train, evaluation = prepare_prompts(raw, data, REWARD, seed=0)
+    row = pd.concat([train, evaluation]).set_index("answer").loc["5"]
+    assert row["prompt"] == [
+        {"role": "system", "content": "You are a terse math tutor."},
+        {"role": "user", "content": "Tom has 3 apples and buys 2. How many now? Answer with a number."},
+    ]
+
+
+def test_an_answer_the_pattern_cannot_find_names_the_row() -> None:
+    raw = pd.DataFrame({"question": ["a", "b", "c", "d"], "answer": ["#### 1", "#### 2", "no marker", "#### 4"]})
+    data = {**DATA, "prompt_template": "{question}", "answer_pattern": r"#### (.+)$"}
+    with pytest.raises(PromptDataError, match=r"row 3: 'answer' does not match data.answer_pattern"):
+        prepare_prompts(raw, data, REWARD, seed=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,9 @@ def _validate_messages(value: Any) -> str | None:
 
 def normalise_prompt(value: Any) -> list[dict[str, str]] | str:
     """Chat messages with stripped text, or the problem as a string."""
-    if _is_blank(value):
+    if isinstance(value, np.ndarray | tuple):  # Parquet and Hugging Face datasets give arrays of messages
+        value = list(value)
+    if not isinstance(value, list) and _is_blank(value):
         return "the prompt is missing or empty"
     if isinstance(value, str):
         return [{"role": "user", "content": value.strip()}]
@@ -66,8 +69,34 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
+def _prompt_of(record: dict[str, Any], params: DataParams) -> list[dict[str, str]] | str:
+    """The row's prompt as chat messages (built with ``data.prompt_template``, led by ``data.system_prompt``), or
+    what is wrong with it."""
+    if params.prompt_template is not None:
+        try:
+            value: Any = params.prompt_template.format(**record)
+        except (KeyError, IndexError) as error:
+            return f"data.prompt_template names {error}, which the row does not have"
+    else:
+        value = record[params.prompt_column]
+    prompt = normalise_prompt(value)
+    if isinstance(prompt, list) and params.system_prompt and prompt[0]["role"] != "system":
+        prompt = [{"role": "system", "content": params.system_prompt.strip()}, *prompt]
+    return prompt
+
+
+def _with_answer_extracted(record: dict[str, Any], params: DataParams) -> dict[str, Any] | str:
+    """``record`` with its answer cut out by ``data.answer_pattern``, or what is wrong."""
+    if params.answer_pattern is None or "answer" not in record or _is_blank(record["answer"]):
+        return record
+    match = re.search(params.answer_pattern, str(record["answer"]), flags=re.MULTILINE)
+    if match is None:
+        return f"'answer' does not match data.answer_pattern {params.answer_pattern!r}"
+    return {**record, "answer": (match.group(1) if match.groups() else match.group(0)).strip()}
+
+
 def _row_problems(record: dict[str, Any], params: DataParams, checks: list[tuple[str, str, ColumnCheck]]) -> list[str]:
-    problem = normalise_prompt(record[params.prompt_column])
+    problem = _prompt_of(record, params)
     problems = [problem] if isinstance(problem, str) else []
     problems += [f"'{column}' is empty" for column in params.required_columns if _is_blank(record[column])]
     for reward, column, check in checks:
@@ -87,9 +116,11 @@ def normalised_rows(
     source = raw_prompts.attrs.get(SOURCE_ATTR, "the raw prompt file")
     if raw_prompts.empty:
         raise PromptDataError(f"{source} is empty: it needs one JSON object per line with a prompt and an answer.")
+    raw_prompts = raw_prompts.rename(columns=params.columns)
+    prompt_columns = [] if params.prompt_template is not None else [params.prompt_column]
     needed = list(
         dict.fromkeys(
-            [params.prompt_column, *params.required_columns, *(params.split_key or []), *(c for _, c, _ in checks)]
+            [*prompt_columns, *params.required_columns, *(params.split_key or []), *(c for _, c, _ in checks)]
         )
     )
     missing = [column for column in needed if column not in raw_prompts.columns]
@@ -106,10 +137,15 @@ def normalised_rows(
         lines = [f"line {line}" for line in raw_prompts[LINE_COLUMN]]
     else:
         lines = [f"row {row}" for row in range(1, len(raw_prompts) + 1)]
-    records = raw_prompts.to_dict(orient="records")
+    records = [_with_answer_extracted(record, params) for record in raw_prompts.to_dict(orient="records")]
     problems = [
+        f"{source} {line}: {record}" for line, record in zip(lines, records, strict=True) if isinstance(record, str)
+    ]
+    records = [record if isinstance(record, dict) else {} for record in records]
+    problems += [
         f"{source} {line}: {problem}"
         for line, record in zip(lines, records, strict=True)
+        if record
         for problem in _row_problems(record, params, checks)
     ]
     if problems:
@@ -119,7 +155,7 @@ def normalised_rows(
     return pd.DataFrame(
         [
             {
-                "prompt": normalise_prompt(record[params.prompt_column]),
+                "prompt": _prompt_of(record, params),
                 **{column: str(record[column]).strip() for column in kept_columns(params)},
             }
             for record in records

@@ -25,7 +25,17 @@ class _Section(BaseModel):
 
 
 class DataParams(_Section):
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="source column -> pipeline column, e.g. {question: prompt}, applied first"
+    )
     prompt_column: str = "prompt"
+    prompt_template: str | None = Field(
+        None, description="the user message built from plain columns, e.g. '{question} Answer with a number.'"
+    )
+    system_prompt: str | None = Field(None, description="a system message put before every prompt that has none")
+    answer_pattern: str | None = Field(
+        None, description="a regex whose first group is the answer in the 'answer' column, e.g. '#### (.+)$' (GSM8K)"
+    )
     required_columns: list[str] = Field(default_factory=lambda: ["answer"])
     eval_size: int = Field(64, gt=0, description="prompts held out for checkpoint validation")
     split_key: list[str] | None = Field(

@@ -1,6 +1,7 @@
 """Custom Kedro datasets of the project."""
 
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
+from grpo_pipeline.io.hf_disk_dataset import HFDiskDataset
 from grpo_pipeline.io.prompt_dataset import PromptJSONLinesDataset
 from grpo_pipeline.io.report_datasets import (
     CSVTableDataset,
@@ -12,6 +13,7 @@ from grpo_pipeline.io.report_datasets import (
 __all__ = [
     "CSVTableDataset",
     "HFCheckpointDataset",
+    "HFDiskDataset",
     "JSONReportDataset",
     "PNGFigureDataset",
     "PromptJSONLinesDataset",
