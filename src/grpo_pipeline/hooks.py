@@ -16,8 +16,8 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
-from grpo_pipeline.config.params import parse_training_params, parse_variant_params
-from grpo_pipeline.config.schema import TrainingParams, VariantParams
+from grpo_pipeline.config.params import parse_variant_params
+from grpo_pipeline.config.schema import VariantParams
 from grpo_pipeline.prompts import SOURCE_ATTR, normalised_rows
 from grpo_pipeline.rewards import reward_column_checks
 from grpo_pipeline.run_lock import RunLock
@@ -31,83 +31,42 @@ def _variants(pipeline: Pipeline) -> list[str]:
     return sorted({node.namespace.split(".")[0] for node in pipeline.nodes if node.namespace})
 
 
-class ParameterValidationHooks:
-    """Parse every variant's parameters, check no other run holds its outputs, and (for training) the rollout,
-    vLLM and that an auto-resume would continue this very run, before the first node runs.
+class RunChecksHooks:
+    """Every check before the first node runs, then one run per variant output.
 
-    Unknown rewards and every bad row of the raw prompts (all of them in one message) are found here too.
-    Nothing is trained or written on bad input, and a vLLM server that is not up fails the run at once.
-    The resolved parameters (shared defaults, the variant's own values, schema defaults) are logged.
-    """
-
-    # tryfirst: before kedro-mlflow's hook opens an MLflow run for a pipeline that will not run.
-    @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
-        node_names = {node.name for node in pipeline.nodes}
-        for variant in _variants(pipeline):
-            raw = catalog.load(f"params:{variant}")
-            params = parse_variant_params(raw, variant)
-            logger.info(
-                "Resolved parameters of variant '%s':\n%s",
-                variant,
-                yaml.safe_dump({variant: params.model_dump(mode="json")}, sort_keys=False),
-            )
-            training, _ = parse_training_params(raw["training"], f"{variant}.training")
-            checks = reward_column_checks(params.reward)
-            RunLock(training.output_dir, variant).check_free()
-            if f"{variant}.prepare_prompts" in node_names:
-                # Every row, before any node writes: all problems in one message, not one per run.
-                normalised_rows(_raw_prompts(catalog, variant), params.data, checks)
-            if f"{variant}.train_grpo" in node_names:
-                self._check_training(params, training, variant)
-
-    @staticmethod
-    def _check_training(params: VariantParams, training: TrainingParams, variant: str) -> None:
-        """The rollout resolves, vLLM can work, and an auto-resume would continue this very run."""
-        if training.rollout_func:
-            from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
-
-            check_rollout_func(training, f"{variant}.training")
-        if training.use_vllm:
-            from grpo_pipeline.training.vllm_preflight import check_vllm_generation  # noqa: PLC0415 (same)
-
-            check_vllm_generation(training, params.model.name_or_path, variant)
-        checkpoint = resolve_resume_checkpoint(training.resume_from_checkpoint, training.output_dir)
-        if checkpoint is not None and is_auto_resume(training.resume_from_checkpoint):
-            # The formatted data does not exist yet; training compares its hash once it does.
-            current = run_fingerprint(params.model, params.peft, training, params.reward, params.seed)
-            check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.training")
-
-
-def _raw_prompts(catalog: DataCatalog, variant: str) -> pd.DataFrame:
-    """The variant's raw prompts, labelled with where they come from (the catalog entry's path) for messages."""
-    name = f"{variant}.raw_prompts"
-    frame = catalog.load(name)
-    if SOURCE_ATTR not in frame.attrs:
-        config = catalog.config_resolver.resolve_pattern(name)
-        location = next((str(config[key]) for key in ("filepath", "path", "dataset_name") if config.get(key)), None)
-        frame.attrs[SOURCE_ATTR] = f"{location} ({name})" if location else name
-    return frame
-
-
-class RunLockHooks:
-    """One run per variant output: each variant's lock is taken before the first node writes (see run_lock.py).
-
-    A second ``kedro run`` of a running variant stops at once, naming the running one. A run that finds
+    For each variant: parse its parameters (logging the resolved values: shared defaults, the variant's
+    own, schema defaults), check no other run holds its outputs, resolve every reward and check every row
+    of the raw prompts (all problems in one message), and for training the rollout, vLLM and that an
+    auto-resume would continue this very run. Only when every check passed are the variants' output locks
+    taken (see run_lock.py), so nothing, the lock file included, is written on bad input. A run that finds
     its predecessor's MLflow run still RUNNING (the process died without closing it) marks it KILLED.
     """
 
     def __init__(self) -> None:
         self._locks: list[RunLock] = []
 
-    # tryfirst: held before kedro-mlflow opens a run. settings.py registers this class before
-    # ParameterValidationHooks, and pluggy calls later registrations first: parameters (and a refused resume)
-    # are checked before anything, the lock file included, is written.
+    # tryfirst: before kedro-mlflow's hook opens an MLflow run for a pipeline that will not run.
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        node_names = {node.name for node in pipeline.nodes}
+        locks = []
         for variant in _variants(pipeline):
-            training, _ = parse_training_params(catalog.load(f"params:{variant}.training"), f"{variant}.training")
-            lock = RunLock(training.output_dir, variant)
+            params = parse_variant_params(catalog.load(f"params:{variant}"), variant)
+            logger.info(
+                "Resolved parameters of variant '%s':\n%s",
+                variant,
+                yaml.safe_dump({variant: params.model_dump(mode="json")}, sort_keys=False),
+            )
+            checks = reward_column_checks(params.reward)
+            lock = RunLock(params.training.output_dir, variant)
+            lock.check_free()
+            locks.append(lock)
+            if f"{variant}.prepare_prompts" in node_names:
+                # Every row, before any node writes: all problems in one message, not one per run.
+                normalised_rows(_raw_prompts(catalog, variant), params.data, checks)
+            if f"{variant}.train_grpo" in node_names:
+                _check_training(params, variant)
+        for lock in locks:
             previous = lock.acquire()
             self._locks.append(lock)
             if previous.get("mlflow_run_id"):
@@ -134,6 +93,35 @@ class RunLockHooks:
         for lock in self._locks:
             lock.release()
         self._locks = []
+
+
+def _check_training(params: VariantParams, variant: str) -> None:
+    """The rollout resolves, vLLM can work, and an auto-resume would continue this very run."""
+    training = params.training
+    if training.rollout_func:
+        from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
+
+        check_rollout_func(training, f"{variant}.training")
+    if training.use_vllm:
+        from grpo_pipeline.training.vllm_preflight import check_vllm_generation  # noqa: PLC0415 (same)
+
+        check_vllm_generation(training, params.model.name_or_path, variant)
+    checkpoint = resolve_resume_checkpoint(training.resume_from_checkpoint, training.output_dir)
+    if checkpoint is not None and is_auto_resume(training.resume_from_checkpoint):
+        # The formatted data does not exist yet; training compares its hash once it does.
+        current = run_fingerprint(params.model, params.peft, training, params.reward, params.seed)
+        check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.training")
+
+
+def _raw_prompts(catalog: DataCatalog, variant: str) -> pd.DataFrame:
+    """The variant's raw prompts, labelled with where they come from (the catalog entry's path) for messages."""
+    name = f"{variant}.raw_prompts"
+    frame = catalog.load(name)
+    if SOURCE_ATTR not in frame.attrs:
+        config = catalog.config_resolver.resolve_pattern(name)
+        location = next((str(config[key]) for key in ("filepath", "path", "dataset_name") if config.get(key)), None)
+        frame.attrs[SOURCE_ATTR] = f"{location} ({name})" if location else name
+    return frame
 
 
 def _close_dead_run(run_id: str) -> None:

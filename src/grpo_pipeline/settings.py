@@ -6,11 +6,10 @@ from grpo_pipeline.runtime import configure_runtime
 configure_runtime()
 
 from grpo_pipeline.config import loader  # noqa: E402
-from grpo_pipeline.hooks import ParameterValidationHooks, RunLockHooks, RunSummaryHooks  # noqa: E402
+from grpo_pipeline.hooks import RunChecksHooks, RunSummaryHooks  # noqa: E402
 
-# kedro-mlflow registers its own hooks through its plugin entry point. Among hooks of the same priority pluggy
-# calls the later registered first: ParameterValidationHooks checks before RunLockHooks locks (see hooks.py).
-HOOKS = (RunLockHooks(), ParameterValidationHooks(), RunSummaryHooks())
+# kedro-mlflow registers its own hooks through its plugin entry point.
+HOOKS = (RunChecksHooks(), RunSummaryHooks())
 
 CONFIG_LOADER_CLASS = loader.VariantConfigLoader
 CONFIG_LOADER_ARGS = loader.CONFIG_LOADER_ARGS

@@ -18,8 +18,10 @@ def parse_training_params(raw: dict[str, Any], prefix: str = "training") -> tupl
 
 
 def parse_variant_params(raw: dict[str, Any], variant: str) -> VariantParams:
-    """Every section of ``variant``'s parameters, overlay included; raises one ParameterError on problems."""
+    """Every section of ``variant``'s parameters, its training with the seed-config overlay applied; raises one
+    ParameterError on problems."""
     params = parse_section(VariantParams, raw, variant)
-    if params.training.seed_config is not None:
-        parse_training_params(raw["training"], f"{variant}.training")
-    return params
+    if params.training.seed_config is None:
+        return params
+    training, _ = parse_training_params(raw["training"], f"{variant}.training")
+    return params.model_copy(update={"training": training})
