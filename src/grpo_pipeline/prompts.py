@@ -95,9 +95,13 @@ def _with_answer_extracted(record: dict[str, Any], params: DataParams) -> dict[s
     return {**record, "answer": (match.group(1) if match.groups() else match.group(0)).strip()}
 
 
-def _row_problems(record: dict[str, Any], params: DataParams, checks: list[tuple[str, str, ColumnCheck]]) -> list[str]:
-    problem = _prompt_of(record, params)
-    problems = [problem] if isinstance(problem, str) else []
+def _row_problems(
+    record: dict[str, Any],
+    prompt: list[dict[str, str]] | str,
+    params: DataParams,
+    checks: list[tuple[str, str, ColumnCheck]],
+) -> list[str]:
+    problems = [prompt] if isinstance(prompt, str) else []
     problems += [f"'{column}' is empty" for column in params.required_columns if _is_blank(record[column])]
     for reward, column, check in checks:
         if not _is_blank(record[column]) and (issue := check(str(record[column]))):
@@ -142,11 +146,12 @@ def normalised_rows(
         f"{source} {line}: {record}" for line, record in zip(lines, records, strict=True) if isinstance(record, str)
     ]
     records = [record if isinstance(record, dict) else {} for record in records]
+    prompts = [_prompt_of(record, params) if record else "" for record in records]
     problems += [
         f"{source} {line}: {problem}"
-        for line, record in zip(lines, records, strict=True)
+        for line, record, prompt in zip(lines, records, prompts, strict=True)
         if record
-        for problem in _row_problems(record, params, checks)
+        for problem in _row_problems(record, prompt, params, checks)
     ]
     if problems:
         listed = "\n  - ".join(problems[:MAX_PROBLEMS])
@@ -155,10 +160,10 @@ def normalised_rows(
     return pd.DataFrame(
         [
             {
-                "prompt": _prompt_of(record, params),
+                "prompt": prompt,
                 **{column: str(record[column]).strip() for column in kept_columns(params)},
             }
-            for record in records
+            for record, prompt in zip(records, prompts, strict=True)
         ]
     )
 
@@ -194,12 +199,14 @@ def split_prompts(
     duplicated = key.duplicated()
     frame = frame[~duplicated].reset_index(drop=True)
     # Whole problems go to one side: groups in a seeded order, eval filled first.
-    codes, problems = pd.factorize(problem_keys(frame, params))  # problems in order of first appearance
-    groups = [np.flatnonzero(codes == code) for code in range(len(problems))]
+    codes, _ = pd.factorize(problem_keys(frame, params))  # problems numbered in order of first appearance
+    # Each problem's rows, in row order: one stable sort, linear in the rows, however many problems there are.
+    groups = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
     order = np.random.default_rng(seed).permutation(len(groups))
     rows = np.concatenate([groups[index] for index in order])
-    cut = int(np.searchsorted(np.cumsum([len(groups[index]) for index in order]), params.eval_size))
-    eval_rows = int(sum(len(groups[index]) for index in order[: cut + 1]))
+    # Whole problems until eval holds at least eval_size rows (all of them when there are too few).
+    rows_so_far = np.cumsum([len(groups[index]) for index in order])
+    eval_rows = int(rows_so_far[min(np.searchsorted(rows_so_far, params.eval_size), len(rows_so_far) - 1)])
     if eval_rows >= len(frame):
         raise PromptDataError(
             f"{source}: {len(groups)} distinct problems, not enough for data.eval_size={params.eval_size} "
