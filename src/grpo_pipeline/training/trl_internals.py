@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import trl
-from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from grpo_pipeline.errors import ProjectError
@@ -78,9 +76,11 @@ class TimedGRPOTrainer(GRPOTrainer):
         self.samples_every = samples_every
         self.samples_per_step = samples_per_step
         self.completion_samples: list[dict[str, Any]] = []
-        # What the model generated, special tokens visible, aligned with TRL's `_logs["completion"]` buffer
-        # (the text the rewards saw, special tokens skipped), so reward hacking with special tokens shows.
-        self.generated_texts: deque[str] = deque(maxlen=self.args.generation_batch_size)
+        # The latest generation batch's token ids (this process's slice), decoded only when samples are kept:
+        # what the model generated, special tokens visible, beside the text the rewards saw (special tokens
+        # skipped), so reward hacking with special tokens shows. TRL's `_logs` gathers every process's
+        # completions in rank order, so on the main process its first entries are this slice's.
+        self.last_completion_ids: list[list[int]] = []
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         step = self.state.global_step
@@ -88,7 +88,9 @@ class TimedGRPOTrainer(GRPOTrainer):
         fresh = bool(self._metrics["train"].get("reward"))
         if fresh and self.samples_per_step and (step == 1 or step % self.samples_every == 0):
             rewards = {name: list(values) for name, values in self._logs["rewards"].items()}
-            generated = list(self.generated_texts)
+            generated = self.processing_class.batch_decode(
+                self.last_completion_ids[: self.samples_per_step], skip_special_tokens=False
+            )
             for index, (prompt, completion) in enumerate(
                 list(zip(self._logs["prompt"], self._logs["completion"], strict=False))[: self.samples_per_step]
             ):
@@ -118,6 +120,5 @@ class TimedGRPOTrainer(GRPOTrainer):
         output = super()._generate(prompts)
         self.generation_timing.seconds += time.perf_counter() - started
         self.generation_timing.completion_tokens += sum(len(ids) for ids in output[1])
-        texts = self.processing_class.batch_decode(output[1], skip_special_tokens=False)
-        self.generated_texts.extend(gather_object(texts))
+        self.last_completion_ids = output[1]
         return output
