@@ -25,7 +25,6 @@ def request(output_dir: Path, train_dataset: pd.DataFrame, **training: Any) -> T
         training=TrainingParams.model_validate(training_params(output_dir, save_strategy="steps", **training)),
         reward=RewardParams(functions=["accuracy", "format"]),
         seed=0,
-        parameter_prefix="debug.training",
     )
 
 

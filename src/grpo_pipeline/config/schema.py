@@ -119,7 +119,8 @@ class RewardParams(_Section):
 
     @model_validator(mode="after")
     def _weights_match_functions(self) -> RewardParams:
-        repeated = sorted({label for label in self.labels() if self.labels().count(label) > 1})
+        labels = self.labels()
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
             raise ValueError(f"reward {repeated} appears more than once; list each reward once")
         if self.weights is not None:

@@ -91,11 +91,6 @@ def resolve_reward(entry: RewardFunctionParams) -> RewardFunction:
     return function
 
 
-def get_reward_function(name: str) -> RewardFunction:
-    """The reward called ``name`` (registered, TRL's or an import path), without arguments."""
-    return resolve_reward(RewardFunctionParams(function=name))
-
-
 def reward_column_checks(reward: RewardParams) -> list[tuple[str, str, ColumnCheck]]:
     """The column checks the rewards of ``reward`` declare (see rewards/columns.py)."""
     return column_checks({entry.label: resolve_reward(entry) for entry in reward.entries()})
@@ -112,7 +107,6 @@ __all__ = [
     "TRL_REWARDS",
     "RewardError",
     "RewardFunction",
-    "get_reward_function",
     "get_reward_functions",
     "resolve_reward",
     "reward_column_checks",

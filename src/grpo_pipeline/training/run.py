@@ -56,8 +56,6 @@ class TrainingRequest:
     reward: RewardParams
     seed: int
     seed_config_mapping: list[str] = field(default_factory=list)
-    # How the user names the training section in messages, e.g. "debug.training" for `--params=`.
-    parameter_prefix: str = "<variant>.training"
 
     @property
     def export_merged(self) -> bool:
@@ -82,7 +80,6 @@ class TrainingRequest:
             "reward": self.reward.model_dump(),
             "seed": self.seed,
             "seed_config_mapping": self.seed_config_mapping,
-            "parameter_prefix": self.parameter_prefix,
         }
 
     @classmethod
@@ -96,7 +93,6 @@ class TrainingRequest:
             reward=RewardParams.model_validate(payload["reward"]),
             seed=payload["seed"],
             seed_config_mapping=payload["seed_config_mapping"],
-            parameter_prefix=payload["parameter_prefix"],
         )
 
 
@@ -180,7 +176,8 @@ def checked_resume_checkpoint(
         return None
     recorded = read_marker(resume_from).get("fingerprint")
     if is_auto_resume(setting):
-        check_resume(resume_from, recorded, fingerprint, request.parameter_prefix)
+        # The node does not know its namespace; the pre-run hook, which does, names it for parameter changes.
+        check_resume(resume_from, recorded, fingerprint, "<variant>.training")
     elif changed := differences(recorded or {}, fingerprint):
         logger.warning("Resuming %s, which a run with other settings wrote: %s", resume_from, "; ".join(changed))
         tag_run(mlflow_run_id, {"grpo.resume_differences": "; ".join(changed)[:5000]})

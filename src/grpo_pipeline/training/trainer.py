@@ -12,11 +12,10 @@ import torch
 from peft import LoraConfig
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.config.schema import PeftParams, RewardParams, TrainingParams
-from grpo_pipeline.training.checkpoints import write_marker
+from grpo_pipeline.training.checkpoints import PREFIX_CHECKPOINT_DIR, write_marker
 
 # Fields of TrainingParams that the project handles itself rather than passing to GRPOConfig.
 PROJECT_FIELDS = {
