@@ -16,6 +16,7 @@ from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
 from grpo_pipeline.prompts import normalise_prompt
 from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
+from tests.reward_models import build_short_answer_reward_model
 
 Run = tuple[Path, subprocess.CompletedProcess[str]]
 
@@ -125,9 +126,9 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(tmp_path: Path
         project,
         "run",
         "--pipelines=grpo_debug",
-        "--params=debug.training.max_steps=2,debug.validation.min_eval_reward=1.0",
+        "--params=debug.training.max_steps=2,debug.validation.min_eval_reward=3.5",
     )
-    assert result.returncode != 0 and "validation.min_eval_reward=1.0" in result.stdout + result.stderr
+    assert result.returncode != 0 and "validation.min_eval_reward=3.5" in result.stdout + result.stderr
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
     assert report["passed"] is False and report["global_step"] == 2 and report["samples"]
     assert "FAILED" in (project / "data/08_reporting/debug/validation_report.md").read_text()
@@ -145,6 +146,10 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(tmp_path: Path
         ("debug.training.max_steps=0", "'debug.training.max_steps' = 0"),
         ("debug.reward.functions=[my_rewards:brevity],debug.reward.weights=[1]", "'my_rewards:brevity' cannot be"),
         ("debug.model.build_tiny=null,debug.model.name_or_path=data/06_models/nope", "neither an existing local"),
+        (
+            "debug.reward.models=[{name_or_path: data/06_models/no_rm}]",
+            "reward model 'data/06_models/no_rm' is neither",
+        ),
     ],
 )
 def test_bad_input_stops_the_run_before_anything_is_written(tmp_path: Path, params: str, message: str) -> None:
@@ -187,13 +192,14 @@ def test_bad_rows_of_a_csv_source_name_its_path_and_rows(tmp_path: Path) -> None
     assert not (project / "data/02_intermediate").exists() and not mlflow_runs(project)
 
 
-def test_rewards_by_import_path_and_trl_built_ins_reach_mlflow_and_the_report(tmp_path: Path) -> None:
+def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_and_the_report(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     # A user's own module beside the package: Kedro puts src/ on the path.
     (project / "src/my_rewards.py").write_text(
         "def brevity(completions, max_chars=4, **kwargs):\n"
         "    return [1.0 if len(c[-1]['content'].strip()) <= max_chars else 0.0 for c in completions]\n"
     )
+    build_short_answer_reward_model(project / "data/06_models/reward/short_answer")
     (project / "conf/local/parameters.yml").write_text(
         "debug:\n"
         "  reward:\n"
@@ -202,6 +208,8 @@ def test_rewards_by_import_path_and_trl_built_ins_reach_mlflow_and_the_report(tm
         "      - {function: 'my_rewards:brevity', kwargs: {max_chars: 3}}\n"
         "      - {function: get_soft_overlong_punishment, kwargs: {max_completion_len: 8, soft_punish_cache: 4}}\n"
         "    weights: [1.0, 1.0, 1.0]\n"
+        "    models:\n"
+        "      - {name_or_path: data/06_models/reward/short_answer, weight: 2.0}\n"
         "  validation: {min_reward_gain: null}\n"
     )
     run_kedro(project, "run", "--pipelines=grpo_debug", "--params=debug.training.max_steps=4")
@@ -211,10 +219,16 @@ def test_rewards_by_import_path_and_trl_built_ins_reach_mlflow_and_the_report(tm
         "rewards/accuracy_reward/mean",
         "rewards/brevity/mean",
         "rewards/soft_overlong_punishment_reward/mean",
+        "rewards/short_answer/mean",
     ):
         assert len(client.get_metric_history(run.info.run_id, metric)) == 4, metric
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
-    assert set(report["trained"]["rewards"]) == {"accuracy", "brevity", "get_soft_overlong_punishment"}
+    assert set(report["trained"]["rewards"]) == {"accuracy", "brevity", "get_soft_overlong_punishment", "short_answer"}
+    assert report["reward_weights"]["short_answer"] == 2.0
+    for model in ("base", "trained"):
+        weighted = sum(report["reward_weights"][name] * value for name, value in report[model]["rewards"].items())
+        assert report[model]["mean_reward"] == pytest.approx(weighted), report[model]
+    assert "short_answer" in (project / "data/08_reporting/debug/validation_report.md").read_text()
 
 
 def shipped_task_as_table() -> pd.DataFrame:

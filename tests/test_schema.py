@@ -6,7 +6,7 @@ import pytest
 
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.params import parse_variant_params
-from grpo_pipeline.config.schema import ModelParams, ParameterError, TrainingParams, parse_section
+from grpo_pipeline.config.schema import ModelParams, ParameterError, RewardParams, TrainingParams, parse_section
 from grpo_pipeline.variants import VARIANTS
 from tests.conftest import PROJECT_ROOT
 
@@ -55,3 +55,33 @@ def test_a_missing_local_model_is_a_parameter_error(name: str) -> None:
 @pytest.mark.parametrize("name", ["LiquidAI/LFM2-350M", "Qwen/Qwen2.5-0.5B-Instruct", "gpt2"])
 def test_hub_ids_are_accepted_without_a_network(name: str) -> None:
     assert parse_section(ModelParams, {"name_or_path": name}, "debug.model").name_or_path == name
+
+
+@pytest.mark.parametrize(
+    ("reward", "message"),
+    [
+        ({"functions": []}, r"give at least one reward under functions or models"),
+        ({"functions": ["accuracy"], "weights": [1.0, 2.0]}, r"weights has 2 entries but functions has 1"),
+        ({"functions": ["accuracy"], "weights": [0.0]}, r"not all zero"),
+        ({"models": [{"name_or_path": "data/06_models/nope"}]}, r"reward model 'data/06_models/nope' is neither"),
+        ({"models": [{"name_or_path": "a/b/c", "tokenizer": "x"}]}, r"reward model 'a/b/c' is neither"),
+        ({"functions": ["accuracy"], "models": [{"name_or_path": "org/accuracy"}]}, r"\['accuracy'\] appears more"),
+    ],
+)
+def test_bad_reward_sections_are_parameter_errors(reward: dict[str, Any], message: str) -> None:
+    with pytest.raises(ParameterError, match=message):
+        parse_section(RewardParams, reward, "debug.reward")
+
+
+def test_reward_weights_are_trl_reward_weights_functions_then_models() -> None:
+    reward = parse_section(
+        RewardParams,
+        {
+            "functions": ["accuracy", "format"],
+            "weights": [1.0, -0.5],
+            "models": [{"name_or_path": "Skywork/Skywork-Reward-V2-Qwen3-0.6B", "weight": 3.0}],
+        },
+        "debug.reward",
+    )
+    assert reward.labels() == ["accuracy", "format", "Skywork-Reward-V2-Qwen3-0.6B"]
+    assert reward.all_weights() == [1.0, -0.5, 3.0]

@@ -139,11 +139,11 @@ def test_validation_fails_below_threshold(trained: Any, datasets: Any, tiny_mode
         datasets[1],
         {"name_or_path": "x"},
         REWARD,
-        {**VALIDATION, "min_eval_reward": 1.0},
+        {**VALIDATION, "min_eval_reward": 3.5},
     )
     # The failing report, with the samples that explain it, is returned (saved) before the run fails.
     assert report["passed"] is False and report["samples"] and "FAILED: mean eval reward" in markdown
-    with pytest.raises(ValueError, match=r"mean eval reward .* < validation.min_eval_reward=1.0"):
+    with pytest.raises(ValueError, match=r"mean eval reward .* < validation.min_eval_reward=3.5"):
         check_validation(report)
 
 

@@ -7,9 +7,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from trl.data_utils import is_conversational
 
 from grpo_pipeline.config.schema import RewardParams
-from grpo_pipeline.rewards import get_reward_functions
+from grpo_pipeline.rewards import RewardFunction, get_reward_functions
+from grpo_pipeline.rewards.guard import guarded
+from grpo_pipeline.rewards.models import reward_model_scorers
 
 
 @torch.no_grad()
@@ -46,18 +49,28 @@ def decode(tokenizer: Any, completions: list[list[int]], skip_special_tokens: bo
     return tokenizer.batch_decode(completions, skip_special_tokens=skip_special_tokens)
 
 
+def reward_scorers(reward_params: RewardParams) -> dict[str, RewardFunction]:
+    """Every reward of ``reward_params`` by name, reward models loaded once, each guarded (see rewards/guard.py)."""
+    models = [guarded(scorer.__name__, scorer) for scorer in reward_model_scorers(reward_params.models)]
+    return dict(zip(reward_params.labels(), [*get_reward_functions(reward_params), *models], strict=True))
+
+
 def score(
-    completions: list[str], completion_ids: list[list[int]], frame: pd.DataFrame, reward_params: RewardParams
+    completions: list[str],
+    completion_ids: list[list[int]],
+    frame: pd.DataFrame,
+    scorers: dict[str, RewardFunction],
+    weights: list[float],
 ) -> dict[str, Any]:
-    """Each reward and their weighted total, the rewards called as GRPOTrainer calls them."""
+    """Each reward and their weighted sum (TRL's ``reward_weights``), the rewards called as GRPOTrainer calls them."""
+    prompts = frame["prompt"].tolist()
     columns = {column: frame[column].tolist() for column in frame.columns if column not in ("prompt", "prompt_text")}
-    as_messages = [[{"role": "assistant", "content": text}] for text in completions]
-    inputs = {"prompts": frame["prompt"].tolist(), "completion_ids": completion_ids, **columns}
+    if is_conversational({"prompt": prompts[0]}):
+        completions = [[{"role": "assistant", "content": text}] for text in completions]
+    inputs = {"prompts": prompts, "completion_ids": completion_ids, **columns}
     per_reward = {
-        name: np.asarray(function(completions=as_messages, **inputs), dtype=float)
-        for name, function in zip(reward_params.labels(), get_reward_functions(reward_params), strict=True)
+        name: np.asarray(function(completions=completions, **inputs), dtype=float) for name, function in scorers.items()
     }
-    weights = reward_params.normalised_weights()
     total = sum(weight * values for weight, values in zip(weights, per_reward.values(), strict=True))
     return {
         "mean_reward": float(np.mean(total)),

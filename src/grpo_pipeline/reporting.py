@@ -62,7 +62,9 @@ def validation_markdown(report: dict[str, Any]) -> str:
             ),
             f"- status: **{status}**",
             "",
-            "## Mean rewards (each in [0, 1]; mean_reward is their weighted mean)",
+            "## Mean rewards (each raw; mean_reward is their weighted sum, weights: "
+            + ", ".join(f"{name} {weight:g}" for name, weight in report["reward_weights"].items())
+            + ")",
             "",
             markdown_table(rewards),
             "",
@@ -104,13 +106,12 @@ def benchmark_markdown(table: pd.DataFrame) -> str:
 
 
 def _reward_axes(title: str, ylabel: str) -> tuple[Figure, Any]:
-    """Axes for rewards in [0, 1] over training steps."""
+    """Axes for rewards over training steps (scaled to the data: a reward model's score is unbounded)."""
     # A pyplot-free Figure: no global figure state and no GUI backend, in a worker or a notebook alike.
     figure = Figure(figsize=(8, 4.5))
     axis = figure.subplots()
     axis.set_xlabel("training step")
     axis.set_ylabel(ylabel)
-    axis.set_ylim(-0.05, 1.05)
     axis.set_title(title)
     axis.grid(alpha=0.3)
     return figure, axis
@@ -145,7 +146,7 @@ def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> Figur
 
 def comparison_figure(runs: list[dict[str, Any]]) -> Figure:
     """Every run's reward curve on one axis, labelled by run name and id."""
-    figure, axis = _reward_axes("GRPO reward curves", "reward (weighted, in [0, 1])")
+    figure, axis = _reward_axes("GRPO reward curves", "reward (weighted sum)")
     for run in runs:
         if run["reward_history"]:
             steps, values = zip(*run["reward_history"], strict=True)

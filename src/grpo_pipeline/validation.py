@@ -13,7 +13,7 @@ import pandas as pd
 
 from grpo_pipeline.config.schema import ModelParams, RewardParams, ValidationParams
 from grpo_pipeline.errors import ProjectError
-from grpo_pipeline.evaluation import decode, generate_greedy, score
+from grpo_pipeline.evaluation import decode, generate_greedy, reward_scorers, score
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm
 from grpo_pipeline.reporting import display_text
@@ -86,8 +86,9 @@ def validate_against_base(
     )
     base_completions = decode(checkpoint.tokenizer, base_ids)
     trained_completions = decode(checkpoint.tokenizer, trained_ids)
-    base_scores = score(base_completions, base_ids, frame, reward_params)
-    trained_scores = score(trained_completions, trained_ids, frame, reward_params)
+    scorers, weights = reward_scorers(reward_params), reward_params.all_weights()
+    base_scores = score(base_completions, base_ids, frame, scorers, weights)
+    trained_scores = score(trained_completions, trained_ids, frame, scorers, weights)
     merged_export = merged_export_check(checkpoint, prompt_texts, trained_ids, params)
     failures = failures_of(base_scores, trained_scores, trained_finite, merged_export, params)
     return {
@@ -96,7 +97,7 @@ def validate_against_base(
         "global_step": checkpoint.trainer_state.get("global_step"),
         "eval_prompts": len(frame),
         "max_new_tokens": params.max_new_tokens,
-        "reward_weights": dict(zip(reward_params.labels(), reward_params.normalised_weights(), strict=True)),
+        "reward_weights": dict(zip(reward_params.labels(), reward_params.all_weights(), strict=True)),
         "base": {key: base_scores[key] for key in ("mean_reward", "rewards")} | {"finite": base_finite},
         "trained": {key: trained_scores[key] for key in ("mean_reward", "rewards")} | {"finite": trained_finite},
         "reward_gain": trained_scores["mean_reward"] - base_scores["mean_reward"],

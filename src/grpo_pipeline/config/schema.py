@@ -7,6 +7,7 @@ run with one message that names the parameter, the value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -101,43 +102,72 @@ class RewardFunctionParams(_Section):
         return self.function.rpartition(":")[2].rpartition(".")[2]
 
 
+class RewardModelParams(_Section):
+    """A reward model: a sequence-classification model (one label) whose logit scores prompt + completion."""
+
+    name_or_path: str = Field(min_length=1, description="a local Hugging Face directory or a hub id")
+    weight: float = Field(1.0, description="its weight in the total reward; a model's score is unbounded")
+    tokenizer: str | None = Field(None, description="its tokenizer (path or hub id); default: the model's own")
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+    @property
+    def label(self) -> str:
+        """The reward's name in reports and metrics: TRL names a reward model after its last path component."""
+        return self.name_or_path.rstrip("/").rpartition("/")[2]
+
+    @model_validator(mode="after")
+    def _model_exists_or_is_a_hub_id(self) -> RewardModelParams:
+        for value in (self.name_or_path, self.tokenizer):
+            if value is not None and not Path(value).is_dir() and not HUB_ID.fullmatch(value.rstrip("/")):
+                raise ValueError(
+                    f"reward model '{value}' is neither an existing local directory (paths are relative to the "
+                    "project root) nor a Hugging Face hub id such as 'Skywork/Skywork-Reward-V2-Qwen3-0.6B'"
+                )
+        return self
+
+
 class RewardParams(_Section):
+    """The rewards GRPO maximises: ``functions`` and ``models``, their weighted sum (TRL's ``reward_weights``)."""
+
     functions: list[str | RewardFunctionParams] = Field(
-        min_length=1, description="each a name or import path, or {function: ..., kwargs: {...}}"
+        default_factory=list, description="each a name or import path, or {function: ..., kwargs: {...}}"
     )
-    weights: list[float] | None = None
+    weights: list[float] | None = Field(None, description="one per function (default 1.0 each), used as given")
+    models: list[RewardModelParams] = Field(default_factory=list, description="reward models, each with its weight")
 
     def entries(self) -> list[RewardFunctionParams]:
-        """Every reward as a :class:`RewardFunctionParams`, plain names included."""
+        """Every reward function as a :class:`RewardFunctionParams`, plain names included."""
         return [
             entry if isinstance(entry, RewardFunctionParams) else RewardFunctionParams(function=entry)
             for entry in self.functions
         ]
 
     def labels(self) -> list[str]:
-        return [entry.label for entry in self.entries()]
+        """Every reward's name, functions then models (TRL's order)."""
+        return [entry.label for entry in self.entries()] + [model.label for model in self.models]
+
+    def all_weights(self) -> list[float]:
+        """Every reward's weight, functions then models: TRL's ``reward_weights``."""
+        return (self.weights or [1.0] * len(self.functions)) + [model.weight for model in self.models]
 
     @model_validator(mode="after")
-    def _weights_match_functions(self) -> RewardParams:
+    def _weights_match_rewards(self) -> RewardParams:
+        if not self.functions and not self.models:
+            raise ValueError("give at least one reward under functions or models")
         labels = self.labels()
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
             raise ValueError(f"reward {repeated} appears more than once; list each reward once")
-        if self.weights is not None:
-            if len(self.weights) != len(self.functions):
-                raise ValueError(
-                    f"weights has {len(self.weights)} entries but functions has {len(self.functions)}; "
-                    "give one weight per reward function"
-                )
-            if any(weight < 0 for weight in self.weights) or sum(self.weights) <= 0:
-                raise ValueError("weights must be non-negative with a positive sum")
+        if self.weights is not None and len(self.weights) != len(self.functions):
+            raise ValueError(
+                f"weights has {len(self.weights)} entries but functions has {len(self.functions)}; give one weight "
+                "per reward function (a reward model carries its own weight)"
+            )
+        weights = self.all_weights()
+        if not all(math.isfinite(weight) for weight in weights) or not any(weights):
+            raise ValueError("weights must be finite numbers, not all zero")
         return self
-
-    def normalised_weights(self) -> list[float]:
-        """Weights summing to 1, so a weighted reward of rewards in [0, 1] stays in [0, 1]."""
-        weights = self.weights or [1.0] * len(self.functions)
-        total = sum(weights)
-        return [weight / total for weight in weights]
 
 
 class PeftParams(_Section):
@@ -256,8 +286,8 @@ class DistributedParams(_Section):
 class ValidationParams(_Section):
     max_prompts: int = Field(64, gt=0)
     max_new_tokens: int = Field(gt=0)
-    min_eval_reward: float | None = Field(None, ge=0, le=1)
-    min_reward_gain: float | None = None
+    min_eval_reward: float | None = Field(None, description="the trained model's weighted reward must reach this")
+    min_reward_gain: float | None = Field(None, description="trained minus base weighted reward must reach this")
     sample_rows: int = Field(5, ge=0, description="prompts with completions shown in the markdown report")
     merge_check_prompts: int = Field(
         8, gt=0, description="prompts on which a LoRA merged export must generate what base+adapter does"

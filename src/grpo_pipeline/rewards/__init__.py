@@ -102,6 +102,12 @@ def get_reward_functions(reward: RewardParams | list[str]) -> list[RewardFunctio
     return [guarded(entry.label, resolve_reward(entry)) for entry in params.entries()]
 
 
+def reward_metric_names(reward: RewardParams) -> list[str]:
+    """The names GRPOTrainer logs each reward under (``rewards/<name>/mean``): a function's own, a model's last path
+    component."""
+    return [function.__name__ for function in get_reward_functions(reward)] + [model.label for model in reward.models]
+
+
 __all__ = [
     "REWARD_FUNCTIONS",
     "TRL_REWARDS",
@@ -110,4 +116,5 @@ __all__ = [
     "get_reward_functions",
     "resolve_reward",
     "reward_column_checks",
+    "reward_metric_names",
 ]

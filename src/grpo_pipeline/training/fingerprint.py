@@ -84,7 +84,11 @@ def run_fingerprint(
         **_flat("peft", peft.model_dump(exclude={"merge_and_export"}) if peft else None),
         **_flat("training", learning),
         "reward.functions": reward.model_dump()["functions"],
-        "reward.weights": reward.normalised_weights(),
+        "reward.weights": reward.all_weights(),
+        "reward.models": [
+            {**entry.model_dump(), "config_sha256": _file_sha256(Path(entry.name_or_path) / "config.json")}
+            for entry in reward.models
+        ],
         "seed": seed,
         **({"data.sha256": data_sha256(train_dataset)} if train_dataset is not None else {}),
         **{f"versions.{package}": _version(package) for package in PACKAGES},

@@ -20,6 +20,7 @@ from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, T
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.rewards import get_reward_functions
+from grpo_pipeline.rewards.models import load_reward_model
 from grpo_pipeline.training.checkpoints import (
     is_auto_resume,
     mark_finished,
@@ -142,12 +143,14 @@ def build_trainer(
     check_vllm_generation(training_params, request.base_model_path)
     if training_params.torch_num_threads:
         torch.set_num_threads(training_params.torch_num_threads)
+    reward_models = [load_reward_model(params) for params in reward_params.models]
     step_timer = StepTimer()
     trainer = TimedGRPOTrainer(
         model=load_causal_lm(
             request.base_model_path, model_params.revision, model_params.dtype, model_params.trust_remote_code
         ),
-        reward_funcs=reward_functions,
+        reward_funcs=[*reward_functions, *(model for model, _ in reward_models)],
+        reward_processing_classes=[None] * len(reward_functions) + [tokenizer for _, tokenizer in reward_models],
         args=config,
         train_dataset=Dataset.from_pandas(_trainer_columns(request.train_dataset), preserve_index=False),
         processing_class=load_tokenizer(request.base_model_path, model_params.revision, model_params.trust_remote_code),

@@ -43,7 +43,7 @@ def build_grpo_config(training: TrainingParams, reward: RewardParams, seed: int)
         return GRPOConfig(
             **values,
             **training.grpo_config_overrides,
-            reward_weights=reward.normalised_weights(),
+            reward_weights=reward.all_weights(),
             seed=seed,
             data_seed=seed,
             report_to="none",  # metrics reach MLflow batched, see training/mlflow_logging.py

@@ -25,7 +25,7 @@ from grpo_pipeline.config.schema import (
 )
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.prompts import format_splits, split_prompts
-from grpo_pipeline.rewards import get_reward_functions, reward_column_checks
+from grpo_pipeline.rewards import reward_column_checks, reward_metric_names
 
 
 def prepare_prompts(
@@ -129,8 +129,7 @@ def plot_reward_curve(training_metrics: pd.DataFrame, reward: dict[str, Any]) ->
     """A matplotlib figure: mean reward per step with its spread across the group, and each reward's mean."""
     from grpo_pipeline.reporting import reward_curve_figure
 
-    functions = get_reward_functions(parse_section(RewardParams, reward, "reward"))
-    return reward_curve_figure(training_metrics, [function.__name__ for function in functions])
+    return reward_curve_figure(training_metrics, reward_metric_names(parse_section(RewardParams, reward, "reward")))
 
 
 def benchmark_run(
