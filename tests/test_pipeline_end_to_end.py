@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.io import PromptJSONLinesDataset
@@ -262,3 +262,31 @@ def test_parquet_and_save_to_disk_copies_give_the_same_eval_prompts_as_json_line
     )
     report = json.loads((parquet / "data/08_reporting/debug/validation_report.json").read_text())
     assert report["global_step"] == 4 and report["eval_prompts"] == 64
+
+
+def test_a_save_to_disk_copy_with_splits_gives_its_test_split_as_the_eval_set(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    table = shipped_task_as_table()
+    train, test = table.iloc[100:], table.iloc[:100]
+    DatasetDict(
+        {"train": Dataset.from_pandas(train, preserve_index=False), "test": Dataset.from_pandas(test)}
+    ).save_to_disk(str(project / "data/01_raw/task_hf"))
+    (project / "conf/local/catalog.yml").write_text(
+        "debug.raw_prompts:\n  type: grpo_pipeline.io.HFDiskDataset\n  path: data/01_raw/task_hf\n"
+    )
+    run_kedro(project, "run", "--pipelines=grpo_debug_prepare", "--params=debug.data.eval_split=test")
+    prepared = {
+        split: pd.read_json(project / f"data/02_intermediate/debug/{split}_prompts.jsonl", lines=True, dtype=False)
+        for split in ("train", "eval")
+    }
+    texts = {
+        split: set(frame["prompt"].map(lambda messages: messages[-1]["content"])) for split, frame in prepared.items()
+    }
+    assert len(prepared["eval"]) == 64 and texts["eval"] <= set(test["prompt"].map(lambda m: m[-1]["content"]))
+    assert not texts["train"] & texts["eval"]
+    result = invoke_kedro(project, "run", "--pipelines=grpo_debug_prepare", "--params=debug.data.eval_split=dev")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert (
+        "data/01_raw/task_hf (debug.raw_prompts) holds the splits ['test', 'train'], not 'dev'; set data.eval_split"
+        in result.stderr
+    ), result.stderr[-2000:]

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from datasets import Dataset, DatasetDict
 from kedro.io import DatasetError
 
 from grpo_pipeline.io.prompt_dataset import PromptJSONLinesDataset
@@ -179,3 +181,45 @@ def test_an_answer_the_pattern_cannot_find_names_the_row() -> None:
     data = {**DATA, "prompt_template": "{question}", "answer_pattern": r"#### (.+)$"}
     with pytest.raises(PromptDataError, match=r"row 3: 'answer' does not match data.answer_pattern"):
         prepare_prompts(raw, data, REWARD, seed=0)
+
+
+def splits(train_range: range, test_range: range) -> DatasetDict:
+    def table(numbers: range) -> Dataset:
+        return Dataset.from_dict(
+            {"prompt": [f"What is {i} + 1?" for i in numbers], "answer": [str(i + 1) for i in numbers]}
+        )
+
+    return DatasetDict({"train": table(train_range), "test": table(test_range)})
+
+
+def test_the_sources_own_test_split_is_the_eval_set_and_shares_no_problem_with_training() -> None:
+    # Problems 20..24 are in both splits: they stay in eval and leave training.
+    source = splits(range(25), range(20, 40))
+    data = {**DATA, "eval_size": 8, "eval_split": "test"}
+    train, evaluation = prepare_prompts(source, data, REWARD, seed=0)
+    assert len(evaluation) == 8 and set(evaluation["answer"]) <= {str(i + 1) for i in range(20, 40)}
+    assert not set(train["answer"]) & set(evaluation["answer"])
+    assert len(train) == 25 - len({str(i + 1) for i in range(20, 25)} & set(evaluation["answer"]))
+    again, _ = prepare_prompts(source, {**data, "eval_size": 100}, REWARD, seed=0)
+    assert set(again["answer"]) == {str(i + 1) for i in range(20)}  # the whole test split held out
+
+
+@pytest.mark.parametrize(
+    ("source", "data", "message"),
+    [
+        (
+            splits(range(5), range(5, 9)),
+            {"eval_split": "validation"},
+            r"holds the splits \['test', 'train'\], not 'validation'; set data.eval_split",
+        ),
+        (splits(range(5), range(5, 9)), {"train_split": "training"}, r"not 'training'; set data.train_split"),
+        (
+            pd.DataFrame({"prompt": ["a", "b", "c"], "answer": ["1", "2", "3"]}),
+            {"eval_split": "test"},
+            r"one table, so it has no split 'test'",
+        ),
+    ],
+)
+def test_missing_splits_name_the_parameter(source: Any, data: dict[str, Any], message: str) -> None:
+    with pytest.raises(PromptDataError, match=message):
+        prepare_prompts(source, {**DATA, **data}, REWARD, seed=0)

@@ -18,7 +18,7 @@ from kedro.pipeline import Pipeline
 
 from grpo_pipeline.config.params import parse_variant_params
 from grpo_pipeline.config.schema import VariantParams
-from grpo_pipeline.prompts import SOURCE_ATTR, normalised_rows
+from grpo_pipeline.prompts import SOURCE_ATTR, RawPrompts, normalised_rows, source_tables
 from grpo_pipeline.rewards import reward_column_checks
 from grpo_pipeline.run_lock import RunLock
 from grpo_pipeline.training.checkpoints import is_auto_resume, read_marker, resolve_resume_checkpoint
@@ -63,7 +63,10 @@ class RunChecksHooks:
             locks.append(lock)
             if f"{variant}.prepare_prompts" in node_names:
                 # Every row, before any node writes: all problems in one message, not one per run.
-                normalised_rows(_raw_prompts(catalog, variant), params.data, checks)
+                raw, source = _raw_prompts(catalog, variant)
+                for table in source_tables(raw, params.data, source):
+                    if table is not None:
+                        normalised_rows(table, params.data, checks)
             if f"{variant}.train_grpo" in node_names:
                 _check_training(params, variant)
         for lock in locks:
@@ -113,15 +116,16 @@ def _check_training(params: VariantParams, variant: str) -> None:
         check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.training")
 
 
-def _raw_prompts(catalog: DataCatalog, variant: str) -> pd.DataFrame:
-    """The variant's raw prompts, labelled with where they come from (the catalog entry's path) for messages."""
+def _raw_prompts(catalog: DataCatalog, variant: str) -> tuple[RawPrompts, str]:
+    """The variant's raw prompts, and where they come from (the catalog entry's path) for messages."""
     name = f"{variant}.raw_prompts"
-    frame = catalog.load(name)
-    if SOURCE_ATTR not in frame.attrs:
-        config = catalog.config_resolver.resolve_pattern(name)
-        location = next((str(config[key]) for key in ("filepath", "path", "dataset_name") if config.get(key)), None)
-        frame.attrs[SOURCE_ATTR] = f"{location} ({name})" if location else name
-    return frame
+    raw = catalog.load(name)
+    config = catalog.config_resolver.resolve_pattern(name)
+    location = next((str(config[key]) for key in ("filepath", "path", "dataset_name") if config.get(key)), None)
+    source = f"{location} ({name})" if location else name
+    if isinstance(raw, pd.DataFrame):
+        raw.attrs.setdefault(SOURCE_ATTR, source)
+    return raw, source
 
 
 def _close_dead_run(run_id: str) -> None:

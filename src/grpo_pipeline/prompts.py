@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -189,38 +190,107 @@ def problem_keys(frame: pd.DataFrame, params: DataParams) -> pd.Series:
     )
 
 
-def split_prompts(
-    raw_prompts: pd.DataFrame, params: DataParams, seed: int, checks: list[tuple[str, str, ColumnCheck]] = ()
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate and normalise the raw prompt rows, drop duplicates, and split train/eval with ``seed``."""
-    source = raw_prompts.attrs.get(SOURCE_ATTR, "the raw prompt file")
-    frame = normalised_rows(raw_prompts, params, checks)
+RawPrompts = pd.DataFrame | Mapping[str, Any]
+
+
+def _as_frame(table: Any) -> pd.DataFrame:
+    return table if isinstance(table, pd.DataFrame) else table.to_pandas()
+
+
+def source_tables(
+    raw_prompts: RawPrompts, params: DataParams, source: str = "the raw prompts"
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The training table and, with ``data.eval_split``, the source's own eval table; each labelled with its source.
+
+    A source with several splits (a ``datasets.DatasetDict`` or any mapping of split name to table) gives
+    ``data.train_split`` and ``data.eval_split``; a single table is the training table.
+    """
+    if isinstance(raw_prompts, pd.DataFrame):
+        if params.eval_split is not None:
+            raise PromptDataError(
+                f"{raw_prompts.attrs.get(SOURCE_ATTR, source)} is one table, so it has no split "
+                f"'{params.eval_split}' (data.eval_split). Point the catalog entry at a source with splits (e.g. a "
+                "Hugging Face dataset without `split`), or set data.eval_split to null to hold prompts out of it."
+            )
+        return raw_prompts, None
+    tables = []
+    for split, parameter in ((params.train_split, "train_split"), (params.eval_split, "eval_split")):
+        if split is None:
+            tables.append(None)
+            continue
+        if split not in raw_prompts:
+            raise PromptDataError(
+                f"{source} holds the splits {sorted(raw_prompts)}, not '{split}'; set data.{parameter} to one of them."
+            )
+        table = _as_frame(raw_prompts[split])
+        table.attrs.setdefault(SOURCE_ATTR, f"{source} split '{split}'")
+        tables.append(table)
+    return tables[0], tables[1]
+
+
+def _deduplicated(frame: pd.DataFrame, params: DataParams) -> tuple[pd.DataFrame, int]:
     key = frame["prompt"].map(json.dumps) + "\x00" + frame[params.required_columns].astype(str).agg("\x00".join, axis=1)
     duplicated = key.duplicated()
-    frame = frame[~duplicated].reset_index(drop=True)
-    # Whole problems go to one side: groups in a seeded order, eval filled first.
+    return frame[~duplicated].reset_index(drop=True), int(duplicated.sum())
+
+
+def _problems_in_seeded_order(frame: pd.DataFrame, params: DataParams, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices grouped by problem, the groups in an order drawn with ``seed``, and the running row count."""
     codes, _ = pd.factorize(problem_keys(frame, params))  # problems numbered in order of first appearance
     # Each problem's rows, in row order: one stable sort, linear in the rows, however many problems there are.
     groups = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
     order = np.random.default_rng(seed).permutation(len(groups))
     rows = np.concatenate([groups[index] for index in order])
-    # Whole problems until eval holds at least eval_size rows (all of them when there are too few).
-    rows_so_far = np.cumsum([len(groups[index]) for index in order])
-    eval_rows = int(rows_so_far[min(np.searchsorted(rows_so_far, params.eval_size), len(rows_so_far) - 1)])
-    if eval_rows >= len(frame):
-        raise PromptDataError(
-            f"{source}: {len(groups)} distinct problems, not enough for data.eval_size={params.eval_size} "
-            "plus a training set. Lower data.eval_size or add prompts."
+    return rows, np.cumsum([len(groups[index]) for index in order])
+
+
+def _whole_problems_up_to(rows_so_far: np.ndarray, size: int) -> int:
+    """How many leading rows make whole problems until at least ``size`` rows (all of them when there are fewer)."""
+    return int(rows_so_far[min(np.searchsorted(rows_so_far, size), len(rows_so_far) - 1)])
+
+
+def split_prompts(
+    raw_prompts: RawPrompts, params: DataParams, seed: int, checks: list[tuple[str, str, ColumnCheck]] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate and normalise the raw prompt rows, drop duplicates, and split train/eval by problem with ``seed``.
+
+    Eval is drawn from ``data.eval_split`` when set (training rows of the same problems are then dropped),
+    otherwise held out of the training table.
+    """
+    train_table, eval_table = source_tables(raw_prompts, params)
+    source = train_table.attrs.get(SOURCE_ATTR, "the raw prompt file")
+    frame, duplicates = _deduplicated(normalised_rows(train_table, params, checks), params)
+    rows, rows_so_far = _problems_in_seeded_order(frame, params, seed)
+    if eval_table is None:
+        eval_rows = _whole_problems_up_to(rows_so_far, params.eval_size)
+        if eval_rows >= len(frame):
+            raise PromptDataError(
+                f"{source}: {len(rows_so_far)} distinct problems, not enough for data.eval_size={params.eval_size} "
+                "plus a training set. Lower data.eval_size or add prompts."
+            )
+        eval_prompts = frame.iloc[rows[:eval_rows]].reset_index(drop=True)
+        train_prompts = frame.iloc[rows[eval_rows:]].reset_index(drop=True)
+    else:
+        eval_frame, _ = _deduplicated(normalised_rows(eval_table, params, checks), params)
+        eval_order, eval_so_far = _problems_in_seeded_order(eval_frame, params, seed)
+        eval_prompts = eval_frame.iloc[eval_order[: _whole_problems_up_to(eval_so_far, params.eval_size)]]
+        eval_prompts = eval_prompts.reset_index(drop=True)
+        shared = problem_keys(frame, params).isin(set(problem_keys(eval_prompts, params))).to_numpy()
+        train_prompts = frame.iloc[rows[~shared[rows]]].reset_index(drop=True)
+        if train_prompts.empty:
+            raise PromptDataError(f"{source}: every training problem is also in data.eval_split '{params.eval_split}'")
+        logger.info(
+            "Eval prompts from split '%s'; %d training rows of the same problems dropped",
+            params.eval_split,
+            int(shared.sum()),
         )
-    eval_prompts = frame.iloc[rows[:eval_rows]].reset_index(drop=True)
-    train_prompts = frame.iloc[rows[eval_rows:]].reset_index(drop=True)
     if params.max_train_prompts is not None:
         train_prompts = train_prompts.head(params.max_train_prompts)
     logger.info(
         "Prompts: %d rows read, %d duplicates dropped, %d problems, %d train / %d eval (no problem in both)",
-        len(raw_prompts),
-        int(duplicated.sum()),
-        len(groups),
+        len(train_table),
+        duplicates,
+        len(rows_so_far),
         len(train_prompts),
         len(eval_prompts),
     )

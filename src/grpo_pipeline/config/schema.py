@@ -39,6 +39,14 @@ class DataParams(_Section):
     )
     required_columns: list[str] = Field(default_factory=lambda: ["answer"])
     eval_size: int = Field(64, gt=0, description="prompts held out for checkpoint validation")
+    train_split: str = Field(
+        "train", description="the split to train on when the source holds several (a Hugging Face DatasetDict)"
+    )
+    eval_split: str | None = Field(
+        None,
+        description="the source's own split to draw the held-out prompts from (e.g. test); "
+        "null: hold them out of the training split",
+    )
     split_key: list[str] | None = Field(
         None,
         description="columns that identify a problem (e.g. [problem_id]); train and eval never share one. "

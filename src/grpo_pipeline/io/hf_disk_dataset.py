@@ -15,27 +15,33 @@ from kedro.io import AbstractDataset, DatasetError
 from grpo_pipeline.prompts import SOURCE_ATTR
 
 
-class HFDiskDataset(AbstractDataset[None, pd.DataFrame]):
-    """``datasets.load_from_disk(path)`` (its ``split`` when it is a DatasetDict) as a DataFrame. Read-only."""
+class HFDiskDataset(AbstractDataset[None, pd.DataFrame | dict[str, pd.DataFrame]]):
+    """``datasets.load_from_disk(path)`` as a DataFrame; a DatasetDict as one DataFrame per split, or only its
+    ``split`` when one is given. Read-only."""
 
     def __init__(self, path: str, split: str | None = None, metadata: dict[str, Any] | None = None) -> None:
         self._path = PurePosixPath(path)
         self._split = split
         self.metadata = metadata
 
-    def load(self) -> pd.DataFrame:
+    def load(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
         from datasets import DatasetDict, load_from_disk  # noqa: PLC0415 (datasets is heavy; only loading needs it)
 
         try:
             dataset = load_from_disk(str(self._path))
         except FileNotFoundError as error:
             raise DatasetError(f"{self._path}: not a `save_to_disk` directory ({error})") from None
+        if isinstance(dataset, DatasetDict) and self._split is None:
+            return {split: self._frame(table, split) for split, table in dataset.items()}
         if isinstance(dataset, DatasetDict):
             if self._split not in dataset:
                 raise DatasetError(f"{self._path} holds the splits {sorted(dataset)}; set `split:` to one of them")
-            dataset = dataset[self._split]
+            return self._frame(dataset[self._split], self._split)
+        return self._frame(dataset, None)
+
+    def _frame(self, dataset: Any, split: str | None) -> pd.DataFrame:
         frame = dataset.to_pandas()
-        frame.attrs[SOURCE_ATTR] = str(self._path) + (f" (split {self._split})" if self._split else "")
+        frame.attrs[SOURCE_ATTR] = str(self._path) + (f" split '{split}'" if split else "")
         return frame
 
     def save(self, data: None) -> None:
