@@ -87,13 +87,14 @@ def _prompt_of(record: dict[str, Any], params: DataParams) -> list[dict[str, str
 
 
 def _with_answer_extracted(record: dict[str, Any], params: DataParams) -> dict[str, Any] | str:
-    """``record`` with its answer cut out by ``data.answer_pattern``, or what is wrong."""
-    if params.answer_pattern is None or "answer" not in record or _is_blank(record["answer"]):
+    """``record`` with its answer (``data.answer_column``) cut out by ``data.answer_pattern``, or what is wrong."""
+    column = params.answer_column
+    if params.answer_pattern is None or column not in record or _is_blank(record[column]):
         return record
-    match = re.search(params.answer_pattern, str(record["answer"]), flags=re.MULTILINE)
+    match = re.search(params.answer_pattern, str(record[column]), flags=re.MULTILINE)
     if match is None:
-        return f"'answer' does not match data.answer_pattern {params.answer_pattern!r}"
-    return {**record, "answer": (match.group(1) if match.groups() else match.group(0)).strip()}
+        return f"'{column}' does not match data.answer_pattern {params.answer_pattern!r}"
+    return {**record, column: (match.group(1) if match.groups() else match.group(0)).strip()}
 
 
 def _row_problems(

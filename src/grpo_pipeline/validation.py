@@ -18,6 +18,9 @@ from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm
 from grpo_pipeline.reporting import display_text
 
+# What a formatted prompt row holds besides the columns the rewards read, which samples show.
+PROMPT_COLUMNS = ("prompt", "prompt_text", "prompt_tokens")
+
 
 class ValidationFailedError(ProjectError, ValueError):
     """The checkpoint did not pass validation; the message lists every failure and what to do."""
@@ -109,7 +112,7 @@ def validate_against_base(
         "samples": [
             {
                 "prompt": display_text(prompt),
-                "answer": str(row.get("answer", "")),
+                **{column: str(value) for column, value in row.items() if column not in PROMPT_COLUMNS},
                 "base_completion": base_completion,
                 "trained_completion": trained_completion,
                 "trained_generated": trained_generated,

@@ -6,7 +6,7 @@ apart from ``variant_defaults`` in ``conf/base/parameters.yml`` (see the README'
 
 from __future__ import annotations
 
-VARIANTS: tuple[str, ...] = ("debug", "full", "lora")
+VARIANTS: tuple[str, ...] = ("debug", "full", "lora", "reasoning")
 # The variant `kedro run` runs without --pipelines.
 DEFAULT_VARIANT = "debug"
 # The parameters every variant starts from, deep-merged under each variant's own (config/loader.py).

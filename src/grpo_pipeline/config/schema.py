@@ -34,8 +34,9 @@ class DataParams(_Section):
         None, description="the user message built from plain columns, e.g. '{question} Answer with a number.'"
     )
     system_prompt: str | None = Field(None, description="a system message put before every prompt that has none")
+    answer_column: str = Field("answer", description="the column answer_pattern extracts the answer in")
     answer_pattern: str | None = Field(
-        None, description="a regex whose first group is the answer in the 'answer' column, e.g. '#### (.+)$' (GSM8K)"
+        None, description="a regex whose first group is the answer in answer_column, e.g. '#### (.+)$' (GSM8K)"
     )
     required_columns: list[str] = Field(default_factory=lambda: ["answer"])
     eval_size: int = Field(64, gt=0, description="prompts held out for checkpoint validation")

@@ -64,6 +64,7 @@ def build_tokenizer(vocab_size: int | None = None) -> PreTrainedTokenizerFast:
 
 def build_tiny_model(spec: TinyModelParams) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     tokenizer = build_tokenizer()
+    tokenizer.model_max_length = spec.max_position_embeddings
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,
