@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from grpo_pipeline.variants import VARIANTS, pipeline_name
 from tests.conftest import copy_project, invoke_kedro, run_kedro
 
 
@@ -43,4 +44,5 @@ def test_no_runs_to_compare_is_a_clear_error(tmp_path: Path) -> None:
     result = invoke_kedro(project, "run", "--pipelines=compare_runs")
     assert result.returncode != 0
     # kedro-mlflow has created the experiment for the comparison run itself, so it is the runs that are missing.
-    assert "No finished runs of ['grpo_debug', 'grpo_full', 'grpo_lora']" in result.stdout + result.stderr
+    every_variant = [pipeline_name(variant) for variant in VARIANTS]
+    assert f"No finished runs of {every_variant}" in result.stdout + result.stderr

@@ -290,3 +290,31 @@ def test_a_save_to_disk_copy_with_splits_gives_its_test_split_as_the_eval_set(tm
         "data/01_raw/task_hf (debug.raw_prompts) holds the splits ['test', 'train'], not 'dev'; set data.eval_split"
         in result.stderr
     ), result.stderr[-2000:]
+
+
+def test_a_csv_with_its_own_column_names_a_template_and_a_system_prompt_trains(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    table = shipped_task_as_table()
+    pd.DataFrame(
+        {"question": table["prompt"].map(lambda messages: messages[-1]["content"]), "result": table["answer"]}
+    ).to_csv(project / "data/01_raw/task.csv", index=False)
+    (project / "conf/local/catalog.yml").write_text(
+        "debug.raw_prompts:\n  type: pandas.CSVDataset\n  filepath: data/01_raw/task.csv\n"
+    )
+    (project / "conf/local/parameters.yml").write_text(
+        "debug:\n"
+        "  data:\n"
+        "    columns: {result: answer}\n"
+        "    prompt_template: '{question} Answer with a number.'\n"
+        "    system_prompt: Be brief.\n"
+        "  formatting: {max_prompt_length: 128}\n"
+        "  training: {max_steps: 4}\n"
+        "  validation: {min_reward_gain: null}\n"
+    )
+    run_kedro(project, "run", "--pipelines=grpo_debug")
+    train = pd.read_json(project / "data/03_primary/debug/train_dataset.jsonl", lines=True, dtype=False)
+    system, user = train.loc[0, "prompt"]
+    assert system == {"role": "system", "content": "Be brief."}
+    assert user["role"] == "user" and user["content"].endswith(" Answer with a number.")
+    report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+    assert report["global_step"] == 4 and report["eval_prompts"] == 64

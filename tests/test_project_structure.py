@@ -95,12 +95,12 @@ def test_environment_and_runtime_parameters_apply_before_the_defaults() -> None:
     assert "bf16" not in load_parameters(conf, "base")["debug"]["training"]
 
 
-def test_a_fourth_variant_is_one_name_and_one_parameters_file(tmp_path: Path) -> None:
+def test_a_new_variant_is_one_name_and_one_parameters_file(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     variants_module = project / "src/grpo_pipeline/variants.py"
-    variants_module.write_text(
-        variants_module.read_text().replace('("debug", "full", "lora")', '("debug", "full", "lora", "tiny_lora")')
-    )
+    source = variants_module.read_text()
+    assert source.count('"lora", "reasoning")') == 1
+    variants_module.write_text(source.replace('"lora", "reasoning")', '"lora", "reasoning", "tiny_lora")'))
     (project / "conf/base/tiny_lora").mkdir()
     (project / "conf/base/tiny_lora/parameters.yml").write_text(
         "# LoRA on a tiny model the pipeline builds itself, for a quick offline check.\n"
