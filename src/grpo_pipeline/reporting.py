@@ -127,7 +127,7 @@ def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> Figur
     """The weighted reward per step with its spread, and each reward (``reward_names``: as TRL names its metrics)."""
     figure, axis = _reward_axes("GRPO training reward", "reward")
     steps = metrics["step"]
-    axis.plot(steps, metrics["reward"], color="black", linewidth=2, label="reward (weighted)")
+    axis.plot(steps, metrics["reward"], color="black", linewidth=2, label="reward (weighted sum)")
     if "reward_std" in metrics:
         axis.fill_between(
             steps,
