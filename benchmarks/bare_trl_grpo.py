@@ -32,11 +32,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.config.loader import load_parameters
-from grpo_pipeline.config.schema import TinyModelParams
+from grpo_pipeline.config.schema import TinyModelParams, TrainingParams
 from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
 from grpo_pipeline.runtime import configure_runtime
-from grpo_pipeline.training.trainer import PROJECT_FIELDS
 from grpo_pipeline.variants import DEFAULT_VARIANT, VARIANTS
 
 
@@ -76,8 +75,7 @@ def main() -> None:
     training = dict(params["training"])
     if training.get("torch_num_threads"):
         torch.set_num_threads(training["torch_num_threads"])
-    training.update(training.get("grpo_config_overrides") or {})
-    for key in PROJECT_FIELDS:
+    for key in TrainingParams.PROJECT_KEYS:
         training.pop(key, None)
     training["output_dir"] = str(args.output / "trainer_output")
     if args.max_steps is not None:

@@ -318,3 +318,21 @@ def test_a_csv_with_its_own_column_names_a_template_and_a_system_prompt_trains(t
     assert user["role"] == "user" and user["content"].endswith(" Answer with a number.")
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
     assert report["global_step"] == 4 and report["eval_prompts"] == 64
+
+
+def test_grpo_config_fields_the_project_never_names_and_a_second_tracker_reach_the_trainer(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    run_kedro(
+        project,
+        "run",
+        "--pipelines=grpo_debug",
+        "--params=debug.training.max_steps=3,debug.training.epsilon_high=0.28,debug.training.top_entropy_quantile=0.8,"
+        "debug.training.report_to=[tensorboard],debug.validation.min_reward_gain=null",
+    )
+    (run,) = mlflow_runs(project, "grpo_debug")
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    config = json.loads(Path(client.download_artifacts(run.info.run_id, "grpo_config.json", str(tmp_path))).read_text())
+    assert (config["epsilon_high"], config["top_entropy_quantile"]) == (0.28, 0.8)
+    assert (config["loss_type"], config["scale_rewards"], config["report_to"]) == ("dapo", "group", ["tensorboard"])
+    assert list((project / "data/06_models/debug/trainer_output").rglob("events.out.tfevents.*")), "no TensorBoard"
+    assert len(client.get_metric_history(run.info.run_id, "reward")) == 3  # MLflow still gets every step

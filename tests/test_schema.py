@@ -7,6 +7,7 @@ import pytest
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.params import parse_variant_params
 from grpo_pipeline.config.schema import ModelParams, ParameterError, RewardParams, TrainingParams, parse_section
+from grpo_pipeline.training.trainer import build_grpo_config
 from grpo_pipeline.variants import VARIANTS
 from tests.conftest import PROJECT_ROOT
 
@@ -85,3 +86,42 @@ def test_reward_weights_are_trl_reward_weights_functions_then_models() -> None:
     )
     assert reward.labels() == ["accuracy", "format", "Skywork-Reward-V2-Qwen3-0.6B"]
     assert reward.all_weights() == [1.0, -0.5, 3.0]
+
+
+def test_any_grpo_config_field_reaches_grpo_config_and_the_project_names_none_of_them() -> None:
+    training = parse_section(
+        TrainingParams,
+        {**TRAINING, "epsilon_high": 0.28, "top_entropy_quantile": 0.8, "loss_type": "dr_grpo", "report_to": "mlflow"},
+        "debug.training",
+    )
+    config = build_grpo_config(training, RewardParams(functions=["accuracy", "format"]), seed=3)
+    assert (config.epsilon_high, config.top_entropy_quantile, config.loss_type) == (0.28, 0.8, "dr_grpo")
+    assert config.reward_weights == [1.0, 1.0] and config.seed == 3 and config.report_to == []
+    assert "epsilon_high" not in TrainingParams.model_fields  # nothing mirrors it by hand
+    with_tensorboard = training.model_copy(update={"report_to": ["mlflow", "tensorboard"]})
+    assert build_grpo_config(with_tensorboard, RewardParams(functions=["accuracy"]), seed=3).report_to == [
+        "tensorboard"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"epsilon_hgh": 0.28}, r"unknown parameter 'debug.training.epsilon_hgh': did you mean 'epsilon_high'"),
+        ({"top_entropy_quantile": "high"}, r"'debug.training.top_entropy_quantile' = 'high': Input should be a valid"),
+        (
+            {"lr_scheduler_type": "constnt"},
+            r"'debug.training.lr_scheduler_type' = 'constnt': must be one of \['lin",
+        ),
+        (
+            {"eval_strategy": "step"},
+            r"'debug.training.eval_strategy' = 'step': must be one of \['no', 'steps'",
+        ),
+        ({"seed": 3}, r"the project sets GRPOConfig.seed from the variant's `seed`"),
+        ({"report_to": "all"}, r"'debug.training.report_to' = 'all': list the trackers to add"),
+    ],
+)
+def test_grpo_config_fields_are_checked_by_trls_own_names_and_types(override: dict[str, Any], message: str) -> None:
+    with pytest.raises(ParameterError, match=message):
+        training = parse_section(TrainingParams, {**TRAINING, **override}, "debug.training")
+        build_grpo_config(training, RewardParams(functions=["accuracy"]), seed=0, prefix="debug.training")

@@ -99,8 +99,12 @@ class RunChecksHooks:
 
 
 def _check_training(params: VariantParams, variant: str) -> None:
-    """The rollout resolves, vLLM can work, and an auto-resume would continue this very run."""
+    """GRPOConfig accepts the section, the rollout resolves, vLLM can work, and an auto-resume would continue this
+    very run."""
+    from grpo_pipeline.training.trainer import build_grpo_config  # noqa: PLC0415 (imports TRL)
+
     training = params.training
+    build_grpo_config(training, params.reward, params.seed, f"{variant}.training")
     if training.rollout_func:
         from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
 

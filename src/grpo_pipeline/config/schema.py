@@ -10,7 +10,7 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -191,6 +191,23 @@ class PeftParams(_Section):
 
 
 class TrainingParams(_Section):
+    """``trl.GRPOConfig``, plus the project's own keys. The fields typed here are the ones the project reads or
+    constrains further; every other key must be a GRPOConfig field of the right type (config/grpo_config.py),
+    passed to GRPOConfig as it is, so TRL's whole vocabulary (and TRL's defaults) applies."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    # Keys the project handles itself; every other key goes to GRPOConfig.
+    PROJECT_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "torch_num_threads",
+            "resume_from_checkpoint",
+            "seed_config",
+            "completion_samples_every",
+            "completion_samples_per_step",
+            "rollout_func",
+        }
+    )
+
     output_dir: str = Field(min_length=1, description="trainer output: crash-recovery checkpoint-N folders")
     resume_from_checkpoint: Literal["auto"] | bool | str = Field(
         "auto",
@@ -219,7 +236,6 @@ class TrainingParams(_Section):
     save_total_limit: int | None = Field(2, gt=0)
     bf16: bool = False
     use_cpu: bool = False
-    activation_checkpointing: bool = False
     torch_num_threads: int | None = Field(None, gt=0)
     use_vllm: bool = Field(False, description="generate with vLLM (pip install -e '.[vllm]') instead of model.generate")
     vllm_mode: Literal["colocate", "server"] = Field(
@@ -241,9 +257,6 @@ class TrainingParams(_Section):
     )
     completion_samples_every: int = Field(10, gt=0, description="keep sample completions every this many steps")
     completion_samples_per_step: int = Field(4, ge=0, description="how many completions (with rewards) to keep")
-    grpo_config_overrides: dict[str, Any] = Field(
-        default_factory=dict, description="further trl.GRPOConfig fields, passed through unchanged"
-    )
 
     @field_validator("save_strategy", mode="before")
     @classmethod
@@ -345,12 +358,30 @@ def _known_keys(model: type[BaseModel], location: tuple[str | int, ...]) -> list
     return list(model.model_fields)
 
 
+def _training_problems(model: type[_Section], raw: Any, parsed: Any, prefix: str) -> list[str]:
+    """The ``trl.GRPOConfig`` checks of the training section (see config/grpo_config.py): on the parsed values
+    (typed keys normalised), or when parsing failed on the keys that are not typed here."""
+    if model is VariantParams and isinstance(raw, dict):
+        model, raw, prefix = TrainingParams, raw.get("training"), f"{prefix}.training"
+        parsed = parsed.training if parsed is not None else None
+    if model is not TrainingParams or not isinstance(raw, dict):
+        return []
+    from grpo_pipeline.config.grpo_config import grpo_config_problems  # noqa: PLC0415 (imports TRL)
+
+    values = (
+        parsed.model_dump()
+        if parsed is not None
+        else {key: value for key, value in raw.items() if key not in TrainingParams.model_fields}
+    )
+    return grpo_config_problems(values, prefix, TrainingParams.PROJECT_KEYS)
+
+
 def parse_section(model: type[_Section], raw: Any, prefix: str) -> Any:
     """Parse ``raw`` into ``model``; on failure raise one ParameterError covering every problem."""
+    problems, parsed = [], None
     try:
-        return model.model_validate(raw if raw is not None else {})
+        parsed = model.model_validate(raw if raw is not None else {})
     except ValidationError as error:
-        problems = []
         for issue in error.errors():
             location = tuple(issue["loc"])
             key = ".".join([prefix, *map(str, location)]) if location else prefix
@@ -364,4 +395,7 @@ def parse_section(model: type[_Section], raw: Any, prefix: str) -> Any:
             else:
                 value = issue.get("input")
                 problems.append(f"parameter '{key}' = {value!r}: {issue['msg']}")
-        raise ParameterError("Invalid parameters:\n  - " + "\n  - ".join(problems)) from None
+    problems += _training_problems(model, raw, parsed, prefix)
+    if problems:
+        raise ParameterError("Invalid parameters:\n  - " + "\n  - ".join(problems))
+    return parsed

@@ -44,7 +44,7 @@ NO_GRPO_MEANING: dict[str, str] = {
     "cliprange_value": "GRPO has no value network",
     "gamma": "GRPO scores whole completions; there is no discounting",
     "lam": "GRPO has no GAE; advantages are group-relative",
-    "whiten_rewards": "GRPO normalises rewards within each group (set scale_rewards via grpo_config_overrides)",
+    "whiten_rewards": "GRPO normalises rewards within each group (training.scale_rewards)",
     "reward_model_path": "GRPO takes reward functions by name (reward.functions)",
     "sft_model_path": "the policy is model.name_or_path",
     "local_rollout_forward_batch_size": "generation batching follows the training batch in GRPO",

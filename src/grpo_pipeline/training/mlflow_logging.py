@@ -109,3 +109,9 @@ def log_fingerprint(run_id: str | None, fingerprint: dict[str, Any], fingerprint
         client = MlflowClient()
         client.log_dict(run_id, fingerprint, "run_fingerprint.json")
         client.set_tag(run_id, "grpo.fingerprint", fingerprint_hash, synchronous=True)
+
+
+def log_grpo_config(run_id: str | None, config: dict[str, Any]) -> None:
+    """The fully resolved ``trl.GRPOConfig`` (TRL's defaults included) as ``grpo_config.json``."""
+    if run_id:
+        MlflowClient().log_dict(run_id, config, "grpo_config.json")

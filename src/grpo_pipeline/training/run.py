@@ -29,7 +29,13 @@ from grpo_pipeline.training.checkpoints import (
     start_fresh,
 )
 from grpo_pipeline.training.fingerprint import check_resume, differences, fingerprint_hash, run_fingerprint
-from grpo_pipeline.training.mlflow_logging import MlflowStepMetricsCallback, log_fingerprint, log_history, tag_run
+from grpo_pipeline.training.mlflow_logging import (
+    MlflowStepMetricsCallback,
+    log_fingerprint,
+    log_grpo_config,
+    log_history,
+    tag_run,
+)
 from grpo_pipeline.training.rollouts import load_rollout_func
 from grpo_pipeline.training.trainer import (
     CheckpointCompletionCallback,
@@ -250,6 +256,7 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     tag_run(mlflow_run_id, {f"seed_config.{line.split(':')[0]}": line for line in request.seed_config_mapping})
     if trainer.accelerator.is_main_process:
         log_fingerprint(mlflow_run_id, fingerprint, fingerprint_hash(fingerprint))
+        log_grpo_config(mlflow_run_id, trainer.args.to_dict())
     resumed_from_step = prepare_resume(trainer, resume_from, mlflow_run_id)
 
     started = time.perf_counter()

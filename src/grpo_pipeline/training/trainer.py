@@ -14,47 +14,38 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from grpo_pipeline.config.schema import PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.config.schema import ParameterError, PeftParams, RewardParams, TrainingParams
 from grpo_pipeline.training.checkpoints import PREFIX_CHECKPOINT_DIR, write_marker
 
-# Fields of TrainingParams that the project handles itself rather than passing to GRPOConfig.
-PROJECT_FIELDS = {
-    "grpo_config_overrides",
-    "torch_num_threads",
-    "resume_from_checkpoint",
-    "seed_config",
-    "completion_samples_every",
-    "completion_samples_per_step",
-    "rollout_func",
-}
-_TYPED_FIELDS = set(TrainingParams.model_fields) - PROJECT_FIELDS
 
-
-def build_grpo_config(training: TrainingParams, reward: RewardParams, seed: int) -> GRPOConfig:
-    """A ``GRPOConfig`` from parameters; unknown override keys fail here, before any model is loaded."""
-    overlap = _TYPED_FIELDS & set(training.grpo_config_overrides)
-    if overlap:
-        raise ValueError(
-            f"training.grpo_config_overrides repeats typed parameters {sorted(overlap)}; set them under "
-            "training directly"
+def build_grpo_config(
+    training: TrainingParams, reward: RewardParams, seed: int, prefix: str = "training"
+) -> GRPOConfig:
+    """``trl.GRPOConfig`` from the training section (every key but the project's own); GRPOConfig's own checks
+    become a :class:`ParameterError` naming the section."""
+    requested = (training.model_extra or {}).get("report_to") or []
+    # MLflow always gets every metric, through MlflowStepMetricsCallback into the run kedro-mlflow opened;
+    # TRL's own MLflow callback would log them a second time into a run of its own.
+    report_to = [requested] if isinstance(requested, str) else list(requested)
+    if "all" in report_to:
+        raise ParameterError(
+            f"Invalid parameters:\n  - parameter '{prefix}.report_to' = 'all': list the trackers to add, e.g. "
+            "[tensorboard, wandb]; MLflow is always on"
         )
-    values = training.model_dump(include=_TYPED_FIELDS)
+    report_to = [tracker for tracker in report_to if tracker not in ("mlflow", "none")]
     try:
         return GRPOConfig(
-            **values,
-            **training.grpo_config_overrides,
+            **training.model_dump(exclude=TrainingParams.PROJECT_KEYS | {"report_to"}),
             reward_weights=reward.all_weights(),
             seed=seed,
             data_seed=seed,
-            report_to="none",  # metrics reach MLflow batched, see training/mlflow_logging.py
+            report_to=report_to or "none",
             save_only_model=False,
             # Every parameter takes part in every forward pass; True only costs DDP an extra graph traversal.
             ddp_find_unused_parameters=False,
         )
-    except TypeError as error:
-        raise ValueError(
-            f"training.grpo_config_overrides: {error}. Use field names of trl.GRPOConfig (TRL 1.16)."
-        ) from None
+    except (TypeError, ValueError) as error:
+        raise ParameterError(f"Invalid parameters:\n  - trl.GRPOConfig rejected '{prefix}': {error}") from None
 
 
 def build_lora_config(peft: PeftParams) -> LoraConfig:
