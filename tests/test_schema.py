@@ -11,6 +11,7 @@ from grpo_pipeline.training.trainer import build_grpo_config
 from grpo_pipeline.variants import VARIANTS
 from tests.conftest import PROJECT_ROOT
 
+MODEL = ModelParams(name_or_path="Qwen/Qwen2.5-0.5B-Instruct")
 TRAINING: dict[str, Any] = {
     "output_dir": "out",
     "learning_rate": 1e-3,
@@ -94,12 +95,12 @@ def test_any_grpo_config_field_reaches_grpo_config_and_the_project_names_none_of
         {**TRAINING, "epsilon_high": 0.28, "top_entropy_quantile": 0.8, "loss_type": "dr_grpo", "report_to": "mlflow"},
         "debug.training",
     )
-    config = build_grpo_config(training, RewardParams(functions=["accuracy", "format"]), seed=3)
+    config = build_grpo_config(training, RewardParams(functions=["accuracy", "format"]), MODEL, seed=3)
     assert (config.epsilon_high, config.top_entropy_quantile, config.loss_type) == (0.28, 0.8, "dr_grpo")
     assert config.reward_weights == [1.0, 1.0] and config.seed == 3 and config.report_to == []
     assert "epsilon_high" not in TrainingParams.model_fields  # nothing mirrors it by hand
     with_tensorboard = training.model_copy(update={"report_to": ["mlflow", "tensorboard"]})
-    assert build_grpo_config(with_tensorboard, RewardParams(functions=["accuracy"]), seed=3).report_to == [
+    assert build_grpo_config(with_tensorboard, RewardParams(functions=["accuracy"]), MODEL, seed=3).report_to == [
         "tensorboard"
     ]
 
@@ -119,9 +120,10 @@ def test_any_grpo_config_field_reaches_grpo_config_and_the_project_names_none_of
         ),
         ({"seed": 3}, r"the project sets GRPOConfig.seed from the variant's `seed`"),
         ({"report_to": "all"}, r"'debug.training.report_to' = 'all': list the trackers to add"),
+        ({"model_init_kwargs": {"dtype": "bfloat16"}}, r"model_init_kwargs' sets \['dtype'\]: the model section"),
     ],
 )
 def test_grpo_config_fields_are_checked_by_trls_own_names_and_types(override: dict[str, Any], message: str) -> None:
     with pytest.raises(ParameterError, match=message):
         training = parse_section(TrainingParams, {**TRAINING, **override}, "debug.training")
-        build_grpo_config(training, RewardParams(functions=["accuracy"]), seed=0, prefix="debug.training")
+        build_grpo_config(training, RewardParams(functions=["accuracy"]), MODEL, seed=0, prefix="debug.training")

@@ -9,12 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
+from grpo_pipeline.config.schema import ModelParams, RewardParams, TrainingParams, parse_section
 from grpo_pipeline.evaluation import decode
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
-from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
+from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer, loading_choices
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, check_validation, train_grpo, validate_checkpoint
 from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError
 from grpo_pipeline.rewards.arithmetic import format_reward
+from grpo_pipeline.training.run import TrainingRequest, train
 
 REWARD = {"functions": ["accuracy", "format", "length"]}
 VALIDATION = {"max_prompts": 8, "max_new_tokens": 6}
@@ -252,3 +254,30 @@ def test_samples_show_the_scored_text_and_what_the_model_generated(
     )
     for sample in report["samples"]:
         assert without_special(sample["trained_generated"]) == sample["trained_completion"]
+
+
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        (
+            {"model_init_kwargs": {"attn_implementation": "eager"}, "activation_checkpointing": True},
+            {"attn_implementation": "eager", "gradient_checkpointing": "True"},
+        ),
+        ({"activation_checkpointing": False}, {"attn_implementation": "sdpa", "gradient_checkpointing": "False"}),
+        ({}, {"gradient_checkpointing": "True"}),  # TRL's default when the parameters say nothing
+    ],
+)
+def test_model_loading_choices_reach_the_model_as_trl_loads_it(
+    training: dict[str, Any], expected: dict[str, str], tiny_model_dir: Path, datasets: Any, tmp_path: Path
+) -> None:
+    request = TrainingRequest(
+        train_dataset=datasets[0],
+        base_model_path=str(tiny_model_dir),
+        model=ModelParams(name_or_path=str(tiny_model_dir)),
+        peft=None,
+        training=parse_section(TrainingParams, training_params(tmp_path, max_steps=1, **training), "training"),
+        reward=RewardParams(functions=["format"]),
+        seed=0,
+    )
+    choices = loading_choices(train(request).trainer.model)
+    assert choices | expected == choices and choices["dtype"] == "float32"

@@ -104,7 +104,7 @@ def _check_training(params: VariantParams, variant: str) -> None:
     from grpo_pipeline.training.trainer import build_grpo_config  # noqa: PLC0415 (imports TRL)
 
     training = params.training
-    build_grpo_config(training, params.reward, params.seed, f"{variant}.training")
+    build_grpo_config(training, params.reward, params.model, params.seed, f"{variant}.training")
     if training.rollout_func:
         from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
 

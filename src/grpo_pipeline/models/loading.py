@@ -1,13 +1,22 @@
-"""Loading a causal LM and its tokenizer from a hub id or a local directory, the same way for both."""
+"""Loading a causal LM and its tokenizer from a hub id or a local directory, the same way for both.
+
+Training hands ``GRPOTrainer`` the model's path and :func:`model_init_kwargs` as ``GRPOConfig.model_init_kwargs``,
+so TRL loads the policy (and a reference model) itself: dtype, ``attn_implementation``, kernels,
+``quantization_config`` for QLoRA. Elsewhere :func:`load_causal_lm` loads through the same TRL function. Safe
+defaults: safetensors only, remote code only when ``model.trust_remote_code`` says so.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from accelerate import PartialState
+from accelerate.utils import DistributedType
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from trl.trainer.utils import create_model_from_path
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+from grpo_pipeline.config.schema import ModelParams
 
 
 def load_tokenizer(
@@ -24,17 +33,39 @@ def load_tokenizer(
     return tokenizer
 
 
+# What `model.*` decides; `training.model_init_kwargs` carries everything else from_pretrained takes.
+MODEL_SECTION_KEYS = ("revision", "dtype", "trust_remote_code")
+
+
+def model_init_kwargs(model: ModelParams, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments as TRL takes them (``GRPOConfig.model_init_kwargs``): ``model``'s
+    revision, dtype and remote-code choice plus ``extra`` (``attn_implementation``, ``quantization_config``, ...),
+    safetensors only unless ``extra`` says otherwise."""
+    kwargs = {key: getattr(model, key) for key in MODEL_SECTION_KEYS}
+    return {"use_safetensors": True, **kwargs, **(extra or {})}
+
+
 def load_causal_lm(
     name_or_path: str | Path,
     revision: str | None = None,
     dtype: str = "float32",
     trust_remote_code: bool = False,
 ) -> PreTrainedModel:
-    """Safetensors weights only: a checkpoint that ships only pickled ``.bin`` weights is refused."""
-    return AutoModelForCausalLM.from_pretrained(
-        str(name_or_path),
-        revision=revision,
-        dtype=DTYPES[dtype],
-        trust_remote_code=trust_remote_code,
-        use_safetensors=True,
-    )
+    """The model as TRL's ``create_model_from_path`` makes it; safetensors only (pickled ``.bin`` is refused)."""
+    kwargs: dict[str, Any] = {"revision": revision, "dtype": dtype, "trust_remote_code": trust_remote_code}
+    # As GRPOTrainer does: under DDP/DeepSpeed each process holds the whole model, so no device_map="auto".
+    if PartialState().distributed_type in (DistributedType.MULTI_GPU, DistributedType.DEEPSPEED):
+        kwargs["device_map"] = None
+    return create_model_from_path(str(name_or_path), **kwargs, use_safetensors=True)
+
+
+def loading_choices(model: PreTrainedModel) -> dict[str, str]:
+    """How the model was loaded and runs, as the trainer holds it: dtype, attention, checkpointing, quantization."""
+    config = model.config
+    quantization = getattr(config, "quantization_config", None)
+    return {
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "attn_implementation": str(getattr(config, "_attn_implementation", None)),
+        "gradient_checkpointing": str(bool(getattr(model, "is_gradient_checkpointing", False))),
+        "quantization": str(quantization.get("quant_method") if isinstance(quantization, dict) else quantization),
+    }

@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, TrainingParams
 from grpo_pipeline.models.checkpoint import HFCheckpoint
-from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
+from grpo_pipeline.models.loading import load_tokenizer, loading_choices
 from grpo_pipeline.rewards import get_reward_functions
 from grpo_pipeline.rewards.models import load_reward_model
 from grpo_pipeline.training.checkpoints import (
@@ -145,16 +145,14 @@ def build_trainer(
     """``GRPOTrainer`` for ``request``, with the project's callbacks; checks rewards and vLLM before loading."""
     training_params, reward_params, model_params = request.training, request.reward, request.model
     reward_functions = get_reward_functions(reward_params)
-    config = build_grpo_config(training_params, reward_params, request.seed)
+    config = build_grpo_config(training_params, reward_params, model_params, request.seed)
     check_vllm_generation(training_params, request.base_model_path)
     if training_params.torch_num_threads:
         torch.set_num_threads(training_params.torch_num_threads)
     reward_models = [load_reward_model(params) for params in reward_params.models]
     step_timer = StepTimer()
     trainer = TimedGRPOTrainer(
-        model=load_causal_lm(
-            request.base_model_path, model_params.revision, model_params.dtype, model_params.trust_remote_code
-        ),
+        model=request.base_model_path,  # TRL loads it with config.model_init_kwargs (models/loading.py)
         reward_funcs=[*reward_functions, *(model for model, _ in reward_models)],
         reward_processing_classes=[None] * len(reward_functions) + [tokenizer for _, tokenizer in reward_models],
         args=config,
@@ -253,6 +251,10 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     fingerprint = request.fingerprint()
     resume_from = checked_resume_checkpoint(request, fingerprint, mlflow_run_id)
     trainer, step_timer = build_trainer(request, mlflow_run_id, fingerprint)
+    choices = loading_choices(trainer.model)
+    logger.info("Model loaded as: %s", ", ".join(f"{key}={value}" for key, value in choices.items()))
+    if trainer.accelerator.is_main_process:
+        tag_run(mlflow_run_id, {f"grpo.model.{key}": value for key, value in choices.items()})
     tag_run(mlflow_run_id, {f"seed_config.{line.split(':')[0]}": line for line in request.seed_config_mapping})
     if trainer.accelerator.is_main_process:
         log_fingerprint(mlflow_run_id, fingerprint, fingerprint_hash(fingerprint))

@@ -14,12 +14,13 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from grpo_pipeline.config.schema import ParameterError, PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.config.schema import ModelParams, ParameterError, PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.models.loading import MODEL_SECTION_KEYS, model_init_kwargs
 from grpo_pipeline.training.checkpoints import PREFIX_CHECKPOINT_DIR, write_marker
 
 
 def build_grpo_config(
-    training: TrainingParams, reward: RewardParams, seed: int, prefix: str = "training"
+    training: TrainingParams, reward: RewardParams, model: ModelParams, seed: int, prefix: str = "training"
 ) -> GRPOConfig:
     """``trl.GRPOConfig`` from the training section (every key but the project's own); GRPOConfig's own checks
     become a :class:`ParameterError` naming the section."""
@@ -33,9 +34,16 @@ def build_grpo_config(
             "[tensorboard, wandb]; MLflow is always on"
         )
     report_to = [tracker for tracker in report_to if tracker not in ("mlflow", "none")]
+    extra_init_kwargs = (training.model_extra or {}).get("model_init_kwargs") or {}
+    if repeated := sorted(set(extra_init_kwargs) & set(MODEL_SECTION_KEYS)):
+        raise ParameterError(
+            f"Invalid parameters:\n  - parameter '{prefix}.model_init_kwargs' sets {repeated}: the model section "
+            "decides those (model.revision, model.dtype, model.trust_remote_code); set them there"
+        )
     try:
         return GRPOConfig(
-            **training.model_dump(exclude=TrainingParams.PROJECT_KEYS | {"report_to"}),
+            **training.model_dump(exclude=TrainingParams.PROJECT_KEYS | {"report_to", "model_init_kwargs"}),
+            model_init_kwargs=model_init_kwargs(model, extra_init_kwargs),
             reward_weights=reward.all_weights(),
             seed=seed,
             data_seed=seed,
