@@ -336,3 +336,22 @@ def test_grpo_config_fields_the_project_never_names_and_a_second_tracker_reach_t
     assert (config["loss_type"], config["scale_rewards"], config["report_to"]) == ("dapo", "group", ["tensorboard"])
     assert list((project / "data/06_models/debug/trainer_output").rglob("events.out.tfevents.*")), "no TensorBoard"
     assert len(client.get_metric_history(run.info.run_id, "reward")) == 3  # MLflow still gets every step
+
+
+def test_evaluation_during_training_reaches_mlflow_the_metrics_and_the_reward_curve(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    run_kedro(
+        project,
+        "run",
+        "--pipelines=grpo_debug",
+        "--params=debug.training.max_steps=40,debug.training.eval_strategy=steps,debug.training.eval_steps=10,"
+        "debug.training.eval_on_start=true,debug.validation.min_reward_gain=null",
+    )
+    (run,) = mlflow_runs(project, "grpo_debug")
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    history = client.get_metric_history(run.info.run_id, "eval/reward")
+    assert sorted(point.step for point in history) == [0, 10, 20, 30, 40]
+    assert len(client.get_metric_history(run.info.run_id, "eval/rewards/accuracy_reward/mean")) == 5
+    metrics = pd.read_csv(project / "data/07_model_output/debug/training_metrics.csv")
+    assert metrics["eval/reward"].notna().sum() == 5 and metrics["reward"].notna().sum() == 40
+    assert (project / "data/08_reporting/debug/reward_curve.png").stat().st_size > 10_000

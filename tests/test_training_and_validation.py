@@ -46,6 +46,7 @@ def train_and_save(
     """``train_grpo`` on the tiny model with the checkpoint saved to ``output/checkpoint``, and its outputs."""
     checkpoint, metrics, timings, samples = train_grpo(
         train_dataset,
+        train_dataset.head(8),  # scored only when training.eval_strategy asks for it
         str(tiny_model_dir),
         {"name_or_path": str(tiny_model_dir)},
         peft,
@@ -99,6 +100,7 @@ def test_training_changes_the_weights(trained: Any, tiny_model_dir: Path) -> Non
 def test_kl_is_logged_when_beta_is_positive(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
     _, metrics, _, _ = train_grpo(
         datasets[0],
+        datasets[1],
         str(tiny_model_dir),
         {"name_or_path": "x"},
         None,
@@ -174,6 +176,7 @@ def test_unknown_reward_fails_before_loading_a_model(datasets: Any, tmp_path: Pa
     with pytest.raises(ValueError, match="Unknown reward function 'corectness'"):
         train_grpo(
             datasets[0],
+            datasets[1],
             str(tmp_path / "no-model-here"),
             {"name_or_path": "x"},
             None,
@@ -187,6 +190,7 @@ def test_trains_on_text_prompts(tiny_model_dir: Path, datasets: Any, tmp_path: P
     text_dataset = datasets[0].assign(prompt=datasets[0]["prompt_text"])
     _, metrics, _, _ = train_grpo(
         text_dataset,
+        datasets[1],
         str(tiny_model_dir),
         {"name_or_path": "x"},
         None,
@@ -220,6 +224,7 @@ def test_a_nan_reward_stops_training_naming_reward_and_step(
     with pytest.raises(RewardError, match=r"Reward 'nan_from_step_two' returned nan at training step 2 on prompt"):
         train_grpo(
             datasets[0],
+            datasets[1],
             str(tiny_model_dir),
             {"name_or_path": "x"},
             None,

@@ -68,6 +68,7 @@ def collect_runs(params: CompareRunsParams) -> list[dict[str, Any]]:
     for run in sorted(runs, key=lambda run: run.info.start_time):
         run_id = run.info.run_id
         history = client.get_metric_history(run_id, "reward")
+        eval_history = client.get_metric_history(run_id, "eval/reward")
         collected.append(
             {
                 "run_id": run_id,
@@ -77,6 +78,7 @@ def collect_runs(params: CompareRunsParams) -> list[dict[str, Any]]:
                 "wall_time_s": (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None,
                 "params": dict(run.data.params),
                 "reward_history": sorted((point.step, point.value) for point in history),
+                "eval_reward_history": sorted((point.step, point.value) for point in eval_history),
                 "validation": _read_artifact(client, run_id, "reports/validation_report.json", _json),
                 "benchmark": _read_artifact(client, run_id, "reports/benchmark.csv", _first_csv_row),
             }
@@ -119,6 +121,9 @@ def comparison_report(compared_runs: list[dict[str, Any]]) -> tuple[pd.DataFrame
             {
                 "run": run["label"],
                 "final_reward": round(run["reward_history"][-1][1], 4) if run["reward_history"] else None,
+                "final_eval_reward_during_training": (
+                    round(run["eval_reward_history"][-1][1], 4) if run["eval_reward_history"] else None
+                ),
                 "eval_reward_base": round(validation["base"]["mean_reward"], 4) if validation else None,
                 "eval_reward_trained": round(validation["trained"]["mean_reward"], 4) if validation else None,
                 "wall_time_s": None if run["wall_time_s"] is None else round(run["wall_time_s"], 1),

@@ -124,33 +124,51 @@ def _with_legend(figure: Figure, axis: Any) -> Figure:
 
 
 def reward_curve_figure(metrics: pd.DataFrame, reward_names: list[str]) -> Figure:
-    """The weighted reward per step with its spread, and each reward (``reward_names``: as TRL names its metrics)."""
+    """The weighted reward per step with its spread, each reward (``reward_names``: as TRL names its metrics), and
+    the held-out reward of each evaluation during training when there was one."""
     figure, axis = _reward_axes("GRPO training reward", "reward")
-    steps = metrics["step"]
-    axis.plot(steps, metrics["reward"], color="black", linewidth=2, label="reward (weighted sum)")
-    if "reward_std" in metrics:
+    train = metrics.dropna(subset=["reward"])
+    steps = train["step"]
+    axis.plot(steps, train["reward"], color="black", linewidth=2, label="reward (weighted sum)")
+    if "reward_std" in train:
         axis.fill_between(
             steps,
-            metrics["reward"] - metrics["reward_std"],
-            metrics["reward"] + metrics["reward_std"],
+            train["reward"] - train["reward_std"],
+            train["reward"] + train["reward_std"],
             color="black",
             alpha=0.12,
             label="± reward std within groups",
         )
     for name in reward_names:
         column = f"rewards/{name}/mean"
-        if column in metrics:
-            axis.plot(steps, metrics[column], linewidth=1.2, label=f"{name} (mean)")
+        if column in train:
+            axis.plot(steps, train[column], linewidth=1.2, label=f"{name} (mean)")
+    if "eval/reward" in metrics:
+        evaluated = metrics.dropna(subset=["eval/reward"])
+        axis.plot(
+            evaluated["step"],
+            evaluated["eval/reward"],
+            color="crimson",
+            linewidth=2,
+            marker="o",
+            label="held-out reward (eval during training)",
+        )
     return _with_legend(figure, axis)
 
 
 def comparison_figure(runs: list[dict[str, Any]]) -> Figure:
-    """Every run's reward curve on one axis, labelled by run name and id."""
+    """Every run's reward curve on one axis, labelled by run name and id, with its held-out reward during training
+    (dashed, same colour) when it was evaluated."""
     figure, axis = _reward_axes("GRPO reward curves", "reward (weighted sum)")
     for run in runs:
         if run["reward_history"]:
             steps, values = zip(*run["reward_history"], strict=True)
-            axis.plot(steps, values, linewidth=1.6, label=run["label"])
+            (line,) = axis.plot(steps, values, linewidth=1.6, label=run["label"])
+            if run.get("eval_reward_history"):
+                steps, values = zip(*run["eval_reward_history"], strict=True)
+                axis.plot(
+                    steps, values, linestyle="--", marker="o", color=line.get_color(), label=f"{run['label']} eval"
+                )
     return _with_legend(figure, axis)
 
 

@@ -190,6 +190,15 @@ class PeftParams(_Section):
     merge_and_export: bool = Field(False, description="also save base+adapter merged into one model")
 
 
+# transformers' interval strategies, whose "no" YAML reads as False.
+STRATEGY_KEYS = frozenset({"save_strategy", "eval_strategy", "logging_strategy"})
+
+
+def strategies_as_text(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with a strategy of False written "no": YAML 1.1 reads a bare ``no`` (``--params=...=no``) as False."""
+    return {key: "no" if key in STRATEGY_KEYS and value is False else value for key, value in values.items()}
+
+
 class TrainingParams(_Section):
     """``trl.GRPOConfig``, plus the project's own keys. The fields typed here are the ones the project reads or
     constrains further; every other key must be a GRPOConfig field of the right type (config/grpo_config.py),
@@ -258,11 +267,10 @@ class TrainingParams(_Section):
     completion_samples_every: int = Field(10, gt=0, description="keep sample completions every this many steps")
     completion_samples_per_step: int = Field(4, ge=0, description="how many completions (with rewards) to keep")
 
-    @field_validator("save_strategy", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _yaml_no_is_false(cls, value: Any) -> Any:
-        # `--params=...save_strategy=no` reaches us as False: YAML 1.1 reads a bare `no` as a boolean.
-        return "no" if value is False else value
+    def _yaml_no_is_false(cls, values: Any) -> Any:
+        return strategies_as_text(values) if isinstance(values, dict) else values
 
     @field_validator("max_steps")
     @classmethod
@@ -371,7 +379,7 @@ def _training_problems(model: type[_Section], raw: Any, parsed: Any, prefix: str
     values = (
         parsed.model_dump()
         if parsed is not None
-        else {key: value for key, value in raw.items() if key not in TrainingParams.model_fields}
+        else {key: value for key, value in strategies_as_text(raw).items() if key not in TrainingParams.model_fields}
     )
     return grpo_config_problems(values, prefix, TrainingParams.PROJECT_KEYS)
 

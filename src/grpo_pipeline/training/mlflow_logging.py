@@ -34,6 +34,16 @@ def metrics_of(entries: Iterable[dict[str, Any]]) -> list[Metric]:
     ]
 
 
+def eval_metrics(entry: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation log entry with TRL's ``eval_`` prefix written ``eval/`` (``eval/reward``,
+    ``eval/rewards/<name>/mean``): one family beside the training metrics in MLflow and the metrics table."""
+    return {
+        ("step" if key == "step" else f"eval/{key.removeprefix('eval_')}"): value
+        for key, value in entry.items()
+        if key != "epoch"
+    }
+
+
 def log_metrics(run_id: str, metrics: list[Metric]) -> None:
     # log_batch: one call per logging step instead of one per value, which costs seconds on SQLite.
     client = MlflowClient()
@@ -71,6 +81,8 @@ class MlflowStepMetricsCallback(TrainerCallback):
     ) -> None:
         if self.run_id and state.is_world_process_zero and logs and "reward" in logs:
             self._pending += metrics_of([{**logs, "step": state.global_step}])
+        elif self.run_id and state.is_world_process_zero and logs and "eval_reward" in logs:
+            self._pending += metrics_of([eval_metrics({**logs, "step": state.global_step})])
             if time.monotonic() - self._last_flush >= self.flush_seconds:
                 self.flush()
 
@@ -101,6 +113,7 @@ def log_history(run_id: str | None, history: list[dict[str, Any]]) -> None:
     """Log earlier steps (from a checkpoint's trainer state) so a resumed run's history starts at step 1."""
     if run_id:
         log_metrics(run_id, metrics_of(entry for entry in history if "reward" in entry))
+        log_metrics(run_id, metrics_of(eval_metrics(entry) for entry in history if "eval_reward" in entry))
 
 
 def log_fingerprint(run_id: str | None, fingerprint: dict[str, Any], fingerprint_hash: str) -> None:

@@ -31,6 +31,7 @@ from grpo_pipeline.training.checkpoints import (
 from grpo_pipeline.training.fingerprint import check_resume, differences, fingerprint_hash, run_fingerprint
 from grpo_pipeline.training.mlflow_logging import (
     MlflowStepMetricsCallback,
+    eval_metrics,
     log_fingerprint,
     log_grpo_config,
     log_history,
@@ -63,6 +64,7 @@ class TrainingRequest:
     reward: RewardParams
     seed: int
     seed_config_mapping: list[str] = field(default_factory=list)
+    eval_dataset: pd.DataFrame | None = None  # scored during training when training.eval_strategy is not "no"
 
     @property
     def export_merged(self) -> bool:
@@ -76,10 +78,15 @@ class TrainingRequest:
         )
 
     def to_json(self, train_file: Path) -> dict[str, Any]:
-        """The request as JSON, its prompts written to ``train_file`` (JSON Lines): for another process."""
+        """The request as JSON, its prompts written to ``train_file`` (and the eval prompts beside it, JSON Lines):
+        for another process."""
+        eval_file = train_file.with_name(f"eval_{train_file.name}")
         self.train_dataset.to_json(train_file, orient="records", lines=True, force_ascii=False)
+        if self.eval_dataset is not None:
+            self.eval_dataset.to_json(eval_file, orient="records", lines=True, force_ascii=False)
         return {
             "train_dataset": str(train_file),
+            "eval_dataset": str(eval_file) if self.eval_dataset is not None else None,
             "base_model_path": self.base_model_path,
             "model": self.model.model_dump(),
             "peft": self.peft.model_dump() if self.peft else None,
@@ -91,8 +98,12 @@ class TrainingRequest:
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> TrainingRequest:
+        def read(path: str) -> pd.DataFrame:
+            return pd.read_json(path, orient="records", lines=True, dtype=False)
+
         return cls(
-            train_dataset=pd.read_json(payload["train_dataset"], orient="records", lines=True, dtype=False),
+            train_dataset=read(payload["train_dataset"]),
+            eval_dataset=read(payload["eval_dataset"]) if payload["eval_dataset"] else None,
             base_model_path=payload["base_model_path"],
             model=ModelParams.model_validate(payload["model"]),
             peft=PeftParams.model_validate(payload["peft"]) if payload["peft"] else None,
@@ -139,6 +150,20 @@ def _trainer_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["prompt_text", "prompt_tokens"], errors="ignore")
 
 
+def _as_dataset(frame: pd.DataFrame) -> Dataset:
+    return Dataset.from_pandas(_trainer_columns(frame), preserve_index=False)
+
+
+def step_metrics(log_history: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per logged training step, with the evaluation of that step (``eval/...`` columns) when there was one."""
+    train = pd.DataFrame([entry for entry in log_history if "reward" in entry])
+    train = train[["step", *[column for column in train.columns if column != "step"]]]
+    evaluations = [eval_metrics(entry) for entry in log_history if "eval_reward" in entry]
+    if not evaluations:
+        return train
+    return train.merge(pd.DataFrame(evaluations), on="step", how="outer").sort_values("step", ignore_index=True)
+
+
 def build_trainer(
     request: TrainingRequest, mlflow_run_id: str | None, fingerprint: dict[str, Any]
 ) -> tuple[TimedGRPOTrainer, StepTimer]:
@@ -150,13 +175,17 @@ def build_trainer(
     if training_params.torch_num_threads:
         torch.set_num_threads(training_params.torch_num_threads)
     reward_models = [load_reward_model(params) for params in reward_params.models]
+    evaluates = config.eval_strategy != "no"
+    if evaluates and (request.eval_dataset is None or request.eval_dataset.empty):
+        raise ValueError("training.eval_strategy is set but there are no eval prompts to score")
     step_timer = StepTimer()
     trainer = TimedGRPOTrainer(
         model=request.base_model_path,  # TRL loads it with config.model_init_kwargs (models/loading.py)
         reward_funcs=[*reward_functions, *(model for model, _ in reward_models)],
         reward_processing_classes=[None] * len(reward_functions) + [tokenizer for _, tokenizer in reward_models],
         args=config,
-        train_dataset=Dataset.from_pandas(_trainer_columns(request.train_dataset), preserve_index=False),
+        train_dataset=_as_dataset(request.train_dataset),
+        eval_dataset=_as_dataset(request.eval_dataset) if evaluates else None,
         processing_class=load_tokenizer(request.base_model_path, model_params.revision, model_params.trust_remote_code),
         peft_config=build_lora_config(request.peft) if request.peft else None,
         rollout_func=load_rollout_func(training_params.rollout_func) if training_params.rollout_func else None,
@@ -267,8 +296,7 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     if trainer.accelerator.is_main_process:
         mark_finished(trainer.args.output_dir, trainer.state.global_step)
 
-    metrics = pd.DataFrame([entry for entry in trainer.state.log_history if "reward" in entry])
-    metrics = metrics[["step", *[column for column in metrics.columns if column != "step"]]]
+    metrics = step_metrics(trainer.state.log_history)
     state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
     # TrainerState does not say how many processes trained; a reader of the checkpoint wants to know.
     state["world_size"] = trainer.accelerator.num_processes

@@ -62,6 +62,7 @@ def format_prompts(
 
 def train_grpo(
     train_dataset: pd.DataFrame,
+    eval_dataset: pd.DataFrame,
     base_model_path: str,
     model: dict[str, Any],
     peft: dict[str, Any] | None,
@@ -71,7 +72,8 @@ def train_grpo(
     distributed: dict[str, Any] | None = None,
 ) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
     """Fine-tune with ``trl.GRPOTrainer`` (LoRA when ``peft`` is set, resuming a crashed run, under
-    ``accelerate launch`` for ``distributed.num_processes`` > 1); return checkpoint, metrics, timings, samples."""
+    ``accelerate launch`` for ``distributed.num_processes`` > 1, scoring ``eval_dataset`` every ``eval_steps``
+    when ``training.eval_strategy`` says so); return checkpoint, metrics, timings, samples."""
     from grpo_pipeline.training.distributed import run_training
     from grpo_pipeline.training.mlflow_logging import active_run_id, tracking_uri
     from grpo_pipeline.training.run import TrainingRequest
@@ -79,6 +81,7 @@ def train_grpo(
     training_params, seed_config_mapping = parse_training_params(training)
     request = TrainingRequest(
         train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         base_model_path=base_model_path,
         model=parse_section(ModelParams, model, "model"),
         peft=None if peft is None else parse_section(PeftParams, peft, "peft"),

@@ -38,6 +38,7 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
                 nodes.train_grpo,
                 inputs=[
                     "train_dataset",
+                    "eval_dataset",
                     "base_model_path",
                     "params:model",
                     "params:peft",
