@@ -7,13 +7,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
 
-from grpo_pipeline.config.schema import DistributedParams, TrainingParams
+from grpo_pipeline.config.schema import DistributedParams, ParameterError, TrainingParams, parse_section
 from grpo_pipeline.sandbox import params_option
-from grpo_pipeline.training.distributed import launch_command
-from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
+from grpo_pipeline.training.distributed import free_port, launch_command
+from tests.conftest import KEDRO, PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
 from tests.test_training_and_validation import training_params
 
 TWO_PROCESSES = {
@@ -98,3 +100,82 @@ def test_missing_accelerate_config_fails_before_anything_runs(tmp_path: Path) ->
         "debug.distributed.accelerate_config" in output and "conf/gpu/accelerate/{ddp,zero2,zero3,fsdp}.yaml" in output
     )
     assert not (project / "data/06_models/debug").exists()
+
+
+def test_two_machines_of_one_process_each_train_and_validate_on_localhost(tmp_path: Path) -> None:
+    """Two `kedro run`s, as on two machines with their own disks: machine ranks 0 and 1 meet at 127.0.0.1."""
+    port = free_port()
+    machines = [copy_project(tmp_path / f"machine{rank}") for rank in (0, 1)]
+    options = {
+        "distributed.num_processes": 2,
+        "distributed.num_machines": 2,
+        "distributed.main_process_ip": "127.0.0.1",
+        "distributed.main_process_port": port,
+        "distributed.num_cpu_threads_per_process": 1,
+        "training.per_device_train_batch_size": 16,
+        "training.max_steps": 6,
+        "validation.min_reward_gain": "null",
+    }
+    launches = [
+        subprocess.Popen(
+            [
+                KEDRO,
+                "run",
+                "--pipelines=grpo_debug",
+                params_option("debug", {**options, "distributed.machine_rank": rank}),
+            ],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for rank, project in enumerate(machines)
+    ]
+    outputs = [launch.communicate(timeout=600)[0] for launch in launches]
+    for launch, output in zip(launches, outputs, strict=True):
+        assert launch.returncode == 0, output[-4000:]
+    for rank, project in enumerate(machines):
+        state = json.loads((project / "data/06_models/debug/checkpoint/trainer_state.json").read_text())
+        assert state["world_size"] == 2 and state["global_step"] == 6, rank
+        report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+        assert report["global_step"] == 6, rank
+    # Both machines hold the same trained weights (DDP keeps the replicas identical), each on its own disk.
+    weights = [load_file(project / "data/06_models/debug/checkpoint/model.safetensors") for project in machines]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    # Only the main process writes MLflow: machine 1's run holds its parameters and reports, no step metrics.
+    histories = [
+        MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_metric_history(
+            mlflow_runs(project)[0].info.run_id, "reward"
+        )
+        for project in machines
+    ]
+    assert [len(history) for history in histories] == [6, 0]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"num_processes": 2, "num_machines": 2, "main_process_port": 29500}, "needs main_process_ip and"),
+        ({"num_processes": 3, "num_machines": 2, "main_process_ip": "10.0.0.1", "main_process_port": 1}, "multiple of"),
+        (
+            {"num_processes": 2, "num_machines": 2, "machine_rank": 2, "main_process_ip": "h", "main_process_port": 1},
+            "must be < num_machines 2",
+        ),
+    ],
+)
+def test_machines_that_cannot_meet_are_parameter_errors(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ParameterError, match=message):
+        parse_section(DistributedParams, options, "full.distributed")
+
+
+def test_each_machine_launches_its_rank_towards_the_main_machine(tmp_path: Path) -> None:
+    distributed = DistributedParams(
+        num_processes=16, num_machines=2, machine_rank=1, main_process_ip="10.0.0.1", main_process_port=29500
+    )
+    training = TrainingParams.model_validate(training_params(tmp_path))
+    command = launch_command(distributed, training, tmp_path / "job.json")
+    options = dict(zip(command[3::2], command[4::2], strict=False))
+    assert (options["--num_processes"], options["--num_machines"], options["--machine_rank"]) == ("16", "2", "1")
+    assert (options["--main_process_ip"], options["--main_process_port"]) == ("10.0.0.1", "29500")

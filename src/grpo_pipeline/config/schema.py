@@ -293,14 +293,44 @@ class TrainingParams(_Section):
 class DistributedParams(_Section):
     """More than one training process: ``accelerate launch`` runs the trainer, see training/distributed.py."""
 
-    num_processes: int = Field(1, gt=0, description="1 trains in the Kedro process; more launches accelerate")
+    num_processes: int = Field(
+        1,
+        gt=0,
+        description="processes in all, over every machine (accelerate's meaning); 1 trains in the Kedro process",
+    )
+    num_machines: int = Field(1, gt=0, description="machines taking part; each runs its own `kedro run`")
+    machine_rank: int = Field(0, ge=0, description="this machine's rank: 0 on the main machine, then 1, 2, ...")
+    main_process_ip: str | None = Field(None, description="the main machine's address, which every machine reaches")
     accelerate_config: str | None = Field(
         None, description="an accelerate config file (e.g. conf/gpu/accelerate/zero2.yaml); null: plain DDP"
     )
-    main_process_port: int | None = Field(None, gt=0, lt=65536, description="null picks a free port")
+    main_process_port: int | None = Field(None, gt=0, lt=65536, description="null picks a free port (one machine)")
     num_cpu_threads_per_process: int | None = Field(
         None, gt=0, description="torch threads per process on CPU; null splits the machine's cores"
     )
+
+    @property
+    def launches(self) -> bool:
+        """Whether training runs under ``accelerate launch`` rather than in the Kedro process."""
+        return self.num_processes > 1 or self.num_machines > 1
+
+    @model_validator(mode="after")
+    def _machines_can_meet(self) -> DistributedParams:
+        if self.num_machines == 1:
+            return self
+        if self.machine_rank >= self.num_machines:
+            raise ValueError(f"machine_rank {self.machine_rank} must be < num_machines {self.num_machines}")
+        if self.num_processes % self.num_machines:
+            raise ValueError(
+                f"num_processes {self.num_processes} (all machines together) must be a multiple of "
+                f"num_machines {self.num_machines}"
+            )
+        if self.main_process_ip is None or self.main_process_port is None:
+            raise ValueError(
+                "with num_machines > 1 every machine needs main_process_ip and main_process_port: the main "
+                "machine's address and a port open on it, the same on every machine"
+            )
+        return self
 
     @field_validator("accelerate_config")
     @classmethod

@@ -96,3 +96,23 @@ def load_checkpoint(path: str | Path, dtype: str = "float32", trust_remote_code:
         merged_model=load_causal_lm(merged_path, **load_args) if merged_path.is_dir() else None,
         path=str(path),
     )
+
+
+def save_weights(model: Any, directory: str | Path) -> None:
+    """``model``'s config and weights (safetensors; a LoRA model: its adapter) written by this process whatever its
+    distributed rank, for a machine other than the main one."""
+    import safetensors.torch  # noqa: PLC0415 (torch)
+    from peft import PeftModel, get_peft_model_state_dict  # noqa: PLC0415 (same)
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, PeftModel):
+        model.peft_config["default"].save_pretrained(str(directory))
+        weights = get_peft_model_state_dict(model)
+        safetensors.torch.save_file(weights, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+        return
+    model.config.save_pretrained(str(directory))
+    if model.generation_config is not None:
+        model.generation_config.save_pretrained(str(directory))
+    # save_model drops the copies of tied tensors (e.g. tied input and output embeddings) that save_file refuses.
+    safetensors.torch.save_model(model, str(directory / "model.safetensors"), metadata={"format": "pt"})

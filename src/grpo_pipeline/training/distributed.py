@@ -10,6 +10,7 @@ metrics, timings and samples). The node returns them like the single-process pat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -86,16 +87,21 @@ def launch_command(distributed: DistributedParams, training: TrainingParams, job
         "--num_processes",
         str(distributed.num_processes),
         "--num_machines",
-        "1",
+        str(distributed.num_machines),
+        "--machine_rank",
+        str(distributed.machine_rank),
         "--main_process_port",
         str(distributed.main_process_port or free_port()),
     ]
+    if distributed.main_process_ip:
+        command += ["--main_process_ip", distributed.main_process_ip]
     if distributed.accelerate_config:
         command += ["--config_file", distributed.accelerate_config]
     else:
         command += ["--multi_gpu", "--mixed_precision", "bf16" if training.bf16 else "no", "--dynamo_backend", "no"]
     if training.use_cpu:
-        threads = distributed.num_cpu_threads_per_process or max(1, (os.cpu_count() or 1) // distributed.num_processes)
+        per_machine = distributed.num_processes // distributed.num_machines
+        threads = distributed.num_cpu_threads_per_process or max(1, (os.cpu_count() or 1) // per_machine)
         command += ["--num_cpu_threads_per_process", str(threads)]
     return [*command, "-m", "grpo_pipeline.training.worker", str(job_file)]
 
@@ -106,14 +112,28 @@ def launch_training(
     mlflow_tracking_uri: str | None,
     mlflow_run_id: str | None,
 ) -> TrainingResult:
-    """Train under ``accelerate launch`` with ``distributed.num_processes`` processes; same result as in-process."""
+    """Train under ``accelerate launch`` with ``distributed.num_processes`` processes; same result as in-process.
+
+    On more than one machine each machine's ``kedro run`` launches its share of the processes, and every
+    machine saves the model and results on its own disk (``save_on_each_node``), so that each run goes on to
+    validate and report as on one machine; only the main process writes MLflow records.
+    """
+    if distributed.num_machines > 1:
+        training = TrainingParams.model_validate({**request.training.model_dump(), "save_on_each_node": True})
+        request = dataclasses.replace(request, training=training)
     launch_dir = Path(request.training.output_dir) / LAUNCH_DIR
     shutil.rmtree(launch_dir, ignore_errors=True)
     launch_dir.mkdir(parents=True)
     job = TrainingJob(request, mlflow_tracking_uri, mlflow_run_id, result_dir=str(launch_dir / RESULT_DIR))
     job_file = job.write(launch_dir)
     command = launch_command(distributed, request.training, job_file)
-    logger.info("Training on %d processes: %s", distributed.num_processes, " ".join(command))
+    logger.info(
+        "Training on %d processes (machine %d of %d): %s",
+        distributed.num_processes,
+        distributed.machine_rank,
+        distributed.num_machines,
+        " ".join(command),
+    )
     completed = subprocess.run(command, stdin=subprocess.DEVNULL, check=False)
     if completed.returncode != 0:
         raise RuntimeError(
@@ -129,8 +149,8 @@ def run_training(
     mlflow_tracking_uri: str | None,
     mlflow_run_id: str | None,
 ) -> TrainingResult:
-    """Train in this process, or under ``accelerate launch`` when ``distributed.num_processes`` > 1."""
-    if distributed.num_processes > 1:
+    """Train in this process, or under ``accelerate launch`` with more than one process or machine."""
+    if distributed.launches:
         return launch_training(request, distributed, mlflow_tracking_uri, mlflow_run_id)
     return train(request, mlflow_run_id).result(request.export_merged)
 

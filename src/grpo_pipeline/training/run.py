@@ -220,10 +220,17 @@ def checked_resume_checkpoint(
     return resume_from
 
 
+def writes_checkpoints(trainer: TimedGRPOTrainer) -> bool:
+    """Whether this process writes the trainer's output folder: the main process, or with ``save_on_each_node``
+    (more than one machine, each with its own disk) each machine's first process."""
+    accelerator = trainer.accelerator
+    return accelerator.is_local_main_process if trainer.args.save_on_each_node else accelerator.is_main_process
+
+
 def prepare_resume(trainer: TimedGRPOTrainer, resume_from: Path | None, mlflow_run_id: str | None) -> int:
     """Clear old recovery checkpoints for a fresh run, or link the MLflow run to the crashed one; the start step."""
     if resume_from is None:
-        if trainer.accelerator.is_main_process:
+        if writes_checkpoints(trainer):
             start_fresh(trainer.args.output_dir)
         trainer.accelerator.wait_for_everyone()
         return 0
@@ -293,7 +300,7 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall_seconds = time.perf_counter() - started
-    if trainer.accelerator.is_main_process:
+    if writes_checkpoints(trainer):
         mark_finished(trainer.args.output_dir, trainer.state.global_step)
 
     metrics = step_metrics(trainer.state.log_history)

@@ -1,7 +1,8 @@
 """One training process under ``accelerate launch``: ``python -m grpo_pipeline.training.worker JOB.json``.
 
 Started by :func:`grpo_pipeline.training.distributed.launch_training`; every rank trains, rank 0 alone
-writes MLflow records, recovery-checkpoint markers and the results the Kedro node reads back.
+writes MLflow records and recovery-checkpoint markers, and rank 0 (on more than one machine: each
+machine's first process) writes the results the Kedro node reads back.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ def main(job_file: str) -> None:
     configure_runtime()
     import mlflow  # noqa: PLC0415 (after the runtime defaults, which the libraries read when imported)
 
+    from grpo_pipeline.models.checkpoint import save_weights  # noqa: PLC0415 (same)
     from grpo_pipeline.training.distributed import TrainingJob, write_results  # noqa: PLC0415 (same)
-    from grpo_pipeline.training.run import train  # noqa: PLC0415 (same)
+    from grpo_pipeline.training.run import train, writes_checkpoints  # noqa: PLC0415 (same)
 
     job = TrainingJob.read(Path(job_file))
     is_rank_zero = int(os.environ.get("RANK", "0")) == 0
@@ -28,7 +30,11 @@ def main(job_file: str) -> None:
     model_dir = Path(job.result_dir).with_name("saved_model")
     # Every rank takes part: under ZeRO-3 or FSDP saving gathers the sharded weights.
     run.trainer.save_model(str(model_dir))
-    if run.trainer.accelerator.is_main_process:
+    if writes_checkpoints(run.trainer) and not run.trainer.accelerator.is_main_process:
+        # transformers 5 writes weights on global rank 0 only, whatever save_on_each_node says; this machine's
+        # copy of the trained weights is written here.
+        save_weights(run.trainer.accelerator.unwrap_model(run.trainer.model), model_dir)
+    if writes_checkpoints(run.trainer):
         write_results(Path(job.result_dir), model_dir, run)
     run.trainer.accelerator.wait_for_everyone()
 
