@@ -119,7 +119,8 @@ class CheckpointCompletionCallback(TrainerCallback):
         self.fingerprint = fingerprint
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if not (state.is_local_process_zero if args.save_on_each_node else state.is_world_process_zero):
+        # Only the main process: on other machines transformers 5 leaves checkpoint-N without weights.
+        if not state.is_world_process_zero:
             return
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if folder.is_dir():
