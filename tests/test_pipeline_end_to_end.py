@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from datasets import Dataset, DatasetDict
+from mlflow.entities import Run as MlflowRun
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.io import PromptJSONLinesDataset
@@ -320,17 +321,20 @@ def test_a_csv_with_its_own_column_names_a_template_and_a_system_prompt_trains(t
     assert report["global_step"] == 4 and report["eval_prompts"] == 64
 
 
+def debug_run_with(project: Path, params: str) -> tuple[MlflowRun, MlflowClient]:
+    """``kedro run --pipelines=grpo_debug --params=PARAMS`` (no validation gate) and its MLflow run."""
+    run_kedro(project, "run", "--pipelines=grpo_debug", f"--params={params},debug.validation.min_reward_gain=null")
+    (run,) = mlflow_runs(project, "grpo_debug")
+    return run, MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
 def test_grpo_config_fields_the_project_never_names_and_a_second_tracker_reach_the_trainer(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
-    run_kedro(
+    run, client = debug_run_with(
         project,
-        "run",
-        "--pipelines=grpo_debug",
-        "--params=debug.training.max_steps=3,debug.training.epsilon_high=0.28,debug.training.top_entropy_quantile=0.8,"
-        "debug.training.report_to=[tensorboard],debug.validation.min_reward_gain=null",
+        "debug.training.max_steps=3,debug.training.epsilon_high=0.28,debug.training.top_entropy_quantile=0.8,"
+        "debug.training.report_to=[tensorboard]",
     )
-    (run,) = mlflow_runs(project, "grpo_debug")
-    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     config = json.loads(Path(client.download_artifacts(run.info.run_id, "grpo_config.json", str(tmp_path))).read_text())
     assert (config["epsilon_high"], config["top_entropy_quantile"]) == (0.28, 0.8)
     assert (config["loss_type"], config["scale_rewards"], config["report_to"]) == ("dapo", "group", ["tensorboard"])
@@ -340,15 +344,11 @@ def test_grpo_config_fields_the_project_never_names_and_a_second_tracker_reach_t
 
 def test_evaluation_during_training_reaches_mlflow_the_metrics_and_the_reward_curve(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
-    run_kedro(
+    run, client = debug_run_with(
         project,
-        "run",
-        "--pipelines=grpo_debug",
-        "--params=debug.training.max_steps=40,debug.training.eval_strategy=steps,debug.training.eval_steps=10,"
-        "debug.training.eval_on_start=true,debug.validation.min_reward_gain=null",
+        "debug.training.max_steps=40,debug.training.eval_strategy=steps,debug.training.eval_steps=10,"
+        "debug.training.eval_on_start=true",
     )
-    (run,) = mlflow_runs(project, "grpo_debug")
-    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     history = client.get_metric_history(run.info.run_id, "eval/reward")
     assert sorted(point.step for point in history) == [0, 10, 20, 30, 40]
     assert len(client.get_metric_history(run.info.run_id, "eval/rewards/accuracy_reward/mean")) == 5
