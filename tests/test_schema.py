@@ -98,6 +98,7 @@ def test_any_grpo_config_field_reaches_grpo_config_and_the_project_names_none_of
     config = build_grpo_config(training, RewardParams(functions=["accuracy", "format"]), MODEL, seed=3)
     assert (config.epsilon_high, config.top_entropy_quantile, config.loss_type) == (0.28, 0.8, "dr_grpo")
     assert config.reward_weights == [1.0, 1.0] and config.seed == 3 and config.report_to == []
+    assert config.ddp_find_unused_parameters is False  # the project's default, which the section may change
     assert "epsilon_high" not in TrainingParams.model_fields  # nothing mirrors it by hand
     with_tensorboard = training.model_copy(update={"report_to": ["mlflow", "tensorboard"]})
     assert build_grpo_config(with_tensorboard, RewardParams(functions=["accuracy"]), MODEL, seed=3).report_to == [
@@ -119,6 +120,7 @@ def test_any_grpo_config_field_reaches_grpo_config_and_the_project_names_none_of
             r"'debug.training.eval_strategy' = 'step': must be one of \['no', 'steps'",
         ),
         ({"seed": 3}, r"the project sets GRPOConfig.seed from the variant's `seed`"),
+        ({"save_only_model": True}, r"GRPOConfig.save_only_model to False: resuming a crashed run needs the optimizer"),
         ({"report_to": "all"}, r"'debug.training.report_to' = 'all': list the trackers to add"),
         ({"model_init_kwargs": {"dtype": "bfloat16"}}, r"model_init_kwargs' sets \['dtype'\]: the model section"),
     ],

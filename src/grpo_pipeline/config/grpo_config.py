@@ -16,11 +16,12 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-# GRPOConfig fields the project fills in from other sections; setting them under training would be ignored.
+# GRPOConfig fields the project fills in itself, and why; setting them under training would be ignored.
 SET_BY_PROJECT = {
-    "seed": "the variant's `seed`",
-    "data_seed": "the variant's `seed`",
-    "reward_weights": "`reward.weights` and each reward model's `weight`",
+    "seed": "from the variant's `seed`; set it there",
+    "data_seed": "from the variant's `seed`; set it there",
+    "reward_weights": "from `reward.weights` and each reward model's `weight`; set them there",
+    "save_only_model": "to False: resuming a crashed run needs the optimizer state in every checkpoint",
 }
 
 
@@ -62,7 +63,7 @@ def grpo_config_problems(values: dict[str, Any], prefix: str, project_keys: froz
         if key in project_keys:
             continue
         if key in SET_BY_PROJECT:
-            problems.append(f"{where}: the project sets GRPOConfig.{key} from {SET_BY_PROJECT[key]}; set it there")
+            problems.append(f"{where}: the project sets GRPOConfig.{key} {SET_BY_PROJECT[key]}")
         elif key in fields:
             if issue := _type_problem(fields[key], value):
                 problems.append(f"{where} = {value!r}: {issue} (trl.GRPOConfig.{key}: {fields[key]})")

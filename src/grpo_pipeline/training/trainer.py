@@ -42,15 +42,15 @@ def build_grpo_config(
         )
     try:
         return GRPOConfig(
-            **training.model_dump(exclude=TrainingParams.PROJECT_KEYS | {"report_to", "model_init_kwargs"}),
+            # Every parameter takes part in every forward pass; True would only cost DDP an extra graph traversal.
+            **{"ddp_find_unused_parameters": False}
+            | training.model_dump(exclude=TrainingParams.PROJECT_KEYS | {"report_to", "model_init_kwargs"}),
             model_init_kwargs=model_init_kwargs(model, extra_init_kwargs),
             reward_weights=reward.all_weights(),
             seed=seed,
             data_seed=seed,
             report_to=report_to or "none",
             save_only_model=False,
-            # Every parameter takes part in every forward pass; True only costs DDP an extra graph traversal.
-            ddp_find_unused_parameters=False,
         )
     except (TypeError, ValueError) as error:
         raise ParameterError(f"Invalid parameters:\n  - trl.GRPOConfig rejected '{prefix}': {error}") from None
