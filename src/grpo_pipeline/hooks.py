@@ -51,7 +51,12 @@ class RunChecksHooks:
         node_names = {node.name for node in pipeline.nodes}
         locks = []
         for variant in _variants(pipeline):
-            params = parse_variant_params(catalog.load(f"params:{variant}"), variant)
+            raw_params = catalog.load(f"params:{variant}")
+            # A variant already running stops this run at once, before the (seconds-long) parameter checks.
+            output_dir = (raw_params.get("training") or {}).get("output_dir")
+            if isinstance(output_dir, str) and output_dir:
+                RunLock(output_dir, variant).check_free()
+            params = parse_variant_params(raw_params, variant)
             logger.info(
                 "Resolved parameters of variant '%s':\n%s",
                 variant,

@@ -195,6 +195,9 @@ RawPrompts = pd.DataFrame | Mapping[str, Any]
 
 
 def _as_frame(table: Any) -> pd.DataFrame:
+    """A split as a DataFrame: a pandas table, a Hugging Face ``Dataset``, or a partition's loader (a callable, as
+    Kedro's ``PartitionedDataset`` gives them)."""
+    table = table() if callable(table) else table
     return table if isinstance(table, pd.DataFrame) else table.to_pandas()
 
 
@@ -203,7 +206,8 @@ def source_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The training table and, with ``data.eval_split``, the source's own eval table; each labelled with its source.
 
-    A source with several splits (a ``datasets.DatasetDict`` or any mapping of split name to table) gives
+    A source with several splits (a ``datasets.DatasetDict``, a ``PartitionedDataset`` of one file per split, or
+    any mapping of split name to table) gives
     ``data.train_split`` and ``data.eval_split``; a single table is the training table.
     """
     if isinstance(raw_prompts, pd.DataFrame):
