@@ -52,7 +52,8 @@ class RunChecksHooks:
         locks = []
         for variant in _variants(pipeline):
             raw_params = catalog.load(f"params:{variant}")
-            # A variant already running stops this run at once, before the (seconds-long) parameter checks.
+            # A variant already running stops this run at once, before the (seconds-long) parameter checks;
+            # an output_dir that is not a usable string fails those checks instead.
             output_dir = (raw_params.get("training") or {}).get("output_dir")
             if isinstance(output_dir, str) and output_dir:
                 RunLock(output_dir, variant).check_free()
@@ -63,9 +64,7 @@ class RunChecksHooks:
                 yaml.safe_dump({variant: params.model_dump(mode="json")}, sort_keys=False),
             )
             checks = reward_column_checks(params.reward)
-            lock = RunLock(params.training.output_dir, variant)
-            lock.check_free()
-            locks.append(lock)
+            locks.append(RunLock(params.training.output_dir, variant))
             if f"{variant}.prepare_prompts" in node_names:
                 # Every row, before any node writes: all problems in one message, not one per run.
                 raw, source = _raw_prompts(catalog, variant)
