@@ -21,6 +21,11 @@ from grpo_pipeline.variants import VARIANTS, pipeline_name
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 
+def is_local_dir_or_hub_id(name_or_path: str) -> bool:
+    """Whether ``name_or_path`` is an existing directory (relative to the project root) or could be a hub id."""
+    return Path(name_or_path).is_dir() or bool(HUB_ID.fullmatch(name_or_path))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,8 +84,7 @@ class ModelParams(_Section):
 
     @model_validator(mode="after")
     def _model_exists_or_is_a_hub_id(self) -> ModelParams:
-        path = Path(self.name_or_path)
-        if self.build_tiny is None and not path.is_dir() and not HUB_ID.fullmatch(self.name_or_path):
+        if self.build_tiny is None and not is_local_dir_or_hub_id(self.name_or_path):
             raise ValueError(
                 f"name_or_path '{self.name_or_path}' is neither an existing local directory (paths are relative "
                 "to the project root) nor a Hugging Face hub id such as 'LiquidAI/LFM2-350M'"
@@ -128,7 +132,7 @@ class RewardModelParams(_Section):
     @model_validator(mode="after")
     def _model_exists_or_is_a_hub_id(self) -> RewardModelParams:
         for value in (self.name_or_path, self.tokenizer):
-            if value is not None and not Path(value).is_dir() and not HUB_ID.fullmatch(value.rstrip("/")):
+            if value is not None and not is_local_dir_or_hub_id(value.rstrip("/")):
                 raise ValueError(
                     f"reward model '{value}' is neither an existing local directory (paths are relative to the "
                     "project root) nor a Hugging Face hub id such as 'Skywork/Skywork-Reward-V2-Qwen3-0.6B'"
