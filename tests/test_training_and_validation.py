@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
+from transformers import TrainerState
 
 from grpo_pipeline.config.schema import ModelParams, RewardParams, TrainingParams, parse_section
 from grpo_pipeline.evaluation import decode
@@ -16,6 +19,7 @@ from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer, loading
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, check_validation, train_grpo, validate_checkpoint
 from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError
 from grpo_pipeline.rewards.arithmetic import format_reward
+from grpo_pipeline.training.mlflow_logging import MlflowStepMetricsCallback
 from grpo_pipeline.training.run import TrainingRequest, train
 
 REWARD = {"functions": ["accuracy", "format", "length"]}
@@ -286,3 +290,23 @@ def test_model_loading_choices_reach_the_model_as_trl_loads_it(
     )
     choices = loading_choices(train(request).trainer.model)
     assert choices | expected == choices and choices["dtype"] == "float32"
+
+
+def test_step_metrics_reach_mlflow_every_flush_interval_training_and_evaluation_alike(tmp_path: Path) -> None:
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("flush")).info.run_id
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        callback = MlflowStepMetricsCallback(run_id, flush_seconds=0.0)
+        state = TrainerState(global_step=1)
+        callback.on_log(None, state, None, logs={"reward": 0.5, "loss": 0.1})  # type: ignore[arg-type]
+        assert [point.value for point in client.get_metric_history(run_id, "reward")] == [0.5]
+        state.global_step = 2
+        callback.on_log(None, state, None, logs={"eval_reward": 0.7, "epoch": 1.0})  # type: ignore[arg-type]
+        evaluated = [(point.step, point.value) for point in client.get_metric_history(run_id, "eval/reward")]
+        assert evaluated == [(2, 0.7)]
+        callback.on_log(None, state, None, logs={"train_runtime": 3.0})  # type: ignore[arg-type]
+        assert not client.get_metric_history(run_id, "train_runtime")
+    finally:
+        mlflow.set_tracking_uri(previous_uri)

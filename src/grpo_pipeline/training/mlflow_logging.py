@@ -34,14 +34,19 @@ def metrics_of(entries: Iterable[dict[str, Any]]) -> list[Metric]:
     ]
 
 
-def eval_metrics(entry: dict[str, Any]) -> dict[str, Any]:
-    """An evaluation log entry with TRL's ``eval_`` prefix written ``eval/`` (``eval/reward``,
-    ``eval/rewards/<name>/mean``): one family beside the training metrics in MLflow and the metrics table."""
-    return {
-        ("step" if key == "step" else f"eval/{key.removeprefix('eval_')}"): value
-        for key, value in entry.items()
-        if key != "epoch"
-    }
+def tracked_entry(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """A trainer log entry as MLflow and the metrics table hold it: a training step as it is, an evaluation with
+    TRL's ``eval_`` prefix written ``eval/`` (``eval/reward``, ``eval/rewards/<name>/mean``), anything else (the
+    end-of-training summary) None."""
+    if "reward" in entry:
+        return entry
+    if "eval_reward" in entry:
+        return {
+            ("step" if key == "step" else f"eval/{key.removeprefix('eval_')}"): value
+            for key, value in entry.items()
+            if key != "epoch"
+        }
+    return None
 
 
 def log_metrics(run_id: str, metrics: list[Metric]) -> None:
@@ -79,10 +84,9 @@ class MlflowStepMetricsCallback(TrainerCallback):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if self.run_id and state.is_world_process_zero and logs and "reward" in logs:
-            self._pending += metrics_of([{**logs, "step": state.global_step}])
-        elif self.run_id and state.is_world_process_zero and logs and "eval_reward" in logs:
-            self._pending += metrics_of([eval_metrics({**logs, "step": state.global_step})])
+        entry = tracked_entry({**logs, "step": state.global_step}) if logs else None
+        if self.run_id and state.is_world_process_zero and entry:
+            self._pending += metrics_of([entry])
             if time.monotonic() - self._last_flush >= self.flush_seconds:
                 self.flush()
 
@@ -112,8 +116,7 @@ def tag_run(run_id: str | None, tags: dict[str, str]) -> None:
 def log_history(run_id: str | None, history: list[dict[str, Any]]) -> None:
     """Log earlier steps (from a checkpoint's trainer state) so a resumed run's history starts at step 1."""
     if run_id:
-        log_metrics(run_id, metrics_of(entry for entry in history if "reward" in entry))
-        log_metrics(run_id, metrics_of(eval_metrics(entry) for entry in history if "eval_reward" in entry))
+        log_metrics(run_id, metrics_of(entry for entry in map(tracked_entry, history) if entry))
 
 
 def log_fingerprint(run_id: str | None, fingerprint: dict[str, Any], fingerprint_hash: str) -> None:

@@ -31,11 +31,11 @@ from grpo_pipeline.training.checkpoints import (
 from grpo_pipeline.training.fingerprint import check_resume, differences, fingerprint_hash, run_fingerprint
 from grpo_pipeline.training.mlflow_logging import (
     MlflowStepMetricsCallback,
-    eval_metrics,
     log_fingerprint,
     log_grpo_config,
     log_history,
     tag_run,
+    tracked_entry,
 )
 from grpo_pipeline.training.rollouts import load_rollout_func
 from grpo_pipeline.training.trainer import (
@@ -156,9 +156,10 @@ def _as_dataset(frame: pd.DataFrame) -> Dataset:
 
 def step_metrics(log_history: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per logged training step, with the evaluation of that step (``eval/...`` columns) when there was one."""
-    train = pd.DataFrame([entry for entry in log_history if "reward" in entry])
+    entries = [entry for entry in map(tracked_entry, log_history) if entry]
+    train = pd.DataFrame([entry for entry in entries if "reward" in entry])
     train = train[["step", *[column for column in train.columns if column != "step"]]]
-    evaluations = [eval_metrics(entry) for entry in log_history if "eval_reward" in entry]
+    evaluations = [entry for entry in entries if "eval/reward" in entry]
     if not evaluations:
         return train
     return train.merge(pd.DataFrame(evaluations), on="step", how="outer").sort_values("step", ignore_index=True)
