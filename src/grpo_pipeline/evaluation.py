@@ -10,6 +10,7 @@ import torch
 from trl.data_utils import is_conversational
 
 from grpo_pipeline.config.schema import RewardParams
+from grpo_pipeline.prompts import FORMATTED_COLUMNS
 from grpo_pipeline.rewards import RewardFunction, get_reward_functions
 from grpo_pipeline.rewards.guard import guarded
 from grpo_pipeline.rewards.models import reward_model_scorers
@@ -64,7 +65,9 @@ def score(
 ) -> dict[str, Any]:
     """Each reward and their weighted sum (TRL's ``reward_weights``), the rewards called as GRPOTrainer calls them."""
     prompts = frame["prompt"].tolist()
-    columns = {column: frame[column].tolist() for column in frame.columns if column not in ("prompt", "prompt_text")}
+    columns = {
+        column: frame[column].tolist() for column in frame.columns if column not in ("prompt", *FORMATTED_COLUMNS)
+    }
     if is_conversational({"prompt": prompts[0]}):
         completions = [[{"role": "assistant", "content": text}] for text in completions]
     inputs = {"prompts": prompts, "completion_ids": completion_ids, **columns}

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 # A raw prompt frame may carry its source (``frame.attrs``) and each row's line in it, for error messages.
 SOURCE_ATTR = "source"
+# What formatting adds beside the prompt, for the pipeline's own use: GRPOTrainer and the rewards never see them.
+FORMATTED_COLUMNS = ("prompt_text", "prompt_tokens")
 LINE_COLUMN = "line_number"
 MESSAGE_ROLES = {"system", "user", "assistant"}
 # Row problems listed in one error; the rest are counted.

@@ -16,10 +16,8 @@ from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.evaluation import decode, generate_greedy, reward_scorers, score
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm
+from grpo_pipeline.prompts import FORMATTED_COLUMNS
 from grpo_pipeline.reporting import display_text
-
-# What a formatted prompt row holds besides the columns the rewards read, which samples show.
-PROMPT_COLUMNS = ("prompt", "prompt_text", "prompt_tokens")
 
 
 class ValidationFailedError(ProjectError, ValueError):
@@ -112,7 +110,7 @@ def validate_against_base(
         "samples": [
             {
                 "prompt": display_text(prompt),
-                **{column: str(value) for column, value in row.items() if column not in PROMPT_COLUMNS},
+                **{column: str(value) for column, value in row.items() if column not in ("prompt", *FORMATTED_COLUMNS)},
                 "base_completion": base_completion,
                 "trained_completion": trained_completion,
                 "trained_generated": trained_generated,

@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, TrainingParams
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_tokenizer, loading_choices
+from grpo_pipeline.prompts import FORMATTED_COLUMNS
 from grpo_pipeline.rewards import get_reward_functions
 from grpo_pipeline.rewards.models import load_reward_model
 from grpo_pipeline.training.checkpoints import (
@@ -147,7 +148,7 @@ class GrpoRun:
 
 def _trainer_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns GRPOTrainer sees: the prompt and what the rewards read."""
-    return frame.drop(columns=["prompt_text", "prompt_tokens"], errors="ignore")
+    return frame.drop(columns=list(FORMATTED_COLUMNS), errors="ignore")
 
 
 def _as_dataset(frame: pd.DataFrame) -> Dataset:
