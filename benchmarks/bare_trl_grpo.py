@@ -32,7 +32,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.config.loader import load_parameters
-from grpo_pipeline.config.schema import TinyModelParams, TrainingParams
+from grpo_pipeline.config.schema import TinyModelParams
 from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
 from grpo_pipeline.runtime import configure_runtime
@@ -73,10 +73,8 @@ def main() -> None:
         section, key = dotted.split(".", 1)
         params[section][key] = yaml.safe_load(value)
     training = dict(params["training"])
-    if training.get("torch_num_threads"):
-        torch.set_num_threads(training["torch_num_threads"])
-    for key in TrainingParams.PROJECT_KEYS:
-        training.pop(key, None)
+    if params["run"].get("torch_num_threads"):
+        torch.set_num_threads(params["run"]["torch_num_threads"])
     training["output_dir"] = str(args.output / "trainer_output")
     if args.max_steps is not None:
         training["max_steps"] = args.max_steps

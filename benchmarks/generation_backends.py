@@ -2,7 +2,7 @@
 
 Rows, run in rotation in one throwaway project copy so that they share the machine's state:
   trl-generate       GRPOTrainer's own generation (the default)
-  shipped-rollout    training.rollout_func = grpo_pipeline.training.rollouts:generate_rollout
+  shipped-rollout    run.rollout_func = grpo_pipeline.training.rollouts:generate_rollout
   2-processes        distributed.num_processes = 2 (accelerate launch; gloo on a CPU), same global batch
   vllm-colocate      (--vllm, CUDA + the vllm extra only) use_vllm, colocate mode
 
@@ -31,10 +31,10 @@ TIMINGS = "data/07_model_output/debug/training_timings.json"
 
 
 def variants(gpu: bool, with_vllm: bool) -> dict[str, dict[str, Any]]:
-    site = {"training.use_cpu": "false", "training.torch_num_threads": "null"} if gpu else {}
+    site = {"training.use_cpu": "false", "run.torch_num_threads": "null"} if gpu else {}
     rows = {
         "trl-generate": site,
-        "shipped-rollout": {**site, "training.rollout_func": "grpo_pipeline.training.rollouts:generate_rollout"},
+        "shipped-rollout": {**site, "run.rollout_func": "grpo_pipeline.training.rollouts:generate_rollout"},
         "2-processes": {**site, "distributed.num_processes": 2, "training.per_device_train_batch_size": 16},
     }
     if with_vllm:

@@ -34,7 +34,7 @@ def overrides(variant: str, model: Path, steps: int, completion_length: int, thr
         "training.num_generations": 4,
         "training.max_completion_length": completion_length,
         "training.use_cpu": "true",
-        "training.torch_num_threads": threads,
+        "run.torch_num_threads": threads,
         "training.save_strategy": "no",
         "formatting.max_prompt_length": 64,
     }

@@ -9,14 +9,17 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from grpo_pipeline.config.schema import ModelParams, RewardParams, TrainingParams
+from grpo_pipeline.config.grpo_config import grpo_config_fields
+from grpo_pipeline.config.schema import ModelParams, RewardParams, RunParams, TrainingParams
 from grpo_pipeline.training.checkpoints import write_marker
-from grpo_pipeline.training.fingerprint import ResumeMismatchError
+from grpo_pipeline.training.fingerprint import NOT_LEARNING, ResumeMismatchError
 from grpo_pipeline.training.run import TrainingRequest, checked_resume_checkpoint
 from tests.test_training_and_validation import training_params
 
 
-def request(output_dir: Path, train_dataset: pd.DataFrame, **training: Any) -> TrainingRequest:
+def request(
+    output_dir: Path, train_dataset: pd.DataFrame, run: RunParams | None = None, **training: Any
+) -> TrainingRequest:
     return TrainingRequest(
         train_dataset=train_dataset,
         base_model_path="x",
@@ -25,6 +28,7 @@ def request(output_dir: Path, train_dataset: pd.DataFrame, **training: Any) -> T
         training=TrainingParams.model_validate(training_params(output_dir, save_strategy="steps", **training)),
         reward=RewardParams(functions=["accuracy", "format"]),
         seed=0,
+        run=run or RunParams(),
     )
 
 
@@ -62,7 +66,23 @@ def test_a_named_checkpoint_resumes_and_logs_what_differs(
     crashed: tuple[Path, TrainingRequest], tmp_path: Path, datasets: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder, _ = crashed
-    named = request(tmp_path, datasets[0], learning_rate=1e-4, resume_from_checkpoint=str(folder))
+    named = request(tmp_path, datasets[0], RunParams(resume_from_checkpoint=str(folder)), learning_rate=1e-4)
     with caplog.at_level(logging.WARNING):
         assert checked_resume_checkpoint(named, named.fingerprint(), None) == folder
     assert "training.learning_rate: 0.003 -> 0.0001" in caplog.text
+
+
+def test_trackers_and_logging_do_not_block_a_resume_but_a_custom_rollout_does(
+    crashed: tuple[Path, TrainingRequest], tmp_path: Path, datasets: Any
+) -> None:
+    folder, _ = crashed
+    logged = request(tmp_path, datasets[0], report_to=["tensorboard"], logging_steps=5, run_name="again")
+    assert checked_resume_checkpoint(logged, logged.fingerprint(), None) == folder
+    rollout = RunParams(rollout_func="grpo_pipeline.training.rollouts:generate_rollout")
+    rolled = request(tmp_path, datasets[0], rollout)
+    with pytest.raises(ResumeMismatchError, match=r"run\.rollout_func: None -> 'grpo_pipeline\.training"):
+        checked_resume_checkpoint(rolled, rolled.fingerprint(), None)
+
+
+def test_every_field_left_out_of_the_fingerprint_is_a_grpo_config_field() -> None:
+    assert set(NOT_LEARNING) <= set(grpo_config_fields())

@@ -10,7 +10,7 @@ import torch
 
 from grpo_pipeline.models.loading import load_causal_lm
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, validate_checkpoint
-from tests.test_training_and_validation import REWARD, VALIDATION, train_and_save, training_params
+from tests.test_training_and_validation import REWARD, VALIDATION, train_and_save
 
 PEFT = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear", "merge_and_export": True}
 
@@ -57,8 +57,8 @@ def test_merged_export_generates_what_base_plus_adapter_does(
     assert "LoRA merged export: identical greedy generations on 8/8" in markdown
 
 
-def test_benchmark_reports_the_trainable_share(lora_checkpoint: tuple, tmp_path: Path) -> None:
-    table, _ = benchmark_run(lora_checkpoint[1], training_params(tmp_path), {"mode": "LoRA"})
+def test_benchmark_reports_the_trainable_share(lora_checkpoint: tuple) -> None:
+    table, _ = benchmark_run(lora_checkpoint[1], {"mode": "LoRA"})
     row = table.iloc[0]
     assert 0 < row["trainable_parameters"] < 0.5 * row["total_parameters"]
     assert row["trainable_share"] == pytest.approx(row["trainable_parameters"] / row["total_parameters"], abs=1e-4)

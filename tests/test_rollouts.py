@@ -11,13 +11,13 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig
 
-from grpo_pipeline.config.schema import ParameterError, TrainingParams
+from grpo_pipeline.config.schema import ParameterError, RunParams
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
 from grpo_pipeline.training.rollouts import check_rollout_func, generate_rollout, load_rollout_func
 from grpo_pipeline.training.trl_internals import TimedGRPOTrainer
 from tests import rollout_examples
-from tests.test_training_and_validation import train_and_save, training_params, weights_changed
+from tests.test_training_and_validation import train_and_save, weights_changed
 
 NUM_GENERATIONS = 4
 
@@ -143,10 +143,8 @@ def test_rollout_contract_one_completion_per_repeated_prompt_with_true_logprobs(
 )
 def test_bad_rollout_paths_fail_before_training(path: str, message: str) -> None:
     with pytest.raises(ParameterError, match=message) as error:
-        check_rollout_func(
-            TrainingParams.model_validate(training_params(Path("out"), rollout_func=path)), "debug.training"
-        )
-    assert "debug.training.rollout_func" in str(error.value)
+        check_rollout_func(RunParams(rollout_func=path), "debug.run")
+    assert "debug.run.rollout_func" in str(error.value)
 
 
 def test_rollout_paths_resolve_to_functions_or_adapters() -> None:

@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
+from trl import GRPOConfig
 
+from grpo_pipeline.config.grpo_config import TEXT_CHOICES
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.params import parse_variant_params
-from grpo_pipeline.config.schema import ModelParams, ParameterError, RewardParams, TrainingParams, parse_section
+from grpo_pipeline.config.schema import (
+    ModelParams,
+    ParameterError,
+    RewardParams,
+    RunParams,
+    TrainingParams,
+    parse_section,
+)
 from grpo_pipeline.training.trainer import build_grpo_config
 from grpo_pipeline.variants import VARIANTS
 from tests.conftest import PROJECT_ROOT
@@ -92,11 +102,19 @@ def test_reward_weights_are_trl_reward_weights_functions_then_models() -> None:
 def test_any_grpo_config_field_reaches_grpo_config_and_the_project_names_none_of_them() -> None:
     training = parse_section(
         TrainingParams,
-        {**TRAINING, "epsilon_high": 0.28, "top_entropy_quantile": 0.8, "loss_type": "dr_grpo", "report_to": "mlflow"},
+        {
+            **TRAINING,
+            "epsilon_high": 0.28,
+            "top_entropy_quantile": 0.8,
+            "loss_type": "dr_grpo",
+            "scale_rewards": False,  # TRL's own spelling of "none"
+            "report_to": "mlflow",
+        },
         "debug.training",
     )
     config = build_grpo_config(training, RewardParams(functions=["accuracy", "format"]), MODEL, seed=3)
     assert (config.epsilon_high, config.top_entropy_quantile, config.loss_type) == (0.28, 0.8, "dr_grpo")
+    assert config.scale_rewards == "none"
     assert config.reward_weights == [1.0, 1.0] and config.seed == 3 and config.report_to == []
     assert config.ddp_find_unused_parameters is False  # the project's default, which the section may change
     assert "epsilon_high" not in TrainingParams.model_fields  # nothing mirrors it by hand
@@ -122,6 +140,19 @@ def test_any_grpo_config_field_reaches_grpo_config_and_the_project_names_none_of
         ({"seed": 3}, r"the project sets GRPOConfig.seed from the variant's `seed`"),
         ({"save_only_model": True}, r"GRPOConfig.save_only_model to False: resuming a crashed run needs the optimizer"),
         ({"report_to": "all"}, r"'debug.training.report_to' = 'all': list the trackers to add"),
+        ({"loss_type": "dapoo"}, r"'debug.training.loss_type' = 'dapoo': must be one of \['grpo', 'dr_grpo', 'dapo'"),
+        ({"scale_rewards": "grup"}, r"'debug.training.scale_rewards' = 'grup': must be one of \['group', 'batch'"),
+        ({"importance_sampling_level": "seq"}, r"importance_sampling_level' = 'seq': must be one of \['token', 'seq"),
+        (
+            {"resume_from_checkpoint": False},
+            r"'debug.training.resume_from_checkpoint': it is the project's, not GRPOConfig's: set "
+            r"debug.run.resume_from_checkpoint",
+        ),
+        (
+            {"torch_num_thread": 2},
+            r"'debug.training.torch_num_thread': did you mean 'torch_num_threads'\? \(it is the project's, not "
+            r"GRPOConfig's: set debug.run.torch_num_threads\)",
+        ),
         ({"model_init_kwargs": {"dtype": "bfloat16"}}, r"model_init_kwargs' sets \['dtype'\]: the model section"),
     ],
 )
@@ -129,3 +160,21 @@ def test_grpo_config_fields_are_checked_by_trls_own_names_and_types(override: di
     with pytest.raises(ParameterError, match=message):
         training = parse_section(TrainingParams, {**TRAINING, **override}, "debug.training")
         build_grpo_config(training, RewardParams(functions=["accuracy"]), MODEL, seed=0, prefix="debug.training")
+
+
+def test_the_text_choices_are_the_values_trl_documents() -> None:
+    fields = {field.name: field for field in dataclasses.fields(GRPOConfig)}
+    for name, values in TEXT_CHOICES.items():
+        help_text = fields[name].metadata["help"]
+        assert [value for value in values if isinstance(value, str) and value not in help_text] == [], name
+
+
+def test_run_keys_live_in_their_own_section() -> None:
+    raw = load_parameters(PROJECT_ROOT / "conf", "base")["debug"]
+    params = parse_variant_params({**raw, "run": {**raw["run"], "resume_from_checkpoint": False}}, "debug")
+    assert params.run.resume_from_checkpoint is False and params.run.torch_num_threads == 2
+    assert not set(RunParams.model_fields) & set(params.training.model_dump())
+    with pytest.raises(
+        ParameterError, match=r"'debug.run.max_steps': it is a trl.GRPOConfig field: set debug.training.max_steps"
+    ):
+        parse_variant_params({**raw, "run": {"max_steps": 3}}, "debug")

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from grpo_pipeline.config.params import parse_training_params
-from grpo_pipeline.config.schema import ParameterError
+from grpo_pipeline.config.schema import ParameterError, RunParams
 from tests.conftest import PROJECT_ROOT
 
 TRAINING: dict[str, Any] = {
@@ -20,12 +20,11 @@ TRAINING: dict[str, Any] = {
 
 def test_the_seed_debug_config_maps_to_grpo_fields() -> None:
     seed_config = str(PROJECT_ROOT / "configs" / "lfm2_350m_debug.yaml")
-    params, mapping = parse_training_params({**TRAINING, "seed_config": seed_config})
+    params, mapping = parse_training_params(TRAINING, RunParams(seed_config=seed_config))
     assert params.steps_per_generation == 2  # num_mini_batches
     assert params.num_iterations == 1  # num_ppo_epochs
     assert params.max_completion_length == 64  # max_new_tokens
     assert params.max_steps == 3  # total_episodes 10 / (32 completions / 8 per prompt = 4 prompts per step)
-    assert params.seed_config is None
     assert any(line.startswith("total_episodes: 10 -> max_steps=3") for line in mapping)
     assert any(line.startswith("num_mini_batches: 2 -> steps_per_generation=2") for line in mapping)
 
@@ -34,21 +33,21 @@ def test_a_key_without_grpo_meaning_is_an_error(tmp_path: Path) -> None:
     seed_config = tmp_path / "ppo.yaml"
     seed_config.write_text("vf_coef: 0.1\nmax_new_tokens: 16\nnum_rollouts: 3\n")
     with pytest.raises(ParameterError) as error:
-        parse_training_params({**TRAINING, "seed_config": str(seed_config)})
+        parse_training_params(TRAINING, RunParams(seed_config=str(seed_config)))
     assert "'vf_coef' has no GRPO meaning: GRPO has no value network" in str(error.value)
     assert "'num_rollouts' is not a known PPO/GRPO config key" in str(error.value)
 
 
 def test_a_missing_seed_config_names_the_parameter(tmp_path: Path) -> None:
-    with pytest.raises(ParameterError, match=r"'training\.seed_config': file .*nope\.yaml' not found"):
-        parse_training_params({**TRAINING, "seed_config": str(tmp_path / "nope.yaml")})
+    with pytest.raises(ParameterError, match=r"'run\.seed_config': file .*nope\.yaml' not found"):
+        parse_training_params(TRAINING, RunParams(seed_config=str(tmp_path / "nope.yaml")))
 
 
 def test_the_overlay_result_is_validated_too(tmp_path: Path) -> None:
     seed_config = tmp_path / "bad.yaml"
     seed_config.write_text("num_mini_batches: 3\n")  # generation batch 32 x 3 = 96 is fine; 3 steps per generation
-    params, _ = parse_training_params({**TRAINING, "seed_config": str(seed_config)})
+    params, _ = parse_training_params(TRAINING, RunParams(seed_config=str(seed_config)))
     assert params.steps_per_generation == 3
     seed_config.write_text("max_new_tokens: -4\n")
     with pytest.raises(ParameterError, match=r"'training\.max_completion_length' = -4"):
-        parse_training_params({**TRAINING, "seed_config": str(seed_config)})
+        parse_training_params(TRAINING, RunParams(seed_config=str(seed_config)))

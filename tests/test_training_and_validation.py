@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
 from transformers import TrainerState
 
 from grpo_pipeline.config.schema import ModelParams, RewardParams, TrainingParams, parse_section
@@ -166,8 +167,36 @@ def test_validation_fails_on_nan_weights(trained: Any, datasets: Any, tiny_model
         check_validation(report)
 
 
-def test_benchmark_row_has_the_seed_columns(trained: Any, tmp_path: Path) -> None:
-    table, markdown = benchmark_run(trained[3], training_params(tmp_path), {"mode": "debug"})
+def test_best_checkpoint_selection_hands_the_best_checkpoint_to_validation(
+    tiny_model_dir: Path, datasets: Any, tmp_path: Path
+) -> None:
+    dataset, checkpoint, metrics, _, _ = train_and_save(
+        tiny_model_dir,
+        datasets[0],
+        tmp_path,
+        max_steps=6,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="reward",
+        greater_is_better=False,  # the worst reward: an early checkpoint, so not the last step's weights
+    )
+    state = checkpoint.trainer_state
+    evaluations = metrics.dropna(subset=["eval/reward"]).set_index("step")["eval/reward"]
+    assert list(evaluations.index) == [2, 4, 6]
+    best_step = int(Path(state["best_model_checkpoint"]).name.removeprefix("checkpoint-"))
+    assert best_step < 6 and evaluations[best_step] == evaluations.min() == pytest.approx(state["best_metric"])
+    best = load_file(Path(state["best_model_checkpoint"]) / "model.safetensors")
+    final = load_file(tmp_path / "trainer" / "checkpoint-6" / "model.safetensors")
+    validated = dataset.load().model.state_dict()
+    assert all(torch.equal(validated[name], tensor) for name, tensor in best.items())
+    assert any(not torch.equal(final[name], tensor) for name, tensor in best.items())
+
+
+def test_benchmark_row_has_the_seed_columns(trained: Any) -> None:
+    table, markdown = benchmark_run(trained[3], {"mode": "debug"})
     assert list(table.columns[:4]) == ["mode", "steps", "wall_time_s", "s_per_step"]
     row = table.iloc[0]
     assert row["steps"] == 4 and row["s_per_step"] > 0

@@ -72,7 +72,7 @@ def test_seed_config_overlay_through_kedro(project: Path) -> None:
         "run",
         "--pipelines=grpo_debug",
         "--to-nodes=debug.train_grpo",
-        "--params=debug.training.seed_config=configs/lfm2_350m_debug.yaml",
+        "--params=debug.run.seed_config=configs/lfm2_350m_debug.yaml",
     )
     assert "total_episodes: 10 -> max_steps=3" in result.stdout + result.stderr
     timings = json.loads((project / "data/07_model_output/debug/training_timings.json").read_text())
@@ -145,11 +145,11 @@ def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fres
     output = refused.stdout + refused.stderr
     assert refused.returncode != 0
     assert "training.learning_rate: 0.003 -> 0.001" in output
-    assert "debug.training.resume_from_checkpoint=false" in output
+    assert "debug.run.resume_from_checkpoint=false" in output
     assert sorted(path.name for path in (project / OUTPUT_DIR).iterdir()) == before
     assert len(mlflow_runs(project, "grpo_debug")) == 1, "the refused run opened an MLflow run"
 
-    fresh = ",debug.training.learning_rate=0.001,debug.training.resume_from_checkpoint=false"
+    fresh = ",debug.training.learning_rate=0.001,debug.run.resume_from_checkpoint=false"
     run_kedro(
         project, "run", "--pipelines=grpo_debug", "--to-nodes=debug.train_grpo", params.replace("150", "20") + fresh
     )

@@ -204,7 +204,7 @@ needs_cuda_vllm = pytest.mark.skipif(
 def test_grpo_debug_trains_with_vllm_on_a_gpu(mode: str, tmp_path: Path) -> None:
     """``grpo_debug`` on the GPU with vLLM generation against plain ``generate``, printing both s/step."""
     project = copy_project(tmp_path)
-    gpu = {"training.use_cpu": False, "training.torch_num_threads": "null", "training.max_steps": 20}
+    gpu = {"training.use_cpu": False, "run.torch_num_threads": "null", "training.max_steps": 20}
     vllm = {**gpu, "training.use_vllm": True, "training.vllm_mode": mode, "training.vllm_gpu_memory_utilization": 0.2}
     port = free_port()
     vllm["training.vllm_server_port"] = port

@@ -107,21 +107,21 @@ def _check_training(params: VariantParams, variant: str) -> None:
     very run."""
     from grpo_pipeline.training.trainer import build_grpo_config  # noqa: PLC0415 (imports TRL)
 
-    training = params.training
+    training, run = params.training, params.run
     build_grpo_config(training, params.reward, params.model, params.seed, f"{variant}.training")
-    if training.rollout_func:
+    if run.rollout_func:
         from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
 
-        check_rollout_func(training, f"{variant}.training")
+        check_rollout_func(run, f"{variant}.run")
     if training.use_vllm:
         from grpo_pipeline.training.vllm_preflight import check_vllm_generation  # noqa: PLC0415 (same)
 
         check_vllm_generation(training, params.model.name_or_path, variant)
-    checkpoint = resolve_resume_checkpoint(training.resume_from_checkpoint, training.output_dir)
-    if checkpoint is not None and is_auto_resume(training.resume_from_checkpoint):
+    checkpoint = resolve_resume_checkpoint(run.resume_from_checkpoint, training.output_dir)
+    if checkpoint is not None and is_auto_resume(run.resume_from_checkpoint):
         # The formatted data does not exist yet; training compares its hash once it does.
-        current = run_fingerprint(params.model, params.peft, training, params.reward, params.seed)
-        check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.training")
+        current = run_fingerprint(params.model, params.peft, training, run, params.reward, params.seed)
+        check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.run")
 
 
 def _raw_prompts(catalog: DataCatalog, variant: str) -> tuple[RawPrompts, str]:

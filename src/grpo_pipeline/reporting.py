@@ -76,7 +76,7 @@ def validation_markdown(report: dict[str, Any]) -> str:
     )
 
 
-def benchmark_table(timings: dict[str, Any], mode: str, batch_size: int, num_generations: int) -> pd.DataFrame:
+def benchmark_table(timings: dict[str, Any], mode: str) -> pd.DataFrame:
     """One row of the benchmark table (the seed's mode / steps / wall time / s/step, and more)."""
     row = {
         "mode": mode,
@@ -89,8 +89,8 @@ def benchmark_table(timings: dict[str, Any], mode: str, batch_size: int, num_gen
         "generation_share": round(timings["generation_share"], 3),
         "optimisation_share": round(1 - timings["generation_share"], 3),
         "generated_tokens_per_s": round(timings["generated_tokens_per_second"], 1),
-        "batch_size": batch_size,
-        "num_generations": num_generations,
+        "batch_size": timings["batch_size"],
+        "num_generations": timings["num_generations"],
         "trainable_parameters": timings["trainable_parameters"],
         "total_parameters": timings["total_parameters"],
         "trainable_share": round(timings["trainable_parameters"] / timings["total_parameters"], 4),

@@ -10,7 +10,7 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -203,33 +203,37 @@ def strategies_as_text(values: dict[str, Any]) -> dict[str, Any]:
     return {key: "no" if key in STRATEGY_KEYS and value is False else value for key, value in values.items()}
 
 
-class TrainingParams(_Section):
-    """``trl.GRPOConfig``, plus the project's own keys. The fields typed here are the ones the project reads or
-    constrains further; every other key must be a GRPOConfig field of the right type (config/grpo_config.py),
-    passed to GRPOConfig as it is, so TRL's whole vocabulary (and TRL's defaults) applies."""
+class RunParams(_Section):
+    """How the project runs the trainer: resuming, the seed-config overlay, a custom rollout, threads and the
+    completion samples it keeps. None of these is a ``trl.GRPOConfig`` field; the ``training`` section is one."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-    # Keys the project handles itself; every other key goes to GRPOConfig.
-    PROJECT_KEYS: ClassVar[frozenset[str]] = frozenset(
-        {
-            "torch_num_threads",
-            "resume_from_checkpoint",
-            "seed_config",
-            "completion_samples_every",
-            "completion_samples_per_step",
-            "rollout_func",
-        }
-    )
-
-    output_dir: str = Field(min_length=1, description="trainer output: crash-recovery checkpoint-N folders")
     resume_from_checkpoint: Literal["auto"] | bool | str = Field(
         "auto",
-        description="auto: continue from the newest complete checkpoint-N in output_dir if the last run "
+        description="auto: continue from the newest complete checkpoint-N in training.output_dir if the last run "
         "did not finish; false: always start fresh; a path: resume from that checkpoint",
     )
     seed_config: str | None = Field(
-        None, description="a PPO-era seed config (YAML) applied on top, see grpo_pipeline/config/seed_overlay.py"
+        None,
+        description="a PPO-era seed config (YAML) applied on top of training, see grpo_pipeline/config/seed_overlay.py",
     )
+    rollout_func: str | None = Field(
+        None,
+        description="import path ('package.module:function') of a custom rollout, GRPOTrainer's rollout_func "
+        "(see training/rollouts.py); resolved by the pre-flight check before the run starts",
+    )
+    torch_num_threads: int | None = Field(None, gt=0, description="torch.set_num_threads before training")
+    completion_samples_every: int = Field(10, gt=0, description="keep sample completions every this many steps")
+    completion_samples_per_step: int = Field(4, ge=0, description="how many completions (with rewards) to keep")
+
+
+class TrainingParams(_Section):
+    """``trl.GRPOConfig``. The fields typed here are the ones the project reads or constrains further; every other
+    key must be a GRPOConfig field of the right type (config/grpo_config.py), passed to GRPOConfig as it is, so
+    TRL's whole vocabulary (and TRL's defaults) applies."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    output_dir: str = Field(min_length=1, description="trainer output: crash-recovery checkpoint-N folders")
     learning_rate: float = Field(gt=0)
     max_steps: int = Field(-1, ge=-1, description="-1 trains for num_train_epochs")
     num_train_epochs: float = Field(1.0, gt=0)
@@ -249,7 +253,6 @@ class TrainingParams(_Section):
     save_total_limit: int | None = Field(2, gt=0)
     bf16: bool = False
     use_cpu: bool = False
-    torch_num_threads: int | None = Field(None, gt=0)
     use_vllm: bool = Field(False, description="generate with vLLM (pip install -e '.[vllm]') instead of model.generate")
     vllm_mode: Literal["colocate", "server"] = Field(
         "colocate", description="colocate: vLLM inside each training process; server: a `trl vllm-serve` process"
@@ -263,13 +266,6 @@ class TrainingParams(_Section):
     vllm_tensor_parallel_size: int = Field(1, gt=0)
     vllm_max_model_length: int | None = Field(None, gt=0)
     vllm_enable_sleep_mode: bool = False
-    rollout_func: str | None = Field(
-        None,
-        description="import path ('package.module:function') of a custom rollout, see training/rollouts.py; "
-        "resolved by the pre-flight check before the run starts",
-    )
-    completion_samples_every: int = Field(10, gt=0, description="keep sample completions every this many steps")
-    completion_samples_per_step: int = Field(4, ge=0, description="how many completions (with rewards) to keep")
 
     @model_validator(mode="before")
     @classmethod
@@ -370,6 +366,7 @@ class VariantParams(_Section):
     formatting: FormattingParams
     reward: RewardParams
     training: TrainingParams
+    run: RunParams = Field(default_factory=RunParams)
     distributed: DistributedParams = Field(default_factory=DistributedParams)
     validation: ValidationParams
     benchmark: BenchmarkParams
@@ -388,16 +385,36 @@ class ParameterError(ProjectError, ValueError):
     """Bad parameters: the message names each offending key, its value and what is allowed."""
 
 
-def _known_keys(model: type[BaseModel], location: tuple[str | int, ...]) -> list[str]:
+def _nested_section(model: type[BaseModel], location: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The section model at ``location`` inside ``model``, or None where it is not a section."""
     for part in location:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field else None
         candidates = [arg for arg in getattr(annotation, "__args__", (annotation,)) if isinstance(arg, type)]
         nested = next((arg for arg in candidates if issubclass(arg, BaseModel)), None)
         if nested is None:
-            return []
+            return None
         model = nested
-    return list(model.model_fields)
+    return model
+
+
+def _unknown_key_hint(model: type[BaseModel], location: tuple[str | int, ...], section_path: str) -> str:
+    section = _nested_section(model, location[:-1])
+    name = str(location[-1])
+    if section is RunParams:
+        from grpo_pipeline.config.grpo_config import grpo_config_fields  # noqa: PLC0415 (imports TRL)
+
+        if name in grpo_config_fields():
+            return f"it is a trl.GRPOConfig field: set {sibling_section(section_path, 'training')}.{name}"
+    valid = list(section.model_fields) if section else []
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(sorted(valid))}"
+
+
+def sibling_section(prefix: str, section: str) -> str:
+    """``section`` beside the one ``prefix`` names: ("debug.training", "run") -> "debug.run"."""
+    parent, _, _ = prefix.rpartition(".")
+    return f"{parent}.{section}" if parent else section
 
 
 def _training_problems(model: type[_Section], raw: Any, parsed: Any, prefix: str) -> list[str]:
@@ -415,7 +432,9 @@ def _training_problems(model: type[_Section], raw: Any, parsed: Any, prefix: str
         if parsed is not None
         else {key: value for key, value in strategies_as_text(raw).items() if key not in TrainingParams.model_fields}
     )
-    return grpo_config_problems(values, prefix, TrainingParams.PROJECT_KEYS)
+    run = sibling_section(prefix, "run")
+    elsewhere = {key: f"it is the project's, not GRPOConfig's: set {run}.{key}" for key in RunParams.model_fields}
+    return grpo_config_problems(values, prefix, elsewhere)
 
 
 def parse_section(model: type[_Section], raw: Any, prefix: str) -> Any:
@@ -428,9 +447,7 @@ def parse_section(model: type[_Section], raw: Any, prefix: str) -> Any:
             location = tuple(issue["loc"])
             key = ".".join([prefix, *map(str, location)]) if location else prefix
             if issue["type"] == "extra_forbidden":
-                valid = _known_keys(model, location[:-1])
-                close = difflib.get_close_matches(str(location[-1]), valid, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(sorted(valid))}"
+                hint = _unknown_key_hint(model, location, key.rpartition(".")[0])
                 problems.append(f"unknown parameter '{key}': {hint}")
             elif issue["type"] == "missing":
                 problems.append(f"missing parameter '{key}': add it to the variant's parameters.yml")

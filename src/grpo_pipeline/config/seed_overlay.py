@@ -53,9 +53,12 @@ NO_GRPO_MEANING: dict[str, str] = {
 }
 
 
-def apply_seed_config(training: dict[str, Any], prefix: str = "training") -> tuple[dict[str, Any], list[str]]:
-    """``training`` with its ``seed_config`` file applied, and one line per mapped key saying what it set."""
-    path = Path(training["seed_config"])
+def apply_seed_config(
+    training: dict[str, Any], seed_config: str, prefix: str = "run"
+) -> tuple[dict[str, Any], list[str]]:
+    """``training`` with the ``seed_config`` file applied, and one line per mapped key saying what it set;
+    ``prefix`` is where ``seed_config`` is set, for messages."""
+    path = Path(seed_config)
     if not path.is_file():
         raise ParameterError(
             f"parameter '{prefix}.seed_config': file '{path}' not found (paths are relative to the project root)"
@@ -73,7 +76,7 @@ def apply_seed_config(training: dict[str, Any], prefix: str = "training") -> tup
     if problems:
         raise ParameterError(f"{path} (from {prefix}.seed_config) cannot be applied:\n  - " + "\n  - ".join(problems))
 
-    merged = {key: value for key, value in training.items() if key != "seed_config"}
+    merged = dict(training)
     mapping = []
     for key, value in overlay.items():
         if key == "total_episodes":

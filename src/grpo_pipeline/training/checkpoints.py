@@ -43,7 +43,7 @@ def is_auto_resume(setting: str | bool) -> bool:
 
 
 def resolve_resume_checkpoint(setting: str | bool, output_dir: str | Path) -> Path | None:
-    """The checkpoint to resume from for ``training.resume_from_checkpoint``, or None to start fresh."""
+    """The checkpoint to resume from for ``run.resume_from_checkpoint``, or None to start fresh."""
     output_dir = Path(output_dir)
     if setting is False:
         return None
@@ -53,13 +53,13 @@ def resolve_resume_checkpoint(setting: str | bool, output_dir: str | Path) -> Pa
         candidates = complete_checkpoints(output_dir)
         if not candidates and setting is True:
             raise ValueError(
-                f"training.resume_from_checkpoint=true but '{output_dir}' holds no complete checkpoint-N folder"
+                f"run.resume_from_checkpoint=true but '{output_dir}' holds no complete checkpoint-N folder"
             )
         return candidates[-1] if candidates else None
     path = Path(setting)
     if not (path / COMPLETE_MARKER).is_file():
         raise ValueError(
-            f"training.resume_from_checkpoint='{setting}' is not a complete checkpoint folder "
+            f"run.resume_from_checkpoint='{setting}' is not a complete checkpoint folder "
             f"(no {COMPLETE_MARKER}); use 'auto' or the path of a checkpoint-N folder the pipeline wrote"
         )
     return path

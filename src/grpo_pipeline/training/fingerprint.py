@@ -15,22 +15,44 @@ from typing import Any
 
 import pandas as pd
 
-from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, RunParams, TrainingParams
 from grpo_pipeline.errors import ProjectError
 
-# Training parameters that say where and how often to write, or how to reach a server, not what is learned.
+# GRPOConfig fields that say where and how often to write or log, which trackers see the run, or how to
+# reach a server: not what is learned. Evaluation settings stay in: evaluating consumes random numbers.
 NOT_LEARNING = frozenset(
     {
         "output_dir",
-        "resume_from_checkpoint",
-        "seed_config",
+        "logging_strategy",
         "logging_steps",
+        "logging_first_step",
+        "logging_nan_inf_filter",
+        "log_level",
+        "log_level_replica",
+        "log_on_each_node",
+        "log_completions",
+        "num_completions_to_print",
+        "log_unique_prompts",
+        "log_completions_hub_repo",
+        "disable_tqdm",
+        "report_to",
+        "run_name",
+        "project",
+        "trackio_space_id",
+        "trackio_bucket_id",
+        "trackio_static_space_id",
         "save_strategy",
         "save_steps",
         "save_total_limit",
-        "completion_samples_every",
-        "completion_samples_per_step",
-        "torch_num_threads",
+        "save_on_each_node",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_strategy",
+        "hub_token",
+        "hub_private_repo",
+        "hub_always_push",
+        "hub_revision",
+        "vllm_server_base_url",
         "vllm_server_host",
         "vllm_server_port",
         "vllm_server_timeout",
@@ -69,11 +91,13 @@ def run_fingerprint(
     model: ModelParams,
     peft: PeftParams | None,
     training: TrainingParams,
+    run: RunParams,
     reward: RewardParams,
     seed: int,
     train_dataset: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Flat ``{name: value}``: learning parameters, model identity, data hash (when given) and package versions."""
+    """Flat ``{name: value}``: learning parameters, model identity, data hash (when given) and package versions.
+    Of the ``run`` section only the rollout counts: the rest says how the run is driven, not what it learns."""
     learning = training.model_dump(exclude=set(NOT_LEARNING))
     return {
         "model.name_or_path": model.name_or_path,
@@ -83,6 +107,7 @@ def run_fingerprint(
         **_flat("model.build_tiny", model.build_tiny.model_dump() if model.build_tiny else None),
         **_flat("peft", peft.model_dump(exclude={"merge_and_export"}) if peft else None),
         **_flat("training", learning),
+        "run.rollout_func": run.rollout_func,
         "reward.functions": reward.model_dump()["functions"],
         "reward.weights": reward.all_weights(),
         "reward.models": [

@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase
 from trl.data_utils import is_conversational
 from trl.models import unwrap_model_for_generation
 
-from grpo_pipeline.config.schema import ParameterError, TrainingParams
+from grpo_pipeline.config.schema import ParameterError, RunParams
 from grpo_pipeline.imports import import_object
 
 if TYPE_CHECKING:
@@ -196,13 +196,13 @@ def load_rollout_func(import_path: str) -> RolloutFunc:
     )
 
 
-def check_rollout_func(training: TrainingParams, prefix: str = "training") -> None:
-    """Resolve ``training.rollout_func`` before anything runs; a bad one is a :class:`ParameterError` naming it."""
-    if training.rollout_func is None:
+def check_rollout_func(run: RunParams, prefix: str = "run") -> None:
+    """Resolve ``run.rollout_func`` before anything runs; a bad one is a :class:`ParameterError` naming it."""
+    if run.rollout_func is None:
         return
     try:
-        load_rollout_func(training.rollout_func)
+        load_rollout_func(run.rollout_func)
     except ValueError as error:
         raise ParameterError(
-            f"Invalid parameters:\n  - parameter '{prefix}.rollout_func' = {training.rollout_func!r}: {error}"
+            f"Invalid parameters:\n  - parameter '{prefix}.rollout_func' = {run.rollout_func!r}: {error}"
         ) from None

@@ -16,7 +16,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, RunParams, TrainingParams
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_tokenizer, loading_choices
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
@@ -64,6 +64,7 @@ class TrainingRequest:
     training: TrainingParams
     reward: RewardParams
     seed: int
+    run: RunParams = field(default_factory=RunParams)
     seed_config_mapping: list[str] = field(default_factory=list)
     eval_dataset: pd.DataFrame | None = None  # scored during training when training.eval_strategy is not "no"
 
@@ -75,7 +76,13 @@ class TrainingRequest:
     def fingerprint(self) -> dict[str, Any]:
         """What decides the weights this run produces (see training/fingerprint.py)."""
         return run_fingerprint(
-            self.model, self.peft, self.training, self.reward, self.seed, _trainer_columns(self.train_dataset)
+            self.model,
+            self.peft,
+            self.training,
+            self.run,
+            self.reward,
+            self.seed,
+            _trainer_columns(self.train_dataset),
         )
 
     def to_json(self, train_file: Path) -> dict[str, Any]:
@@ -92,6 +99,7 @@ class TrainingRequest:
             "model": self.model.model_dump(),
             "peft": self.peft.model_dump() if self.peft else None,
             "training": self.training.model_dump(),
+            "run": self.run.model_dump(),
             "reward": self.reward.model_dump(),
             "seed": self.seed,
             "seed_config_mapping": self.seed_config_mapping,
@@ -109,6 +117,7 @@ class TrainingRequest:
             model=ModelParams.model_validate(payload["model"]),
             peft=PeftParams.model_validate(payload["peft"]) if payload["peft"] else None,
             training=TrainingParams.model_validate(payload["training"]),
+            run=RunParams.model_validate(payload["run"]),
             reward=RewardParams.model_validate(payload["reward"]),
             seed=payload["seed"],
             seed_config_mapping=payload["seed_config_mapping"],
@@ -174,8 +183,9 @@ def build_trainer(
     reward_functions = get_reward_functions(reward_params)
     config = build_grpo_config(training_params, reward_params, model_params, request.seed)
     check_vllm_generation(training_params, request.base_model_path)
-    if training_params.torch_num_threads:
-        torch.set_num_threads(training_params.torch_num_threads)
+    run_params = request.run
+    if run_params.torch_num_threads:
+        torch.set_num_threads(run_params.torch_num_threads)
     reward_models = [load_reward_model(params) for params in reward_params.models]
     evaluates = config.eval_strategy != "no"
     if evaluates and (request.eval_dataset is None or request.eval_dataset.empty):
@@ -190,14 +200,14 @@ def build_trainer(
         eval_dataset=_as_dataset(request.eval_dataset) if evaluates else None,
         processing_class=load_tokenizer(request.base_model_path, model_params.revision, model_params.trust_remote_code),
         peft_config=build_lora_config(request.peft) if request.peft else None,
-        rollout_func=load_rollout_func(training_params.rollout_func) if training_params.rollout_func else None,
+        rollout_func=load_rollout_func(run_params.rollout_func) if run_params.rollout_func else None,
         callbacks=[
             step_timer,
             MlflowStepMetricsCallback(mlflow_run_id),
             CheckpointCompletionCallback(mlflow_run_id, fingerprint),
         ],
-        samples_every=training_params.completion_samples_every,
-        samples_per_step=training_params.completion_samples_per_step,
+        samples_every=run_params.completion_samples_every,
+        samples_per_step=run_params.completion_samples_per_step,
     )
     use_reward_progress_bar(trainer)
     return trainer, step_timer
@@ -208,14 +218,14 @@ def checked_resume_checkpoint(
 ) -> Path | None:
     """The checkpoint to resume from: with ``auto`` only one of this very run (same fingerprint); a named one
     whatever it is, with the differences logged and tagged on the MLflow run."""
-    setting = request.training.resume_from_checkpoint
+    setting = request.run.resume_from_checkpoint
     resume_from = resolve_resume_checkpoint(setting, request.training.output_dir)
     if resume_from is None:
         return None
     recorded = read_marker(resume_from).get("fingerprint")
     if is_auto_resume(setting):
         # The node does not know its namespace; the pre-run hook, which does, names it for parameter changes.
-        check_resume(resume_from, recorded, fingerprint, "<variant>.training")
+        check_resume(resume_from, recorded, fingerprint, "<variant>.run")
     elif changed := differences(recorded or {}, fingerprint):
         logger.warning("Resuming %s, which a run with other settings wrote: %s", resume_from, "; ".join(changed))
         tag_run(mlflow_run_id, {"grpo.resume_differences": "; ".join(changed)[:5000]})
@@ -263,6 +273,8 @@ def run_timings(
         "resumed_from_step": resumed_from_step,
         "steps_this_run": len(step_timer.step_seconds),
         "world_size": trainer.accelerator.num_processes,
+        "batch_size": trainer.args.per_device_train_batch_size,
+        "num_generations": trainer.args.num_generations,
         "train_wall_seconds": wall_seconds,
         "step_seconds_min": float(step_seconds.min()),
         "step_seconds_median": float(np.median(step_seconds)),
@@ -304,6 +316,14 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     wall_seconds = time.perf_counter() - started
     if writes_checkpoints(trainer):
         mark_finished(trainer.args.output_dir, trainer.state.global_step)
+    if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
+        best = {
+            "grpo.best_checkpoint": trainer.state.best_model_checkpoint,
+            "grpo.best_metric": trainer.state.best_metric,
+        }
+        logger.info("The trained model is the best checkpoint by %s: %s", trainer.args.metric_for_best_model, best)
+        if trainer.accelerator.is_main_process:
+            tag_run(mlflow_run_id, best)
 
     metrics = step_metrics(trainer.state.log_history)
     state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))

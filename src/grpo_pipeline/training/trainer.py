@@ -22,7 +22,7 @@ from grpo_pipeline.training.checkpoints import PREFIX_CHECKPOINT_DIR, write_mark
 def build_grpo_config(
     training: TrainingParams, reward: RewardParams, model: ModelParams, seed: int, prefix: str = "training"
 ) -> GRPOConfig:
-    """``trl.GRPOConfig`` from the training section (every key but the project's own); GRPOConfig's own checks
+    """``trl.GRPOConfig`` from the training section; GRPOConfig's own checks
     become a :class:`ParameterError` naming the section."""
     requested = (training.model_extra or {}).get("report_to") or []
     # MLflow always gets every metric, through MlflowStepMetricsCallback into the run kedro-mlflow opened;
@@ -43,8 +43,7 @@ def build_grpo_config(
     try:
         return GRPOConfig(
             # Every parameter takes part in every forward pass; True would only cost DDP an extra graph traversal.
-            **{"ddp_find_unused_parameters": False}
-            | training.model_dump(exclude=TrainingParams.PROJECT_KEYS | {"report_to", "model_init_kwargs"}),
+            **{"ddp_find_unused_parameters": False} | training.model_dump(exclude={"report_to", "model_init_kwargs"}),
             model_init_kwargs=model_init_kwargs(model, extra_init_kwargs),
             reward_weights=reward.all_weights(),
             seed=seed,

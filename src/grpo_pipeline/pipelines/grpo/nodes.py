@@ -20,6 +20,7 @@ from grpo_pipeline.config.schema import (
     ModelParams,
     PeftParams,
     RewardParams,
+    RunParams,
     ValidationParams,
     parse_section,
 )
@@ -70,6 +71,7 @@ def train_grpo(
     reward: dict[str, Any],
     seed: int,
     distributed: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
     """Fine-tune with ``trl.GRPOTrainer`` (LoRA when ``peft`` is set, resuming a crashed run, under
     ``accelerate launch`` for ``distributed.num_processes`` > 1, scoring ``eval_dataset`` every ``eval_steps``
@@ -78,7 +80,8 @@ def train_grpo(
     from grpo_pipeline.training.mlflow_logging import active_run_id, tracking_uri
     from grpo_pipeline.training.run import TrainingRequest
 
-    training_params, seed_config_mapping = parse_training_params(training)
+    run_params = parse_section(RunParams, run, "run")
+    training_params, seed_config_mapping = parse_training_params(training, run_params)
     request = TrainingRequest(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
@@ -86,6 +89,7 @@ def train_grpo(
         model=parse_section(ModelParams, model, "model"),
         peft=None if peft is None else parse_section(PeftParams, peft, "peft"),
         training=training_params,
+        run=run_params,
         reward=parse_section(RewardParams, reward, "reward"),
         seed=seed,
         seed_config_mapping=seed_config_mapping,
@@ -135,19 +139,11 @@ def plot_reward_curve(training_metrics: pd.DataFrame, reward: dict[str, Any]) ->
     return reward_curve_figure(training_metrics, reward_metric_names(parse_section(RewardParams, reward, "reward")))
 
 
-def benchmark_run(
-    training_timings: dict[str, Any], training: dict[str, Any], benchmark: dict[str, Any]
-) -> tuple[pd.DataFrame, str]:
+def benchmark_run(training_timings: dict[str, Any], benchmark: dict[str, Any]) -> tuple[pd.DataFrame, str]:
     """One row of the benchmark table (the seed's mode / steps / wall time / s/step, and more)."""
     from grpo_pipeline.reporting import benchmark_markdown, benchmark_table
 
-    training_params, _ = parse_training_params(training)
-    table = benchmark_table(
-        training_timings,
-        parse_section(BenchmarkParams, benchmark, "benchmark").mode,
-        training_params.per_device_train_batch_size,
-        training_params.num_generations,
-    )
+    table = benchmark_table(training_timings, parse_section(BenchmarkParams, benchmark, "benchmark").mode)
     return table, benchmark_markdown(table)
 
 

@@ -46,6 +46,7 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
                     "params:reward",
                     "params:seed",
                     "params:distributed",
+                    "params:run",
                 ],
                 outputs=["checkpoint", "training_metrics", "training_timings", "training_completions"],
                 name="train_grpo",
@@ -88,7 +89,7 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
             ),
             Node(
                 nodes.benchmark_run,
-                inputs=["training_timings", "params:training", "params:benchmark"],
+                inputs=["training_timings", "params:benchmark"],
                 outputs=["benchmark_table", "benchmark_table_md"],
                 name="benchmark_run",
                 tags="report",
