@@ -19,6 +19,8 @@ from grpo_pipeline.pipelines.grpo.nodes import format_prompts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
+# --params for a grpo_debug run too short to reach the variant's accuracy gates.
+NO_GATES = "debug.validation.min_greedy_accuracy_gain=null,debug.validation.min_sampled_accuracy_gain=null"
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -8,7 +8,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.variants import VARIANTS, pipeline_name
-from tests.conftest import copy_project, invoke_kedro, run_kedro
+from tests.conftest import NO_GATES, copy_project, invoke_kedro, run_kedro
 
 
 def test_compares_two_debug_runs_with_different_learning_rates(tmp_path: Path) -> None:
@@ -18,8 +18,7 @@ def test_compares_two_debug_runs_with_different_learning_rates(tmp_path: Path) -
             project,
             "run",
             "--pipelines=grpo_debug",
-            f"--params=debug.training.learning_rate={learning_rate},debug.training.max_steps=20,"
-            "debug.validation.min_reward_gain=-1",
+            f"--params=debug.training.learning_rate={learning_rate},debug.training.max_steps=20,{NO_GATES}",
         )
     run_kedro(project, "run", "--pipelines=compare_runs", "--params=compare_runs.latest_per_pipeline=2")
     reporting = project / "data/08_reporting/compare_runs"

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from grpo_pipeline.config.grpo_config import grpo_config_fields
 from grpo_pipeline.config.schema import ModelParams, RewardParams, RunParams, TrainingParams
+from grpo_pipeline.config.trl_config import config_fields
 from grpo_pipeline.training.checkpoints import write_marker
 from grpo_pipeline.training.fingerprint import NOT_LEARNING, ResumeMismatchError
 from grpo_pipeline.training.run import TrainingRequest, checked_resume_checkpoint
@@ -85,4 +85,4 @@ def test_trackers_and_logging_do_not_block_a_resume_but_a_custom_rollout_does(
 
 
 def test_every_field_left_out_of_the_fingerprint_is_a_grpo_config_field() -> None:
-    assert set(NOT_LEARNING) <= set(grpo_config_fields())
+    assert set(NOT_LEARNING) <= set(config_fields("GRPOConfig"))

@@ -16,7 +16,7 @@ from grpo_pipeline.io import PromptJSONLinesDataset
 from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
 from grpo_pipeline.prompts import normalise_prompt
-from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
+from tests.conftest import NO_GATES, PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
 from tests.reward_models import build_short_answer_reward_model
 
 Run = tuple[Path, subprocess.CompletedProcess[str]]
@@ -26,12 +26,19 @@ def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     project, result = debug_run
     assert "grpo-pipeline summary" in result.stdout
     assert "eval reward base" in result.stdout and "MLflow run 'grpo_debug'" in result.stdout
+    assert "held-out greedy accuracy base" in result.stdout and "held-out sampled accuracy base" in result.stdout
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
     assert report["passed"]
-    assert report["reward_gain"] >= 0.3, report
+    # Correct on held-out problems, not just well formatted: accuracy is the only reward, and the warm-started
+    # base already answers every prompt with a bare digit.
+    assert report["accuracy_gain"]["greedy"] >= 0.15 and report["accuracy_gain"]["sampled"] >= 0.25, report
+    assert report["base"]["rewards"] == {"accuracy": report["base"]["accuracy"]}
+    assert report["base_model"] == "data/06_models/debug/warm_start"
+    answers = {sample["trained_completion"] for sample in report["samples"]}
+    assert len(answers) >= 4, report["samples"]  # different answers to different questions
     metrics = pd.read_csv(project / "data/07_model_output/debug/training_metrics.csv")
-    assert len(metrics) >= 10
-    first, last = metrics["reward"].head(5).mean(), metrics["reward"].tail(5).mean()
+    assert len(metrics) >= 100
+    first, last = metrics["reward"].head(20).mean(), metrics["reward"].tail(20).mean()
     assert last > first + 0.2, (first, last)
 
 
@@ -62,7 +69,7 @@ def test_mlflow_store_holds_the_run(debug_run: Run) -> None:
     (run,) = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'grpo_debug'")
     assert run.info.status == "FINISHED"
     assert len(client.get_metric_history(run.info.run_id, "reward")) >= 10
-    assert len(client.get_metric_history(run.info.run_id, "rewards/format_reward/mean")) >= 10
+    assert len(client.get_metric_history(run.info.run_id, "rewards/accuracy_reward/mean")) >= 10
     assert float(run.data.params["debug.training.learning_rate"]) > 0
     assert run.data.params["debug.model.build_tiny.hidden_size"] == "128"
     artifacts = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "reports")}
@@ -70,9 +77,7 @@ def test_mlflow_store_holds_the_run(debug_run: Run) -> None:
     completions = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "completions")}
     assert completions == {"training_completions.json", "training_completions.html"}
     samples = json.loads((project / "data/08_reporting/debug/training_completions.json").read_text())
-    assert [sample["step"] for sample in samples] == [
-        step for step in (1, 10, 20, 30, 40, 50, 60, 70, 80) for _ in range(4)
-    ]
+    assert [sample["step"] for sample in samples] == [step for step in (1, *range(10, 151, 10)) for _ in range(4)]
     assert "<table" in (project / "data/08_reporting/debug/training_completions.html").read_text()
 
 
@@ -87,13 +92,13 @@ def test_all_variants_and_stages_are_registered() -> None:
 
 def test_bad_raw_file_fails_before_any_model_is_built(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
-    raw = project / "data/01_raw/arithmetic_prompts.jsonl"
+    raw = project / "data/01_raw/largest_digit_prompts.jsonl"
     lines = raw.read_text().splitlines()
     lines[6] = '{"prompt": "What is 1 + 1?"'
     raw.write_text("\n".join(lines) + "\n")
     result = invoke_kedro(project, "run", "--pipelines=grpo_debug")
     assert result.returncode != 0
-    assert "arithmetic_prompts.jsonl line 7: malformed JSON" in result.stdout + result.stderr
+    assert "largest_digit_prompts.jsonl line 7: malformed JSON" in result.stdout + result.stderr
     assert not (project / "data/06_models/debug/checkpoint").exists()
 
 
@@ -127,7 +132,7 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(tmp_path: Path
         project,
         "run",
         "--pipelines=grpo_debug",
-        "--params=debug.training.max_steps=2,debug.validation.min_eval_reward=3.5",
+        f"--params=debug.training.max_steps=2,debug.validation.min_eval_reward=3.5,{NO_GATES}",
     )
     assert result.returncode != 0 and "validation.min_eval_reward=3.5" in result.stdout + result.stderr
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
@@ -164,7 +169,7 @@ def test_bad_input_stops_the_run_before_anything_is_written(tmp_path: Path, para
 
 def test_bad_rows_stop_the_run_before_anything_is_written(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
-    raw = project / "data/01_raw/arithmetic_prompts.jsonl"
+    raw = project / "data/01_raw/largest_digit_prompts.jsonl"
     lines = raw.read_text().splitlines()
     lines[2] = json.dumps({"prompt": "What is 1 + 1?", "answer": "two"})
     lines[9] = json.dumps({"answer": "3"})
@@ -172,16 +177,17 @@ def test_bad_rows_stop_the_run_before_anything_is_written(tmp_path: Path) -> Non
     result = invoke_kedro(project, "run", "--pipelines=grpo_debug")
     assert result.returncode != 0
     assert (
-        "2 problem(s) in " in result.stderr and "data/01_raw/arithmetic_prompts.jsonl; fix or remove" in result.stderr
+        "2 problem(s) in " in result.stderr
+        and "data/01_raw/largest_digit_prompts.jsonl; fix or remove" in result.stderr
     )
-    assert "arithmetic_prompts.jsonl line 3: 'answer' 'two' is not an integer" in result.stderr
-    assert "arithmetic_prompts.jsonl line 10: the prompt is missing or empty" in result.stderr
+    assert "largest_digit_prompts.jsonl line 3: 'answer' 'two' is not an integer" in result.stderr
+    assert "largest_digit_prompts.jsonl line 10: the prompt is missing or empty" in result.stderr
     assert not (project / "data/02_intermediate").exists() and not mlflow_runs(project)
 
 
 def test_bad_rows_of_a_csv_source_name_its_path_and_rows(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
-    rows = pd.read_json(project / "data/01_raw/arithmetic_prompts.jsonl", lines=True, dtype=False).head(200)
+    rows = pd.read_json(project / "data/01_raw/largest_digit_prompts.jsonl", lines=True, dtype=False).head(200)
     rows.loc[4, "answer"] = "five"
     rows.to_csv(project / "data/01_raw/prompts.csv", index=False)
     (project / "conf/local/catalog.yml").write_text(
@@ -211,7 +217,7 @@ def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_an
         "    weights: [1.0, 1.0, 1.0]\n"
         "    models:\n"
         "      - {name_or_path: data/06_models/reward/short_answer, weight: 2.0}\n"
-        "  validation: {min_reward_gain: null}\n"
+        "  validation: {min_greedy_accuracy_gain: null, min_sampled_accuracy_gain: null}\n"
     )
     run_kedro(project, "run", "--pipelines=grpo_debug", "--params=debug.training.max_steps=4")
     (run,) = mlflow_runs(project, "grpo_debug")
@@ -234,7 +240,7 @@ def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_an
 
 def shipped_task_as_table() -> pd.DataFrame:
     """The shipped JSON Lines task with every prompt as chat messages, as a Parquet or Hugging Face copy holds it."""
-    raw = PromptJSONLinesDataset(filepath=str(PROJECT_ROOT / "data/01_raw/arithmetic_prompts.jsonl")).load()
+    raw = PromptJSONLinesDataset(filepath=str(PROJECT_ROOT / "data/01_raw/largest_digit_prompts.jsonl")).load()
     return pd.DataFrame({"prompt": raw["prompt"].map(normalise_prompt), "answer": raw["answer"].astype(str)})
 
 
@@ -259,10 +265,10 @@ def test_parquet_and_save_to_disk_copies_give_the_same_eval_prompts_as_json_line
         parquet,
         "run",
         "--pipelines=grpo_debug",
-        "--params=debug.training.max_steps=4,debug.validation.min_reward_gain=null",
+        f"--params=debug.training.max_steps=4,{NO_GATES}",
     )
     report = json.loads((parquet / "data/08_reporting/debug/validation_report.json").read_text())
-    assert report["global_step"] == 4 and report["eval_prompts"] == 64
+    assert report["global_step"] == 4 and report["eval_prompts"] == 200
 
 
 def test_a_save_to_disk_copy_with_splits_gives_its_test_split_as_the_eval_set(tmp_path: Path) -> None:
@@ -275,7 +281,9 @@ def test_a_save_to_disk_copy_with_splits_gives_its_test_split_as_the_eval_set(tm
     (project / "conf/local/catalog.yml").write_text(
         "debug.raw_prompts:\n  type: grpo_pipeline.io.HFDiskDataset\n  path: data/01_raw/task_hf\n"
     )
-    run_kedro(project, "run", "--pipelines=grpo_debug_prepare", "--params=debug.data.eval_split=test")
+    run_kedro(
+        project, "run", "--pipelines=grpo_debug_prepare", "--params=debug.data.eval_split=test,debug.data.eval_size=64"
+    )
     prepared = {
         split: pd.read_json(project / f"data/02_intermediate/debug/{split}_prompts.jsonl", lines=True, dtype=False)
         for split in ("train", "eval")
@@ -310,7 +318,7 @@ def test_a_csv_with_its_own_column_names_a_template_and_a_system_prompt_trains(t
         "    system_prompt: Be brief.\n"
         "  formatting: {max_prompt_length: 128}\n"
         "  training: {max_steps: 4}\n"
-        "  validation: {min_reward_gain: null}\n"
+        "  validation: {min_greedy_accuracy_gain: null, min_sampled_accuracy_gain: null}\n"
     )
     run_kedro(project, "run", "--pipelines=grpo_debug")
     train = pd.read_json(project / "data/03_primary/debug/train_dataset.jsonl", lines=True, dtype=False)
@@ -318,12 +326,12 @@ def test_a_csv_with_its_own_column_names_a_template_and_a_system_prompt_trains(t
     assert system == {"role": "system", "content": "Be brief."}
     assert user["role"] == "user" and user["content"].endswith(" Answer with a number.")
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
-    assert report["global_step"] == 4 and report["eval_prompts"] == 64
+    assert report["global_step"] == 4 and report["eval_prompts"] == 200
 
 
 def debug_run_with(project: Path, params: str) -> tuple[MlflowRun, MlflowClient]:
     """``kedro run --pipelines=grpo_debug --params=PARAMS`` (no validation gate) and its MLflow run."""
-    run_kedro(project, "run", "--pipelines=grpo_debug", f"--params={params},debug.validation.min_reward_gain=null")
+    run_kedro(project, "run", "--pipelines=grpo_debug", f"--params={params},{NO_GATES}")
     (run,) = mlflow_runs(project, "grpo_debug")
     return run, MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
 

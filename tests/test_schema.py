@@ -4,9 +4,8 @@ import dataclasses
 from typing import Any
 
 import pytest
-from trl import GRPOConfig
+from trl import GRPOConfig, SFTConfig
 
-from grpo_pipeline.config.grpo_config import TEXT_CHOICES
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.params import parse_variant_params
 from grpo_pipeline.config.schema import (
@@ -17,6 +16,7 @@ from grpo_pipeline.config.schema import (
     TrainingParams,
     parse_section,
 )
+from grpo_pipeline.config.trl_config import TEXT_CHOICES
 from grpo_pipeline.training.trainer import build_grpo_config
 from grpo_pipeline.variants import VARIANTS
 from tests.conftest import PROJECT_ROOT
@@ -164,9 +164,11 @@ def test_grpo_config_fields_are_checked_by_trls_own_names_and_types(override: di
 
 def test_the_text_choices_are_the_values_trl_documents() -> None:
     fields = {field.name: field for field in dataclasses.fields(GRPOConfig)}
-    for name, values in TEXT_CHOICES.items():
+    for name, values in TEXT_CHOICES["GRPOConfig"].items():
         help_text = fields[name].metadata["help"]
         assert [value for value in values if isinstance(value, str) and value not in help_text] == [], name
+    sft_help = next(field for field in dataclasses.fields(SFTConfig) if field.name == "loss_type").metadata["help"]
+    assert all(value in sft_help for value in TEXT_CHOICES["SFTConfig"]["loss_type"])
 
 
 def test_run_keys_live_in_their_own_section() -> None:

@@ -1,7 +1,9 @@
-"""Greedy generation and reward scoring of a model on held-out prompts, for checkpoint validation."""
+"""Generation (greedy, or sampled as GRPO samples) and reward scoring of a model on held-out prompts, for
+checkpoint validation."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -15,12 +17,32 @@ from grpo_pipeline.rewards import RewardFunction, get_reward_functions
 from grpo_pipeline.rewards.guard import guarded
 from grpo_pipeline.rewards.models import reward_model_scorers
 
+# How GRPOTrainer samples completions (without vLLM): these GRPOConfig fields plus its generation_kwargs.
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+def sampling_settings(config: Any | None = None) -> dict[str, Any]:
+    """How a ``trl.GRPOConfig`` samples completions; TRL's defaults without one."""
+    if config is None:
+        from trl import GRPOConfig  # noqa: PLC0415 (only an old checkpoint, which records none, needs the defaults)
+
+        defaults = {field.name: field.default for field in dataclasses.fields(GRPOConfig)}
+        return {name: defaults[name] for name in SAMPLING_FIELDS}
+    return {name: getattr(config, name) for name in SAMPLING_FIELDS} | (config.generation_kwargs or {})
+
 
 @torch.no_grad()
-def generate_greedy(
-    policy: torch.nn.Module, tokenizer: Any, prompt_texts: list[str], max_new_tokens: int, batch_size: int = 32
+def generate(
+    policy: torch.nn.Module,
+    tokenizer: Any,
+    prompt_texts: list[str],
+    max_new_tokens: int,
+    sampling: dict[str, Any] | None = None,
+    samples: int = 1,
+    batch_size: int = 32,
 ) -> tuple[list[list[int]], bool]:
-    """Greedy completion token ids (up to EOS) for templated prompts, and whether every logit was finite."""
+    """Completion token ids (up to EOS) for templated prompts, greedy or with ``sampling`` (``samples`` per prompt,
+    a prompt's together), and whether every logit was finite."""
     policy.eval()
     tokenizer.padding_side = "left"
     completions: list[list[int]] = []
@@ -32,7 +54,7 @@ def generate_greedy(
         output = policy.generate(
             **batch,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
+            **({"do_sample": True, "num_return_sequences": samples, **sampling} if sampling else {"do_sample": False}),
             output_logits=True,
             return_dict_in_generate=True,
             pad_token_id=tokenizer.pad_token_id,

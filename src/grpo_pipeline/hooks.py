@@ -109,6 +109,10 @@ def _check_training(params: VariantParams, variant: str) -> None:
 
     training, run = params.training, params.run
     build_grpo_config(training, params.reward, params.model, params.seed, f"{variant}.training")
+    if params.warm_start is not None:
+        from grpo_pipeline.training.warm_start import build_sft_config  # noqa: PLC0415 (imports TRL)
+
+        build_sft_config(params.warm_start, params.model, params.seed, "sft_output", f"{variant}.warm_start")
     if run.rollout_func:
         from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
 
@@ -120,7 +124,9 @@ def _check_training(params: VariantParams, variant: str) -> None:
     checkpoint = resolve_resume_checkpoint(run.resume_from_checkpoint, training.output_dir)
     if checkpoint is not None and is_auto_resume(run.resume_from_checkpoint):
         # The formatted data does not exist yet; training compares its hash once it does.
-        current = run_fingerprint(params.model, params.peft, training, run, params.reward, params.seed)
+        current = run_fingerprint(
+            params.model, params.peft, training, run, params.reward, params.seed, warm_start=params.warm_start
+        )
         check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.run")
 
 
@@ -164,6 +170,8 @@ class RunSummaryHooks:
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         import mlflow  # noqa: PLC0415 (see the module doc)
 
+        from grpo_pipeline.reporting import accuracy_lines  # noqa: PLC0415 (imports matplotlib)
+
         wall = time.perf_counter() - self._started
         lines = [f"Run finished in {wall:.1f} s."]
         for variant in _variants(pipeline):
@@ -176,6 +184,7 @@ class RunSummaryHooks:
                 f"{report['trained']['mean_reward']:.3f} ({report['reward_gain']:+.3f}) on {report['eval_prompts']} "
                 f"held-out prompts; checkpoint: {report['checkpoint']}"
             )
+            lines += [f"[{variant}] held-out {line}" for line in accuracy_lines(report)]
         run = mlflow.active_run() or mlflow.last_active_run()
         if run is not None:
             lines.append(

@@ -25,21 +25,46 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, divider, *rows])
 
 
+DECODINGS = ("greedy", "sampled")
+
+
+def decoded_scores(model_scores: dict[str, Any], decoding: str) -> dict[str, Any] | None:
+    """A validation report's scores of one model under ``decoding``: greedy ones at the top, sampled ones nested."""
+    return model_scores if decoding == "greedy" else model_scores.get("sampled")
+
+
+def _score_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model and decoding: accuracy (with an accuracy reward), the weighted sum, each reward."""
+    rows = []
+    for model in ("base", "trained"):
+        for decoding in DECODINGS:
+            scores = decoded_scores(report[model], decoding)
+            if not scores:
+                continue
+            accuracy = {"accuracy": round(scores["accuracy"], 4)} if report.get("accuracy_reward") else {}
+            rows.append(
+                {"model": model, "decoding": decoding, **accuracy, "mean_reward": round(scores["mean_reward"], 4)}
+                | {name: round(value, 4) for name, value in scores["rewards"].items()}
+            )
+    return rows
+
+
+def accuracy_lines(report: dict[str, Any]) -> list[str]:
+    """``greedy accuracy (accuracy): base 0.630 -> trained 0.880 (+0.250)``, one per decoding with an accuracy."""
+    lines = []
+    for decoding, gain in (report.get("accuracy_gain") or {}).items():
+        if gain is not None:
+            base, trained = (decoded_scores(report[model], decoding) for model in ("base", "trained"))
+            lines.append(
+                f"{decoding} accuracy ({report['accuracy_reward']}): base {base['accuracy']:.3f} -> trained "
+                f"{trained['accuracy']:.3f} ({gain:+.3f})"
+            )
+    return lines
+
+
 def validation_markdown(report: dict[str, Any]) -> str:
-    rewards = pd.DataFrame(
-        [
-            {
-                "model": "base",
-                "mean_reward": round(report["base"]["mean_reward"], 4),
-                **{name: round(value, 4) for name, value in report["base"]["rewards"].items()},
-            },
-            {
-                "model": "trained",
-                "mean_reward": round(report["trained"]["mean_reward"], 4),
-                **{name: round(value, 4) for name, value in report["trained"]["rewards"].items()},
-            },
-        ]
-    )
+    rewards = pd.DataFrame(_score_rows(report))
+    sampling = report.get("sampling") or {}
     samples = pd.DataFrame(report["samples"])
     status = "PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"])
     return "\n".join(
@@ -48,9 +73,11 @@ def validation_markdown(report: dict[str, Any]) -> str:
             "",
             f"- checkpoint: `{report['checkpoint']}` (global step {report['global_step']})",
             f"- base model: `{report['base_model']}`",
-            f"- {report['eval_prompts']} held-out prompts, greedy decoding, "
-            f"up to {report['max_new_tokens']} new tokens",
-            f"- reward gain (trained - base): **{report['reward_gain']:+.4f}**",
+            f"- {report['eval_prompts']} held-out prompts, up to {report['max_new_tokens']} new tokens: greedy, and "
+            f"{sampling.get('completions_per_prompt', 0)} sampled per prompt as in training (temperature "
+            f"{sampling.get('temperature')})",
+            f"- reward gain (trained - base, greedy): **{report['reward_gain']:+.4f}**",
+            *(f"- held-out {line}" for line in accuracy_lines(report)),
             *(
                 [
                     f"- LoRA merged export: identical greedy generations on "
@@ -62,7 +89,7 @@ def validation_markdown(report: dict[str, Any]) -> str:
             ),
             f"- status: **{status}**",
             "",
-            "## Mean rewards (each raw; mean_reward is their weighted sum, weights: "
+            "## Scores (each reward raw; mean_reward is their weighted sum, weights: "
             + ", ".join(f"{name} {weight:g}" for name, weight in report["reward_weights"].items())
             + ")",
             "",

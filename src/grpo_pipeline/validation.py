@@ -1,7 +1,9 @@
 """The validation policy: the checkpoint reloaded from disk against its base model on the held-out prompts.
 
-Both generate greedily and are scored with the run's rewards; a LoRA merged export must generate what
-base+adapter does; the thresholds under ``validation`` decide whether the checkpoint passes.
+Both generate greedily, and sample as GRPO sampled during training (the checkpoint records how), and are
+scored with the run's rewards; with ``validation.accuracy_reward`` the report gives greedy and sampled
+accuracy. A LoRA merged export must generate what base+adapter does; the thresholds under ``validation``
+decide whether the checkpoint passes.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ import math
 from typing import Any
 
 import pandas as pd
+import torch
 
 from grpo_pipeline.config.schema import ModelParams, RewardParams, ValidationParams
 from grpo_pipeline.errors import ProjectError
-from grpo_pipeline.evaluation import decode, generate_greedy, reward_scorers, score
+from grpo_pipeline.evaluation import decode, generate, reward_scorers, sampling_settings, score
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
-from grpo_pipeline.reporting import display_text
+from grpo_pipeline.reporting import DECODINGS, decoded_scores, display_text
 
 
 class ValidationFailedError(ProjectError, ValueError):
@@ -31,41 +34,98 @@ def merged_export_check(
     if checkpoint.merged_model is None:
         return None
     count = min(params.merge_check_prompts, len(prompt_texts))
-    merged_ids, _ = generate_greedy(
-        checkpoint.merged_model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens
-    )
+    merged_ids, _ = generate(checkpoint.merged_model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens)
     identical = sum(a == b for a, b in zip(merged_ids, trained_ids[:count], strict=True))
     return {"prompts": count, "identical_greedy_generations": identical, "matches": identical == count}
 
 
 def failures_of(
-    base_scores: dict[str, Any],
-    trained_scores: dict[str, Any],
-    trained_finite: bool,
-    merged_export: dict[str, Any] | None,
-    params: ValidationParams,
+    base: dict[str, Any], trained: dict[str, Any], merged_export: dict[str, Any] | None, params: ValidationParams
 ) -> list[str]:
     """What keeps the checkpoint from passing, one sentence each; empty when it passes."""
     failures = []
-    gain = trained_scores["mean_reward"] - base_scores["mean_reward"]
+    gain = trained["mean_reward"] - base["mean_reward"]
     if merged_export is not None and not merged_export["matches"]:
         different = merged_export["prompts"] - merged_export["identical_greedy_generations"]
         failures.append(
             f"the merged export generates different tokens from base+adapter on {different} of "
             f"{merged_export['prompts']} prompts"
         )
-    if not trained_finite or not math.isfinite(trained_scores["mean_reward"]):
+    if not trained["finite"] or not math.isfinite(trained["mean_reward"]):
         failures.append("the checkpoint produces NaN/inf logits or rewards")
-    if params.min_eval_reward is not None and trained_scores["mean_reward"] < params.min_eval_reward:
+    if params.min_eval_reward is not None and trained["mean_reward"] < params.min_eval_reward:
         failures.append(
-            f"mean eval reward {trained_scores['mean_reward']:.3f} "
-            f"< validation.min_eval_reward={params.min_eval_reward}"
+            f"mean eval reward {trained['mean_reward']:.3f} < validation.min_eval_reward={params.min_eval_reward}"
         )
     if params.min_reward_gain is not None and gain < params.min_reward_gain:
         failures.append(
             f"reward gain over the base model {gain:+.3f} < validation.min_reward_gain={params.min_reward_gain}"
         )
+    for decoding, threshold in (
+        ("greedy", params.min_greedy_accuracy_gain),
+        ("sampled", params.min_sampled_accuracy_gain),
+    ):
+        gain = accuracy_gain(base, trained, decoding)
+        if threshold is not None and (gain is None or gain < threshold):
+            shown = "none (NaN/inf logits)" if gain is None else f"{gain:+.3f}"
+            failures.append(
+                f"{decoding} accuracy gain over the base model {shown} < validation.min_{decoding}_accuracy_gain="
+                f"{threshold}"
+            )
     return failures
+
+
+def accuracy_gain(base: dict[str, Any], trained: dict[str, Any], decoding: str) -> float | None:
+    """Trained minus base accuracy under ``decoding`` (greedy / sampled), None where either has none."""
+    base_scores, trained_scores = decoded_scores(base, decoding), decoded_scores(trained, decoding)
+    if not base_scores or not trained_scores or base_scores["accuracy"] is None:
+        return None
+    return trained_scores["accuracy"] - base_scores["accuracy"]
+
+
+def sampling_of(checkpoint: HFCheckpoint) -> dict[str, Any]:
+    """How GRPO sampled while training this checkpoint (recorded in its trainer state); TRL's defaults for a
+    checkpoint that does not say."""
+    return checkpoint.trainer_state.get("sampling") or sampling_settings()
+
+
+def assess(
+    policy: Any,
+    tokenizer: Any,
+    frame: pd.DataFrame,
+    scorers: dict[str, Any],
+    reward_params: RewardParams,
+    params: ValidationParams,
+    sampling: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Greedy and sampled completions of ``policy`` on ``frame``'s prompts, each reward, their weighted sum and,
+    with ``params.accuracy_reward``, accuracy."""
+    prompt_texts, weights = frame["prompt_text"].tolist(), reward_params.all_weights()
+    greedy_ids, finite = generate(policy, tokenizer, prompt_texts, params.max_new_tokens)
+    greedy = score(decode(tokenizer, greedy_ids), greedy_ids, frame, scorers, weights)
+    result = {
+        "mean_reward": greedy["mean_reward"],
+        "rewards": greedy["rewards"],
+        "finite": finite,
+        "accuracy": greedy["rewards"][params.accuracy_reward] if params.accuracy_reward else None,
+        "sampled": None,
+        "greedy_ids": greedy_ids,
+        "per_prompt": greedy["per_prompt"],
+    }
+    if params.sampled_completions and finite:  # sampling from NaN logits fails outright
+        torch.manual_seed(seed)
+        count = params.sampled_completions
+        sampled_ids, _ = generate(policy, tokenizer, prompt_texts, params.max_new_tokens, sampling, count)
+        repeated = frame.loc[frame.index.repeat(count)].reset_index(drop=True)
+        sampled = score(decode(tokenizer, sampled_ids), sampled_ids, repeated, scorers, weights)
+        result["sampled"] = {
+            "completions_per_prompt": count,
+            "mean_reward": sampled["mean_reward"],
+            "rewards": sampled["rewards"],
+            "accuracy": sampled["rewards"][params.accuracy_reward] if params.accuracy_reward else None,
+        }
+    return result
 
 
 def validate_against_base(
@@ -75,36 +135,41 @@ def validate_against_base(
     model_params: ModelParams,
     reward_params: RewardParams,
     params: ValidationParams,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The validation report: scores of base and trained model, the merged-export check, pass or fail."""
-    frame = eval_dataset.head(params.max_prompts)
-    prompt_texts = frame["prompt_text"].tolist()
-    base = load_causal_lm(base_model_path, model_params.revision, model_params.dtype, model_params.trust_remote_code)
-    base_ids, base_finite = generate_greedy(base, checkpoint.tokenizer, prompt_texts, params.max_new_tokens)
-    del base
-    trained_ids, trained_finite = generate_greedy(
-        checkpoint.model, checkpoint.tokenizer, prompt_texts, params.max_new_tokens
+    frame = eval_dataset.head(params.max_prompts).reset_index(drop=True)
+    scorers, sampling, tokenizer = reward_scorers(reward_params), sampling_of(checkpoint), checkpoint.tokenizer
+    base_model = load_causal_lm(
+        base_model_path, model_params.revision, model_params.dtype, model_params.trust_remote_code
     )
-    base_completions = decode(checkpoint.tokenizer, base_ids)
-    trained_completions = decode(checkpoint.tokenizer, trained_ids)
-    scorers, weights = reward_scorers(reward_params), reward_params.all_weights()
-    base_scores = score(base_completions, base_ids, frame, scorers, weights)
-    trained_scores = score(trained_completions, trained_ids, frame, scorers, weights)
-    merged_export = merged_export_check(checkpoint, prompt_texts, trained_ids, params)
-    failures = failures_of(base_scores, trained_scores, trained_finite, merged_export, params)
+    base = assess(base_model, tokenizer, frame, scorers, reward_params, params, sampling, seed)
+    del base_model
+    trained = assess(checkpoint.model, tokenizer, frame, scorers, reward_params, params, sampling, seed)
+    merged_export = merged_export_check(checkpoint, frame["prompt_text"].tolist(), trained["greedy_ids"], params)
+    failures = failures_of(base, trained, merged_export, params)
+    hidden = ("greedy_ids", "per_prompt")
     return {
         "checkpoint": checkpoint.path,
         "base_model": base_model_path,
         "global_step": checkpoint.trainer_state.get("global_step"),
         "eval_prompts": len(frame),
         "max_new_tokens": params.max_new_tokens,
+        "sampling": sampling | {"completions_per_prompt": params.sampled_completions},
         "reward_weights": dict(zip(reward_params.labels(), reward_params.all_weights(), strict=True)),
-        "base": {key: base_scores[key] for key in ("mean_reward", "rewards")} | {"finite": base_finite},
-        "trained": {key: trained_scores[key] for key in ("mean_reward", "rewards")} | {"finite": trained_finite},
-        "reward_gain": trained_scores["mean_reward"] - base_scores["mean_reward"],
+        "accuracy_reward": params.accuracy_reward,
+        "base": {key: value for key, value in base.items() if key not in hidden},
+        "trained": {key: value for key, value in trained.items() if key not in hidden},
+        "reward_gain": trained["mean_reward"] - base["mean_reward"],
+        "accuracy_gain": {decoding: accuracy_gain(base, trained, decoding) for decoding in DECODINGS}
+        if params.accuracy_reward
+        else None,
         "adapter": checkpoint.is_adapter,
         "merged_export": merged_export,
-        "thresholds": {"min_eval_reward": params.min_eval_reward, "min_reward_gain": params.min_reward_gain},
+        "thresholds": {
+            key: getattr(params, key)
+            for key in ("min_eval_reward", "min_reward_gain", "min_greedy_accuracy_gain", "min_sampled_accuracy_gain")
+        },
         "passed": not failures,
         "failures": failures,
         "samples": [
@@ -120,11 +185,11 @@ def validate_against_base(
             for prompt, row, base_completion, trained_completion, trained_generated, base_reward, trained_reward in zip(
                 frame["prompt"],
                 frame.to_dict(orient="records"),
-                base_completions,
-                trained_completions,
-                decode(checkpoint.tokenizer, trained_ids, skip_special_tokens=False),
-                base_scores["per_prompt"],
-                trained_scores["per_prompt"],
+                decode(tokenizer, base["greedy_ids"]),
+                decode(tokenizer, trained["greedy_ids"]),
+                decode(tokenizer, trained["greedy_ids"], skip_special_tokens=False),
+                base["per_prompt"],
+                trained["per_prompt"],
                 strict=True,
             )
         ][: params.sample_rows],

@@ -5,7 +5,8 @@ So a variant file holds only what sets it apart, every other value is written on
 reads parameters through Kedro (nodes, hooks, kedro-mlflow's logged params, kedro-viz) sees the
 effective values. Merging happens after Kedro has merged environments and ``--params``, so
 ``--params=full.training.learning_rate=...`` overrides one variant and ``--params=variant_defaults....``
-all of them. In the defaults, ``{variant}`` stands for the variant's name (e.g. in output paths).
+all of them. ``{variant}`` stands for the variant's name (e.g. in output paths), in the defaults and a
+variant's own values alike.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def with_variant_defaults(parameters: dict[str, Any]) -> dict[str, Any]:
     """``parameters`` with every variant's section merged over the shared ``variant_defaults``."""
     defaults = parameters.get(DEFAULTS_KEY) or {}
     merged = {
-        variant: deep_merge(for_variant(defaults, variant), parameters.get(variant) or {}) for variant in VARIANTS
+        variant: for_variant(deep_merge(defaults, parameters.get(variant) or {}), variant) for variant in VARIANTS
     }
     return {**parameters, **merged}
 

@@ -10,10 +10,11 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from grpo_pipeline.config.trl_config import TrlConfig
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.variants import VARIANTS, pipeline_name
 
@@ -203,6 +204,24 @@ def strategies_as_text(values: dict[str, Any]) -> dict[str, Any]:
     return {key: "no" if key in STRATEGY_KEYS and value is False else value for key, value in values.items()}
 
 
+class TrlConfigSection(_Section):
+    """A section that is a TRL config class: keys beyond the typed ones go to that class as they are, each checked
+    against its fields (config/trl_config.py)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    TRL_CONFIG: ClassVar[TrlConfig]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_no_is_false(cls, values: Any) -> Any:
+        return strategies_as_text(values) if isinstance(values, dict) else values
+
+    @classmethod
+    def set_elsewhere(cls, prefix: str) -> dict[str, str]:
+        """Keys that look like the config's but belong to another section, and where to set them."""
+        return {}
+
+
 class RunParams(_Section):
     """How the project runs the trainer: resuming, the seed-config overlay, a custom rollout, threads and the
     completion samples it keeps. None of these is a ``trl.GRPOConfig`` field; the ``training`` section is one."""
@@ -226,12 +245,12 @@ class RunParams(_Section):
     completion_samples_per_step: int = Field(4, ge=0, description="how many completions (with rewards) to keep")
 
 
-class TrainingParams(_Section):
+class TrainingParams(TrlConfigSection):
     """``trl.GRPOConfig``. The fields typed here are the ones the project reads or constrains further; every other
-    key must be a GRPOConfig field of the right type (config/grpo_config.py), passed to GRPOConfig as it is, so
+    key must be a GRPOConfig field of the right type (config/trl_config.py), passed to GRPOConfig as it is, so
     TRL's whole vocabulary (and TRL's defaults) applies."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    TRL_CONFIG: ClassVar[TrlConfig] = "GRPOConfig"
 
     output_dir: str = Field(min_length=1, description="trainer output: crash-recovery checkpoint-N folders")
     learning_rate: float = Field(gt=0)
@@ -267,10 +286,10 @@ class TrainingParams(_Section):
     vllm_max_model_length: int | None = Field(None, gt=0)
     vllm_enable_sleep_mode: bool = False
 
-    @model_validator(mode="before")
     @classmethod
-    def _yaml_no_is_false(cls, values: Any) -> Any:
-        return strategies_as_text(values) if isinstance(values, dict) else values
+    def set_elsewhere(cls, prefix: str) -> dict[str, str]:
+        run = sibling_section(prefix, "run")
+        return {key: f"it is the project's, not GRPOConfig's: set {run}.{key}" for key in RunParams.model_fields}
 
     @field_validator("max_steps")
     @classmethod
@@ -288,6 +307,25 @@ class TrainingParams(_Section):
                 f"gradient_accumulation_steps = {generation_batch}; pick a batch that is a multiple of it"
             )
         return self
+
+
+class SFTParams(TrlConfigSection):
+    """``trl.SFTConfig`` of the warm start: any of its fields, checked against SFTConfig's own."""
+
+    TRL_CONFIG: ClassVar[TrlConfig] = "SFTConfig"
+
+
+class WarmStartParams(_Section):
+    """A short supervised warm start (``trl.SFTTrainer``) on solved training examples before GRPO: a model that
+    never samples a correct answer gives GRPO nothing to reinforce. Off (null) for a model that already can."""
+
+    output_dir: str = Field(
+        min_length=1, description="where the warm-started model is written, and reused from while nothing changed"
+    )
+    completion_column: str = Field(
+        "answer", description="the column holding each training prompt's solved completion (e.g. its answer)"
+    )
+    sft: SFTParams = Field(default_factory=SFTParams)
 
 
 class DistributedParams(_Section):
@@ -349,6 +387,18 @@ class ValidationParams(_Section):
     min_eval_reward: float | None = Field(None, description="the trained model's weighted reward must reach this")
     min_reward_gain: float | None = Field(None, description="trained minus base weighted reward must reach this")
     sample_rows: int = Field(5, ge=0, description="prompts with completions shown in the markdown report")
+    accuracy_reward: str | None = Field(
+        None,
+        description="the reward that says whether a completion is correct (1) or not (0), e.g. accuracy: "
+        "the report then gives greedy and sampled accuracy; null: none",
+    )
+    sampled_completions: int = Field(
+        8, ge=0, description="completions sampled per prompt, as GRPO samples them, for the sampled scores; 0: none"
+    )
+    min_greedy_accuracy_gain: float | None = Field(None, description="trained minus base greedy accuracy must reach")
+    min_sampled_accuracy_gain: float | None = Field(
+        None, description="trained minus base sampled accuracy must reach this"
+    )
     merge_check_prompts: int = Field(
         8, gt=0, description="prompts on which a LoRA merged export must generate what base+adapter does"
     )
@@ -365,11 +415,33 @@ class VariantParams(_Section):
     peft: PeftParams | None = None
     formatting: FormattingParams
     reward: RewardParams
+    warm_start: WarmStartParams | None = None
     training: TrainingParams
     run: RunParams = Field(default_factory=RunParams)
     distributed: DistributedParams = Field(default_factory=DistributedParams)
     validation: ValidationParams
     benchmark: BenchmarkParams
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> VariantParams:
+        validation = self.validation
+        if validation.accuracy_reward is not None and validation.accuracy_reward not in self.reward.labels():
+            raise ValueError(
+                f"validation.accuracy_reward '{validation.accuracy_reward}' is not one of the run's rewards "
+                f"{self.reward.labels()}; name one of them, or null"
+            )
+        gates = (validation.min_greedy_accuracy_gain, validation.min_sampled_accuracy_gain)
+        if validation.accuracy_reward is None and any(gate is not None for gate in gates):
+            raise ValueError("the accuracy gains under validation need validation.accuracy_reward")
+        if validation.min_sampled_accuracy_gain is not None and not validation.sampled_completions:
+            raise ValueError("validation.min_sampled_accuracy_gain needs validation.sampled_completions > 0")
+        if self.warm_start is not None and self.warm_start.completion_column not in self.data.required_columns:
+            raise ValueError(
+                f"warm_start.completion_column '{self.warm_start.completion_column}' is not one of "
+                f"data.required_columns {self.data.required_columns}; add it there, so that every row is checked "
+                "to have one"
+            )
+        return self
 
 
 class CompareRunsParams(_Section):
@@ -402,9 +474,9 @@ def _unknown_key_hint(model: type[BaseModel], location: tuple[str | int, ...], s
     section = _nested_section(model, location[:-1])
     name = str(location[-1])
     if section is RunParams:
-        from grpo_pipeline.config.grpo_config import grpo_config_fields  # noqa: PLC0415 (imports TRL)
+        from grpo_pipeline.config.trl_config import config_fields  # noqa: PLC0415 (imports TRL)
 
-        if name in grpo_config_fields():
+        if name in config_fields("GRPOConfig"):
             return f"it is a trl.GRPOConfig field: set {sibling_section(section_path, 'training')}.{name}"
     valid = list(section.model_fields) if section else []
     close = difflib.get_close_matches(name, valid, n=1)
@@ -417,24 +489,36 @@ def sibling_section(prefix: str, section: str) -> str:
     return f"{parent}.{section}" if parent else section
 
 
-def _training_problems(model: type[_Section], raw: Any, parsed: Any, prefix: str) -> list[str]:
-    """The ``trl.GRPOConfig`` checks of the training section (see config/grpo_config.py): on the parsed values
-    (typed keys normalised), or when parsing failed on the keys that are not typed here."""
-    if model is VariantParams and isinstance(raw, dict):
-        model, raw, prefix = TrainingParams, raw.get("training"), f"{prefix}.training"
-        parsed = parsed.training if parsed is not None else None
-    if model is not TrainingParams or not isinstance(raw, dict):
-        return []
-    from grpo_pipeline.config.grpo_config import grpo_config_problems  # noqa: PLC0415 (imports TRL)
+def _trl_sections(model: type[_Section]) -> list[tuple[str, ...]]:
+    """Where inside ``model`` its TRL-config sections are."""
+    if issubclass(model, TrlConfigSection):
+        return [()]
+    return {WarmStartParams: [("sft",)], VariantParams: [("training",), ("warm_start", "sft")]}.get(model, [])
 
-    values = (
-        parsed.model_dump()
-        if parsed is not None
-        else {key: value for key, value in strategies_as_text(raw).items() if key not in TrainingParams.model_fields}
-    )
-    run = sibling_section(prefix, "run")
-    elsewhere = {key: f"it is the project's, not GRPOConfig's: set {run}.{key}" for key in RunParams.model_fields}
-    return grpo_config_problems(values, prefix, elsewhere)
+
+def _trl_config_problems(model: type[_Section], raw: Any, parsed: Any, prefix: str) -> list[str]:
+    """The TRL-config checks (config/trl_config.py) of every TRL-config section in ``model``: on the parsed values
+    (typed keys normalised), or when parsing failed on the keys that are not typed here."""
+    problems = []
+    for location in _trl_sections(model):
+        raw_section, parsed_section, section = raw, parsed, model
+        for part in location:
+            raw_section = raw_section.get(part) if isinstance(raw_section, dict) else None
+            parsed_section = getattr(parsed_section, part, None)
+            section = _nested_section(section, (part,))
+        if not isinstance(raw_section, dict):
+            continue
+        from grpo_pipeline.config.trl_config import config_problems  # noqa: PLC0415 (imports TRL)
+
+        typed = section.model_fields
+        values = (
+            parsed_section.model_dump()
+            if parsed_section is not None
+            else {key: value for key, value in strategies_as_text(raw_section).items() if key not in typed}
+        )
+        where = ".".join([prefix, *location])
+        problems += config_problems(section.TRL_CONFIG, values, where, section.set_elsewhere(where))
+    return problems
 
 
 def parse_section(model: type[_Section], raw: Any, prefix: str) -> Any:
@@ -451,10 +535,11 @@ def parse_section(model: type[_Section], raw: Any, prefix: str) -> Any:
                 problems.append(f"unknown parameter '{key}': {hint}")
             elif issue["type"] == "missing":
                 problems.append(f"missing parameter '{key}': add it to the variant's parameters.yml")
+            elif isinstance(issue.get("input"), dict):  # a whole section: its message names what is wrong
+                problems.append(f"parameter '{key}': {issue['msg'].removeprefix('Value error, ')}")
             else:
-                value = issue.get("input")
-                problems.append(f"parameter '{key}' = {value!r}: {issue['msg']}")
-    problems += _training_problems(model, raw, parsed, prefix)
+                problems.append(f"parameter '{key}' = {issue.get('input')!r}: {issue['msg']}")
+    problems += _trl_config_problems(model, raw, parsed, prefix)
     if problems:
         raise ParameterError("Invalid parameters:\n  - " + "\n  - ".join(problems))
     return parsed

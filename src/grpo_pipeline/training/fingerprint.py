@@ -15,7 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, RunParams, TrainingParams
+from grpo_pipeline.config.schema import (
+    ModelParams,
+    PeftParams,
+    RewardParams,
+    RunParams,
+    TrainingParams,
+    WarmStartParams,
+)
 from grpo_pipeline.errors import ProjectError
 
 # GRPOConfig fields that say where and how often to write or log, which trackers see the run, or how to
@@ -87,6 +94,21 @@ def data_sha256(train_dataset: pd.DataFrame) -> str:
     return hashlib.sha256(train_dataset.to_json(orient="records", lines=True).encode()).hexdigest()[:16]
 
 
+def model_identity(model: ModelParams) -> dict[str, Any]:
+    """What names the starting weights: id or path, revision, dtype, config hash, and a tiny model's build."""
+    return {
+        "model.name_or_path": model.name_or_path,
+        "model.revision": model.revision,
+        "model.dtype": model.dtype,
+        "model.config_sha256": _file_sha256(Path(model.name_or_path) / "config.json"),
+        **_flat("model.build_tiny", model.build_tiny.model_dump() if model.build_tiny else None),
+    }
+
+
+def package_versions() -> dict[str, str | None]:
+    return {f"versions.{package}": _version(package) for package in PACKAGES}
+
+
 def run_fingerprint(
     model: ModelParams,
     peft: PeftParams | None,
@@ -95,16 +117,14 @@ def run_fingerprint(
     reward: RewardParams,
     seed: int,
     train_dataset: pd.DataFrame | None = None,
+    warm_start: WarmStartParams | None = None,
 ) -> dict[str, Any]:
     """Flat ``{name: value}``: learning parameters, model identity, data hash (when given) and package versions.
     Of the ``run`` section only the rollout counts: the rest says how the run is driven, not what it learns."""
     learning = training.model_dump(exclude=set(NOT_LEARNING))
     return {
-        "model.name_or_path": model.name_or_path,
-        "model.revision": model.revision,
-        "model.dtype": model.dtype,
-        "model.config_sha256": _file_sha256(Path(model.name_or_path) / "config.json"),
-        **_flat("model.build_tiny", model.build_tiny.model_dump() if model.build_tiny else None),
+        **model_identity(model),
+        **_flat("warm_start", warm_start.model_dump() if warm_start else None),
         **_flat("peft", peft.model_dump(exclude={"merge_and_export"}) if peft else None),
         **_flat("training", learning),
         "run.rollout_func": run.rollout_func,
@@ -116,7 +136,7 @@ def run_fingerprint(
         ],
         "seed": seed,
         **({"data.sha256": data_sha256(train_dataset)} if train_dataset is not None else {}),
-        **{f"versions.{package}": _version(package) for package in PACKAGES},
+        **package_versions(),
     }
 
 

@@ -16,7 +16,15 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from grpo_pipeline.config.schema import ModelParams, PeftParams, RewardParams, RunParams, TrainingParams
+from grpo_pipeline.config.schema import (
+    ModelParams,
+    PeftParams,
+    RewardParams,
+    RunParams,
+    TrainingParams,
+    WarmStartParams,
+)
+from grpo_pipeline.evaluation import sampling_settings
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_tokenizer, loading_choices
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
@@ -65,6 +73,7 @@ class TrainingRequest:
     reward: RewardParams
     seed: int
     run: RunParams = field(default_factory=RunParams)
+    warm_start: WarmStartParams | None = None  # how base_model_path was made from model, when it was
     seed_config_mapping: list[str] = field(default_factory=list)
     eval_dataset: pd.DataFrame | None = None  # scored during training when training.eval_strategy is not "no"
 
@@ -83,6 +92,7 @@ class TrainingRequest:
             self.reward,
             self.seed,
             _trainer_columns(self.train_dataset),
+            self.warm_start,
         )
 
     def to_json(self, train_file: Path) -> dict[str, Any]:
@@ -100,6 +110,7 @@ class TrainingRequest:
             "peft": self.peft.model_dump() if self.peft else None,
             "training": self.training.model_dump(),
             "run": self.run.model_dump(),
+            "warm_start": self.warm_start.model_dump() if self.warm_start else None,
             "reward": self.reward.model_dump(),
             "seed": self.seed,
             "seed_config_mapping": self.seed_config_mapping,
@@ -118,6 +129,7 @@ class TrainingRequest:
             peft=PeftParams.model_validate(payload["peft"]) if payload["peft"] else None,
             training=TrainingParams.model_validate(payload["training"]),
             run=RunParams.model_validate(payload["run"]),
+            warm_start=WarmStartParams.model_validate(payload["warm_start"]) if payload["warm_start"] else None,
             reward=RewardParams.model_validate(payload["reward"]),
             seed=payload["seed"],
             seed_config_mapping=payload["seed_config_mapping"],
@@ -331,5 +343,6 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     state["world_size"] = trainer.accelerator.num_processes
     state["distributed_type"] = str(trainer.accelerator.distributed_type.value)
     state["run_fingerprint"] = fingerprint
+    state["sampling"] = sampling_settings(trainer.args)  # validation samples as training did
     timings = run_timings(trainer, step_timer, wall_seconds, resumed_from_step)
     return GrpoRun(trainer, trainer.processing_class, metrics, timings, state)

@@ -14,9 +14,28 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from grpo_pipeline.config.schema import ModelParams, ParameterError, PeftParams, RewardParams, TrainingParams
+from grpo_pipeline.config.schema import (
+    ModelParams,
+    ParameterError,
+    PeftParams,
+    RewardParams,
+    TrainingParams,
+    TrlConfigSection,
+)
 from grpo_pipeline.models.loading import MODEL_SECTION_KEYS, model_init_kwargs
 from grpo_pipeline.training.checkpoints import PREFIX_CHECKPOINT_DIR, write_marker
+
+
+def section_model_init_kwargs(model: ModelParams, section: TrlConfigSection, prefix: str) -> dict[str, Any]:
+    """``model_init_kwargs`` for a TRL config: the model section's choices plus the section's own
+    ``model_init_kwargs``, which may not repeat them."""
+    extra = (section.model_extra or {}).get("model_init_kwargs") or {}
+    if repeated := sorted(set(extra) & set(MODEL_SECTION_KEYS)):
+        raise ParameterError(
+            f"Invalid parameters:\n  - parameter '{prefix}.model_init_kwargs' sets {repeated}: the model section "
+            "decides those (model.revision, model.dtype, model.trust_remote_code); set them there"
+        )
+    return model_init_kwargs(model, extra)
 
 
 def build_grpo_config(
@@ -34,17 +53,12 @@ def build_grpo_config(
             "[tensorboard, wandb]; MLflow is always on"
         )
     report_to = [tracker for tracker in report_to if tracker not in ("mlflow", "none")]
-    extra_init_kwargs = (training.model_extra or {}).get("model_init_kwargs") or {}
-    if repeated := sorted(set(extra_init_kwargs) & set(MODEL_SECTION_KEYS)):
-        raise ParameterError(
-            f"Invalid parameters:\n  - parameter '{prefix}.model_init_kwargs' sets {repeated}: the model section "
-            "decides those (model.revision, model.dtype, model.trust_remote_code); set them there"
-        )
+    init_kwargs = section_model_init_kwargs(model, training, prefix)
     try:
         return GRPOConfig(
             # Every parameter takes part in every forward pass; True would only cost DDP an extra graph traversal.
             **{"ddp_find_unused_parameters": False} | training.model_dump(exclude={"report_to", "model_init_kwargs"}),
-            model_init_kwargs=model_init_kwargs(model, extra_init_kwargs),
+            model_init_kwargs=init_kwargs,
             reward_weights=reward.all_weights(),
             seed=seed,
             data_seed=seed,

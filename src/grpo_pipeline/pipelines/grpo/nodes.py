@@ -22,6 +22,7 @@ from grpo_pipeline.config.schema import (
     RewardParams,
     RunParams,
     ValidationParams,
+    WarmStartParams,
     parse_section,
 )
 from grpo_pipeline.models.checkpoint import HFCheckpoint
@@ -61,6 +62,23 @@ def format_prompts(
     )
 
 
+def warm_start(
+    train_dataset: pd.DataFrame,
+    base_model_path: str,
+    model: dict[str, Any],
+    warm_start: dict[str, Any] | None,
+    seed: int,
+) -> str:
+    """The model GRPO starts from: the base model, or with ``warm_start`` set, the base model after a short
+    supervised warm start on the training split's solved examples (reused while nothing changed)."""
+    if warm_start is None:
+        return base_model_path
+    from grpo_pipeline.training.warm_start import ensure_warm_start
+
+    params = parse_section(WarmStartParams, warm_start, "warm_start")
+    return ensure_warm_start(train_dataset, base_model_path, parse_section(ModelParams, model, "model"), params, seed)
+
+
 def train_grpo(
     train_dataset: pd.DataFrame,
     eval_dataset: pd.DataFrame,
@@ -72,6 +90,7 @@ def train_grpo(
     seed: int,
     distributed: dict[str, Any] | None = None,
     run: dict[str, Any] | None = None,
+    warm_start: dict[str, Any] | None = None,
 ) -> tuple[HFCheckpoint, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
     """Fine-tune with ``trl.GRPOTrainer`` (LoRA when ``peft`` is set, resuming a crashed run, under
     ``accelerate launch`` for ``distributed.num_processes`` > 1, scoring ``eval_dataset`` every ``eval_steps``
@@ -90,6 +109,7 @@ def train_grpo(
         peft=None if peft is None else parse_section(PeftParams, peft, "peft"),
         training=training_params,
         run=run_params,
+        warm_start=None if warm_start is None else parse_section(WarmStartParams, warm_start, "warm_start"),
         reward=parse_section(RewardParams, reward, "reward"),
         seed=seed,
         seed_config_mapping=seed_config_mapping,
@@ -106,8 +126,10 @@ def validate_checkpoint(
     model: dict[str, Any],
     reward: dict[str, Any],
     validation: dict[str, Any],
+    seed: int = 0,
 ) -> tuple[dict[str, Any], str]:
-    """Score the checkpoint reloaded from disk against the base model on the held-out prompts.
+    """Score the checkpoint reloaded from disk against the base model (the warm-started one, with a warm start)
+    on the held-out prompts, greedy and sampled as in training (``seed`` fixes the samples).
 
     The report is returned (and so saved) whether or not the checkpoint passes; ``check_validation`` fails the run.
     """
@@ -121,6 +143,7 @@ def validate_checkpoint(
         parse_section(ModelParams, model, "model"),
         parse_section(RewardParams, reward, "reward"),
         parse_section(ValidationParams, validation, "validation"),
+        seed,
     )
     return report, validation_markdown(report)
 

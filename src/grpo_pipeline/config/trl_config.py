@@ -1,0 +1,129 @@
+"""Sections that are TRL configs (``training`` is ``trl.GRPOConfig``, ``warm_start.sft`` is ``trl.SFTConfig``):
+every key is checked against the config's own dataclass fields.
+
+Names (with did-you-mean), types (the config's annotations) and choices (enum-typed fields, and the
+plain-text fields whose values TRL's help lists) are checked before anything runs, so a field TRL adds
+works with no change here. TRL is imported only when a section is checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import functools
+import re
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
+
+TrlConfig = Literal["GRPOConfig", "SFTConfig"]
+
+# Fields the project fills in itself, and why; setting them in the section would be ignored.
+SET_BY_PROJECT: dict[TrlConfig, dict[str, str]] = {
+    "GRPOConfig": {
+        "seed": "the project sets GRPOConfig.seed from the variant's `seed`; set it there",
+        "data_seed": "the project sets GRPOConfig.data_seed from the variant's `seed`; set it there",
+        "reward_weights": "the project sets GRPOConfig.reward_weights from `reward.weights` and each reward model's "
+        "`weight`; set them there",
+        "save_only_model": "the project sets GRPOConfig.save_only_model to False: resuming a crashed run needs the "
+        "optimizer state in every checkpoint",
+    },
+    "SFTConfig": {
+        "seed": "the project sets SFTConfig.seed from the variant's `seed`; set it there",
+        "data_seed": "the project sets SFTConfig.data_seed from the variant's `seed`; set it there",
+        "output_dir": "the warm start trains in a scratch directory and writes its model to warm_start.output_dir; "
+        "set that instead",
+    },
+}
+
+# Fields typed plain `str` (or `str | bool`) that take one of a few values, as TRL 1.16 documents them; a
+# value a later TRL documents in the field's help (quoted, e.g. 'dapo') is accepted too.
+TEXT_CHOICES: dict[TrlConfig, dict[str, tuple[str | bool, ...]]] = {
+    "GRPOConfig": {
+        "loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+        "scale_rewards": ("group", "batch", "none", True, False),
+        "importance_sampling_level": ("token", "sequence"),
+        "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
+        "vllm_importance_sampling_mode": ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"),
+    },
+    "SFTConfig": {"loss_type": ("nll", "dft")},
+}
+
+
+@functools.cache
+def config_class(config: TrlConfig) -> type:
+    import trl  # noqa: PLC0415 (TRL takes seconds to import; only a check needs it)
+
+    return getattr(trl, config)
+
+
+@functools.cache
+def config_fields(config: TrlConfig) -> dict[str, Any]:
+    """Every field of the TRL config class ``config`` and its annotation."""
+    cls = config_class(config)
+    hints = typing.get_type_hints(cls)
+    return {field.name: hints.get(field.name, Any) for field in dataclasses.fields(cls) if field.init}
+
+
+@functools.cache
+def documented_values(config: TrlConfig, name: str) -> frozenset[str]:
+    """The values quoted in the help of ``config``'s field ``name`` ('token', `'batch'`)."""
+    field = next(field for field in dataclasses.fields(config_class(config)) if field.name == name)
+    return frozenset(re.findall(r"'(\w+)'", field.metadata.get("help", "")))
+
+
+def _value_problem(config: TrlConfig, name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for ``config``'s field ``name``, or None."""
+    allowed = TEXT_CHOICES[config].get(name)
+    if allowed is None:
+        return _type_problem(config_fields(config)[name], value)
+    if isinstance(value, str | bool) and (value in allowed or value in documented_values(config, name)):
+        return None
+    return f"must be one of {list(allowed)}"
+
+
+def _choices(annotation: Any) -> list[str] | None:
+    """The allowed values of an enum-typed field (transformers writes them ``SomeEnum | str``)."""
+    members = [arg for arg in typing.get_args(annotation) or (annotation,) if isinstance(arg, type)]
+    enum_type = next((arg for arg in members if issubclass(arg, enum.Enum)), None)
+    return [str(member.value) for member in enum_type] if enum_type else None
+
+
+def _type_problem(annotation: Any, value: Any) -> str | None:
+    choices = _choices(annotation)
+    if choices is not None and isinstance(value, str):
+        return None if value in choices else f"must be one of {choices}"
+    try:
+        TypeAdapter(annotation).validate_python(value, strict=False)
+    except ValidationError as error:
+        return error.errors()[0]["msg"]
+    except Exception:  # an annotation pydantic cannot build a validator for: the config itself checks it
+        return None
+    return None
+
+
+def config_problems(
+    config: TrlConfig, values: dict[str, Any], prefix: str, set_elsewhere: Mapping[str, str] | None = None
+) -> list[str]:
+    """One line per key of ``values`` that is not a valid value of a ``config`` field. ``set_elsewhere`` maps
+    keys that belong to another section to where to set them."""
+    fields, set_elsewhere = config_fields(config), set_elsewhere or {}
+    refused = {**SET_BY_PROJECT[config], **set_elsewhere}
+    problems = []
+    for key, value in values.items():
+        where = f"parameter '{prefix}.{key}'"
+        if key in refused:
+            problems.append(f"{where}: {refused[key]}")
+        elif key in fields:
+            if issue := _value_problem(config, key, value):
+                problems.append(f"{where} = {value!r}: {issue} (trl.{config}.{key}: {fields[key]})")
+        else:
+            close = difflib.get_close_matches(key, [*fields, *set_elsewhere], n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"it is not a field of trl.{config} (see TRL's docs)"
+            if close and close[0] in set_elsewhere:
+                hint += f" ({set_elsewhere[close[0]]})"
+            problems.append(f"unknown parameter '{prefix}.{key}': {hint}")
+    return problems

@@ -1,0 +1,118 @@
+"""A short supervised warm start before GRPO: ``trl.SFTTrainer`` on the training split's solved examples.
+
+GRPO reinforces what the policy already samples, so a model that never samples a correct answer (such as
+the randomly initialised tiny model the project builds) gives it nothing to reinforce. A few supervised
+steps on solved training examples (never held-out ones) give it partial skill for GRPO to sharpen. The
+model is written to ``warm_start.output_dir`` with a fingerprint of everything that made it, and a rerun
+whose fingerprint matches reuses it instead of training again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
+from trl.data_utils import is_conversational
+
+from grpo_pipeline.atomic import atomic_directory
+from grpo_pipeline.config.schema import ModelParams, ParameterError, WarmStartParams
+from grpo_pipeline.models.loading import load_tokenizer
+from grpo_pipeline.training.fingerprint import data_sha256, fingerprint_hash, model_identity, package_versions
+from grpo_pipeline.training.trainer import section_model_init_kwargs
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_FILE = "warm_start_fingerprint.json"
+
+
+def build_sft_config(
+    params: WarmStartParams, model: ModelParams, seed: int, output_dir: str, prefix: str = "warm_start"
+) -> SFTConfig:
+    """``trl.SFTConfig`` from ``warm_start.sft``; SFTConfig's own checks become a :class:`ParameterError`."""
+    sft = params.sft.model_dump(exclude={"model_init_kwargs"})
+    init_kwargs = section_model_init_kwargs(model, params.sft, f"{prefix}.sft")
+    try:
+        return SFTConfig(
+            **{"report_to": "none", "save_strategy": "no"} | sft,
+            output_dir=output_dir,
+            model_init_kwargs=init_kwargs,
+            seed=seed,
+            data_seed=seed,
+        )
+    except (TypeError, ValueError) as error:
+        raise ParameterError(f"Invalid parameters:\n  - trl.SFTConfig rejected '{prefix}.sft': {error}") from None
+
+
+def solved_examples(train_dataset: pd.DataFrame, completion_column: str) -> pd.DataFrame:
+    """Prompt-completion pairs as SFTTrainer takes them: the completion an assistant message when the prompt
+    is a conversation, plain text otherwise."""
+    prompts = train_dataset["prompt"].tolist()
+    answers = train_dataset[completion_column].astype(str).tolist()
+    if prompts and is_conversational({"prompt": prompts[0]}):
+        completions: list[Any] = [[{"role": "assistant", "content": answer}] for answer in answers]
+    else:
+        completions = answers
+    return pd.DataFrame({"prompt": prompts, "completion": completions})
+
+
+def warm_start_fingerprint(
+    model: ModelParams, params: WarmStartParams, seed: int, examples: pd.DataFrame
+) -> dict[str, Any]:
+    """What decides the warm-started weights: the starting model, the section, the seed, the examples."""
+    return {
+        **model_identity(model),
+        "warm_start": params.model_dump(exclude={"output_dir"}),
+        "seed": seed,
+        "data.sha256": data_sha256(examples),
+        **package_versions(),
+    }
+
+
+def recorded_fingerprint(output_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(output_dir) / FINGERPRINT_FILE
+    return json.loads(path.read_text())["fingerprint"] if path.is_file() else None
+
+
+def ensure_warm_start(
+    train_dataset: pd.DataFrame, base_model_path: str, model: ModelParams, params: WarmStartParams, seed: int
+) -> str:
+    """The warm-started model's directory: reused when its fingerprint matches, otherwise trained and written
+    atomically (an interrupted run leaves the previous model or none, never half of one)."""
+    examples = solved_examples(train_dataset, params.completion_column)
+    fingerprint = warm_start_fingerprint(model, params, seed, examples)
+    if recorded_fingerprint(params.output_dir) == fingerprint:
+        logger.info("Warm start: reusing %s (same model, parameters and data)", params.output_dir)
+        return params.output_dir
+    tokenizer = load_tokenizer(base_model_path, model.revision, model.trust_remote_code)
+    with tempfile.TemporaryDirectory(prefix="warm_start-") as scratch:
+        trainer = SFTTrainer(
+            model=base_model_path,
+            args=build_sft_config(params, model, seed, scratch),
+            train_dataset=Dataset.from_pandas(examples, preserve_index=False),
+            processing_class=tokenizer,
+        )
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    summary = {
+        "steps": trainer.state.global_step,
+        "examples": len(examples),
+        "train_seconds": round(seconds, 2),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+    }
+    logger.info("Warm start: %s", summary)
+    with atomic_directory(params.output_dir) as staging:
+        trainer.model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        record = {"fingerprint": fingerprint, "hash": fingerprint_hash(fingerprint), **summary}
+        (staging / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2))
+    return params.output_dir
