@@ -156,6 +156,29 @@ def test_validation_fails_below_threshold(trained: Any, datasets: Any, tiny_mode
         check_validation(report)
 
 
+def test_validation_reports_greedy_and_sampled_accuracy_and_gates_on_them(
+    trained: Any, datasets: Any, tiny_model_dir: Path
+) -> None:
+    checkpoint = trained[0].load()
+    assert checkpoint.trainer_state["sampling"]["temperature"] == 1.0  # recorded by training, read by validation
+    gated = {**VALIDATION, "accuracy_reward": "accuracy", "sampled_completions": 4, "min_greedy_accuracy_gain": 0.9}
+    report, markdown = validate_checkpoint(
+        checkpoint, str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, gated, seed=3
+    )
+    for model in ("base", "trained"):
+        sampled = report[model]["sampled"]
+        assert report[model]["accuracy"] == report[model]["rewards"]["accuracy"]
+        assert sampled["completions_per_prompt"] == 4 and sampled["accuracy"] == sampled["rewards"]["accuracy"]
+    gains = report["accuracy_gain"]
+    assert gains["sampled"] == report["trained"]["sampled"]["accuracy"] - report["base"]["sampled"]["accuracy"]
+    assert report["passed"] is False and "greedy accuracy gain over the base model" in markdown
+    assert "| trained | sampled |" in markdown and "held-out sampled accuracy (accuracy)" in markdown
+    again, _ = validate_checkpoint(
+        checkpoint, str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, gated, seed=3
+    )
+    assert again["trained"]["sampled"] == report["trained"]["sampled"]  # the seed fixes the samples
+
+
 def test_validation_fails_on_nan_weights(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
     checkpoint = trained[0].load()
     with torch.no_grad():

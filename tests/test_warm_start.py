@@ -1,0 +1,70 @@
+"""The supervised warm start: trl.SFTTrainer on the training split's solved examples, reused while nothing changed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grpo_pipeline.config.loader import load_parameters
+from grpo_pipeline.config.schema import ModelParams, ParameterError, VariantParams, WarmStartParams, parse_section
+from grpo_pipeline.evaluation import decode, generate
+from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
+from grpo_pipeline.training.warm_start import FINGERPRINT_FILE, ensure_warm_start, recorded_fingerprint
+from tests.conftest import PROJECT_ROOT
+from tests.test_training_and_validation import weights_changed
+
+
+def warm_start_params(output_dir: Path, **sft: Any) -> WarmStartParams:
+    return WarmStartParams.model_validate(
+        {
+            "output_dir": str(output_dir),
+            "sft": {"max_steps": 30, "per_device_train_batch_size": 16, "learning_rate": 3e-3, "use_cpu": True} | sft,
+        }
+    )
+
+
+def test_the_warm_start_teaches_the_answers_and_is_reused_until_something_changes(
+    tiny_model_dir: Path, datasets: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train = datasets[0]
+    model = ModelParams(name_or_path=str(tiny_model_dir))
+    params = warm_start_params(tmp_path / "warm")
+    path = ensure_warm_start(train, str(tiny_model_dir), model, params, seed=0)
+    warm = load_causal_lm(path)
+    assert weights_changed(tiny_model_dir, warm)
+    tokenizer = load_tokenizer(path)
+    ids, _ = generate(warm, tokenizer, train["prompt_text"].tolist(), max_new_tokens=4)
+    answers = decode(tokenizer, ids)
+    # Supervised on answers of the training problems: it answers with their digits, not the random model's noise.
+    assert sum(answer.strip().isdigit() for answer in answers) >= len(answers) // 2, answers
+
+    weights = Path(path) / "model.safetensors"
+    written = weights.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO):
+        assert ensure_warm_start(train, str(tiny_model_dir), model, params, seed=0) == path
+    assert "Warm start: reusing" in caplog.text and weights.stat().st_mtime_ns == written
+    recorded = recorded_fingerprint(path)
+    ensure_warm_start(train.head(20), str(tiny_model_dir), model, params, seed=0)  # other data: trained again
+    assert (
+        weights.stat().st_mtime_ns != written and recorded_fingerprint(path)["data.sha256"] != recorded["data.sha256"]
+    )
+    assert (Path(path) / FINGERPRINT_FILE).is_file() and not list(tmp_path.glob(".warm.tmp-*"))
+
+
+def test_the_sft_section_is_checked_against_sft_config_before_anything_runs() -> None:
+    section = {"output_dir": "out", "sft": {"learning_rat": 1e-3, "loss_type": "nl", "output_dir": "x"}}
+    with pytest.raises(ParameterError) as error:
+        parse_section(WarmStartParams, section, "debug.warm_start")
+    message = str(error.value)
+    assert "unknown parameter 'debug.warm_start.sft.learning_rat': did you mean 'learning_rate'?" in message
+    assert "'debug.warm_start.sft.loss_type' = 'nl': must be one of ['nll', 'dft']" in message
+    assert "'debug.warm_start.sft.output_dir': the warm start trains in a scratch directory" in message
+
+
+def test_the_completion_column_must_be_a_checked_column() -> None:
+    raw = load_parameters(PROJECT_ROOT / "conf", "base")["debug"]
+    with pytest.raises(ParameterError, match=r"warm_start.completion_column 'solution' is not one of"):
+        parse_section(VariantParams, {**raw, "warm_start": {**raw["warm_start"], "completion_column": "solution"}}, "d")
