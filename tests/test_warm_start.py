@@ -12,7 +12,13 @@ from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.schema import ModelParams, ParameterError, VariantParams, WarmStartParams, parse_section
 from grpo_pipeline.evaluation import decode, generate
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
-from grpo_pipeline.training.warm_start import FINGERPRINT_FILE, ensure_warm_start, recorded_fingerprint
+from grpo_pipeline.training.warm_start import (
+    FINGERPRINT_FILE,
+    HeldOutLeakError,
+    check_held_out,
+    ensure_warm_start,
+    recorded_fingerprint,
+)
 from tests.conftest import PROJECT_ROOT
 from tests.test_training_and_validation import weights_changed
 
@@ -52,6 +58,9 @@ def test_the_warm_start_teaches_the_answers_and_is_reused_until_something_change
         weights.stat().st_mtime_ns != written and recorded_fingerprint(path)["data.sha256"] != recorded["data.sha256"]
     )
     assert (Path(path) / FINGERPRINT_FILE).is_file() and not list(tmp_path.glob(".warm.tmp-*"))
+    check_held_out(path, datasets[1])  # the held-out prompts were never warm-start examples
+    with pytest.raises(HeldOutLeakError, match=r"^3 of the 3 held-out prompts were training examples of the warm"):
+        check_held_out(path, train.head(3))
 
 
 def test_the_sft_section_is_checked_against_sft_config_before_anything_runs() -> None:

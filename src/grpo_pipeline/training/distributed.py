@@ -27,6 +27,7 @@ from grpo_pipeline.atomic import atomic_directory
 from grpo_pipeline.config.schema import DistributedParams, TrainingParams
 from grpo_pipeline.models.checkpoint import load_checkpoint
 from grpo_pipeline.training.run import GrpoRun, TrainingRequest, TrainingResult, train
+from grpo_pipeline.training.warm_start import check_held_out
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,9 @@ def run_training(
     mlflow_tracking_uri: str | None,
     mlflow_run_id: str | None,
 ) -> TrainingResult:
-    """Train in this process, or under ``accelerate launch`` with more than one process or machine."""
+    """Train in this process, or under ``accelerate launch`` with more than one process or machine; first refuse
+    a held-out set that a warm-started base model has trained on."""
+    check_held_out(request.base_model_path, request.eval_dataset)
     if distributed.launches:
         return launch_training(request, distributed, mlflow_tracking_uri, mlflow_run_id)
     return train(request, mlflow_run_id).result(request.export_merged)

@@ -9,6 +9,7 @@ whose fingerprint matches reuses it instead of training again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -23,6 +24,7 @@ from trl.data_utils import is_conversational
 
 from grpo_pipeline.atomic import atomic_directory
 from grpo_pipeline.config.schema import ModelParams, ParameterError, WarmStartParams
+from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.models.loading import load_tokenizer
 from grpo_pipeline.training.fingerprint import data_sha256, fingerprint_hash, model_identity, package_versions
 from grpo_pipeline.training.trainer import section_model_init_kwargs
@@ -75,6 +77,31 @@ def warm_start_fingerprint(
     }
 
 
+def prompt_hashes(prompts: pd.Series) -> list[str]:
+    """A short hash of each prompt (text or messages), to tell later whether a prompt was a training example."""
+    return [hashlib.sha256(json.dumps(prompt, sort_keys=True).encode()).hexdigest()[:16] for prompt in prompts.tolist()]
+
+
+class HeldOutLeakError(ProjectError, ValueError):
+    """Held-out prompts were among the warm start's training examples: their scores would not be held-out ones."""
+
+
+def check_held_out(model_dir: str | Path, eval_dataset: pd.DataFrame | None) -> None:
+    """Refuse a held-out set that shares prompts with the examples ``model_dir``'s warm start trained on (a
+    warm-started model reused by a run that splits the problems differently)."""
+    path = Path(model_dir) / FINGERPRINT_FILE
+    if eval_dataset is None or eval_dataset.empty or not path.is_file():
+        return
+    seen = set(json.loads(path.read_text()).get("prompt_hashes", []))
+    shared = sum(digest in seen for digest in prompt_hashes(eval_dataset["prompt"]))
+    if shared:
+        raise HeldOutLeakError(
+            f"{shared} of the {len(eval_dataset)} held-out prompts were training examples of the warm start in "
+            f"{model_dir}, so the held-out scores would not be held out. Split the problems as the run that made it "
+            "did (the same seed, data.eval_size and data), or let this variant make its own warm start."
+        )
+
+
 def recorded_fingerprint(output_dir: str | Path) -> dict[str, Any] | None:
     path = Path(output_dir) / FINGERPRINT_FILE
     return json.loads(path.read_text())["fingerprint"] if path.is_file() else None
@@ -113,6 +140,11 @@ def ensure_warm_start(
     with atomic_directory(params.output_dir) as staging:
         trainer.model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        record = {"fingerprint": fingerprint, "hash": fingerprint_hash(fingerprint), **summary}
+        record = {
+            "fingerprint": fingerprint,
+            "hash": fingerprint_hash(fingerprint),
+            **summary,
+            "prompt_hashes": prompt_hashes(examples["prompt"]),
+        }
         (staging / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2))
     return params.output_dir
