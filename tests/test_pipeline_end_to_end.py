@@ -40,6 +40,8 @@ def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     assert len(metrics) >= 100
     first, last = metrics["reward"].head(20).mean(), metrics["reward"].tail(20).mean()
     assert last > first + 0.2, (first, last)
+    held_out = metrics.dropna(subset=["eval/reward"]).set_index("step")["eval/reward"]  # evaluation during training
+    assert list(held_out.index) == [0, 25, 50, 75, 100, 125, 150] and held_out[150] > held_out[0] + 0.2, held_out
 
 
 def test_debug_run_writes_checkpoint_and_reports(debug_run: Run) -> None:
