@@ -1,7 +1,9 @@
 """A variant's GRPO run as a bare TRL script, in the style of ``trl/scripts/grpo.py``: no Kedro, no MLflow.
 
 It reads the same raw prompts and parameter files as the pipeline and does the work of its prepare,
-format and train nodes (normalise, de-duplicate, split, template, drop long prompts, train, save).
+format and train nodes (normalise, de-duplicate, split, template, drop long prompts, train, save). It
+trains from the variant's base model (no warm start) and evaluates nothing during training: it times
+the trainer.
 Two uses:
 
 - ``kedro_overhead.py`` compares it with ``kedro run`` on the debug variant;
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model path or id instead of the variant's")
     parser.add_argument("--random-lfm2-350m", action="store_true", help="build and use a random LFM2-350M")
     parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--prompts", type=Path, default=Path("data/01_raw/largest_digit_prompts.jsonl"))
     parser.add_argument(
         "--mlflow-uri", default=None, help="track with TRL's own MLflow integration (report_to=mlflow) at this URI"
     )
@@ -76,10 +79,11 @@ def main() -> None:
     if params["run"].get("torch_num_threads"):
         torch.set_num_threads(params["run"]["torch_num_threads"])
     training["output_dir"] = str(args.output / "trainer_output")
+    training |= {"eval_strategy": "no", "eval_on_start": False}
     if args.max_steps is not None:
         training["max_steps"] = args.max_steps
 
-    raw = load_dataset("json", data_files=str(args.project / "data/01_raw/arithmetic_prompts.jsonl"), split="train")
+    raw = load_dataset("json", data_files=str(args.project / args.prompts), split="train")
     seen, rows = set(), []
     for record in raw:
         prompt = record["prompt"]
@@ -130,13 +134,13 @@ def main() -> None:
     if args.mlflow_uri:
         os.environ["MLFLOW_TRACKING_URI"] = args.mlflow_uri
         os.environ["MLFLOW_EXPERIMENT_NAME"] = "bare_trl_grpo"
-    weights = params["reward"]["weights"]
+    weights = params["reward"]["weights"] or [1.0] * len(params["reward"]["functions"])
     config = GRPOConfig(
         **training,
         seed=params["seed"],
         data_seed=params["seed"],
         report_to="mlflow" if args.mlflow_uri else "none",
-        reward_weights=[weight / sum(weights) for weight in weights],
+        reward_weights=weights,
     )
     trainer = GRPOTrainer(
         model=model,

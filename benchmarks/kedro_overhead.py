@@ -46,10 +46,13 @@ def main() -> None:
         "--output",
         "bare_output",
     ]
+    # The bare script's work: no warm start, no evaluation during training.
+    same_work = "debug.warm_start=null,debug.training.eval_strategy=no,debug.training.eval_on_start=false"
     kedro = [str(BIN / "kedro"), "run", "--pipelines=grpo_debug", "--to-nodes=debug.train_grpo"]
     if args.max_steps is not None:
         bare += ["--max-steps", str(args.max_steps)]
-        kedro += [f"--params=debug.training.max_steps={args.max_steps}"]
+        same_work += f",debug.training.max_steps={args.max_steps}"
+    kedro += [f"--params={same_work}"]
     times: dict[str, list[float]] = {"bare": [], "bare+mlflow": [], "kedro": []}
     with tempfile.TemporaryDirectory(prefix="grpo-overhead-") as scratch:
         tracked = copy_project(PROJECT_ROOT, Path(scratch) / "bare-mlflow")

@@ -20,13 +20,15 @@ from tests.conftest import NO_GATES, PROJECT_ROOT, copy_project, invoke_kedro, m
 from tests.reward_models import build_short_answer_reward_model
 
 Run = tuple[Path, subprocess.CompletedProcess[str]]
+NO_ACCURACY = f"debug.validation.accuracy_reward=null,{NO_GATES}"  # for rewards without accuracy
 
 
 def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     project, result = debug_run
     assert "grpo-pipeline summary" in result.stdout
     assert "eval reward base" in result.stdout and "MLflow run 'grpo_debug'" in result.stdout
-    assert "held-out greedy accuracy base" in result.stdout and "held-out sampled accuracy base" in result.stdout
+    assert "[debug] held-out greedy accuracy (accuracy): base" in result.stdout
+    assert "[debug] held-out sampled accuracy (accuracy): base" in result.stdout
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
     assert report["passed"]
     # Correct on held-out problems, not just well formatted: accuracy is the only reward, and the warm-started
@@ -150,9 +152,19 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(tmp_path: Path
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ("debug.reward.functions=[formatt],debug.reward.weights=[1]", "Unknown reward function 'formatt'"),
+        (
+            f"debug.reward.functions=[formatt],debug.reward.weights=[1],{NO_ACCURACY}",
+            "Unknown reward function 'formatt'",
+        ),
+        (
+            "debug.reward.functions=[format],debug.reward.weights=[1]",
+            "validation.accuracy_reward 'accuracy' is not one of the run's rewards ['format']; name one of them",
+        ),
         ("debug.training.max_steps=0", "'debug.training.max_steps' = 0"),
-        ("debug.reward.functions=[my_rewards:brevity],debug.reward.weights=[1]", "'my_rewards:brevity' cannot be"),
+        (
+            f"debug.reward.functions=[my_rewards:brevity],debug.reward.weights=[1],{NO_ACCURACY}",
+            "'my_rewards:brevity' cannot be",
+        ),
         ("debug.model.build_tiny=null,debug.model.name_or_path=data/06_models/nope", "neither an existing local"),
         (
             "debug.reward.models=[{name_or_path: data/06_models/no_rm}]",

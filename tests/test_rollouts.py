@@ -50,7 +50,7 @@ def train_with_rollout(
         datasets[0],
         output,
         reward={"functions": ["accuracy", "format", "length", "rollout_probe"], "weights": [1.0, 1.0, 1.0, 0.0]},
-        rollout_func=rollout,
+        run={"rollout_func": rollout},
         num_generations=NUM_GENERATIONS,
     )
     return dataset.load().model, metrics

@@ -46,6 +46,7 @@ def train_and_save(
     output: Path,
     peft: dict[str, Any] | None = None,
     reward: dict[str, Any] = REWARD,
+    run: dict[str, Any] | None = None,
     **training_overrides: Any,
 ) -> tuple[HFCheckpointDataset, Any, pd.DataFrame, dict[str, Any], list[dict[str, Any]]]:
     """``train_grpo`` on the tiny model with the checkpoint saved to ``output/checkpoint``, and its outputs."""
@@ -58,6 +59,7 @@ def train_and_save(
         training_params(output / "trainer", **training_overrides),
         reward,
         seed=0,
+        run=run,
     )
     dataset = HFCheckpointDataset(path=str(output / "checkpoint"))
     dataset.save(checkpoint)
