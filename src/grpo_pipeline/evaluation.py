@@ -28,7 +28,8 @@ def sampling_settings(config: Any | None = None) -> dict[str, Any]:
 
         defaults = {field.name: field.default for field in dataclasses.fields(GRPOConfig)}
         return {name: defaults[name] for name in SAMPLING_FIELDS}
-    return {name: getattr(config, name) for name in SAMPLING_FIELDS} | (config.generation_kwargs or {})
+    extra = {key: value for key, value in (config.generation_kwargs or {}).items() if key != "max_new_tokens"}
+    return {name: getattr(config, name) for name in SAMPLING_FIELDS} | extra
 
 
 @torch.no_grad()

@@ -489,11 +489,15 @@ def sibling_section(prefix: str, section: str) -> str:
     return f"{parent}.{section}" if parent else section
 
 
-def _trl_sections(model: type[_Section]) -> list[tuple[str, ...]]:
-    """Where inside ``model`` its TRL-config sections are."""
+def _trl_sections(model: type[BaseModel], location: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Where inside ``model`` its TRL-config sections are (``()``: ``model`` is one)."""
     if issubclass(model, TrlConfigSection):
-        return [()]
-    return {WarmStartParams: [("sft",)], VariantParams: [("training",), ("warm_start", "sft")]}.get(model, [])
+        return [location]
+    found = []
+    for name in model.model_fields:
+        if (nested := _nested_section(model, (name,))) is not None:
+            found += _trl_sections(nested, (*location, name))
+    return found
 
 
 def _trl_config_problems(model: type[_Section], raw: Any, parsed: Any, prefix: str) -> list[str]:
