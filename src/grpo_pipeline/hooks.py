@@ -103,8 +103,8 @@ class RunChecksHooks:
 
 
 def _check_training(params: VariantParams, variant: str) -> None:
-    """GRPOConfig accepts the section, the rollout resolves, vLLM can work, and an auto-resume would continue this
-    very run."""
+    """GRPOConfig accepts the section (and SFTConfig the warm start's), the rollout resolves, vLLM can work, and an
+    auto-resume would continue this very run."""
     from grpo_pipeline.training.trainer import build_grpo_config  # noqa: PLC0415 (imports TRL)
 
     training, run = params.training, params.run
@@ -112,6 +112,7 @@ def _check_training(params: VariantParams, variant: str) -> None:
     if params.warm_start is not None:
         from grpo_pipeline.training.warm_start import build_sft_config  # noqa: PLC0415 (imports TRL)
 
+        # Built only to be checked: the warm start trains in a scratch directory of its own.
         build_sft_config(params.warm_start, params.model, params.seed, "sft_output", f"{variant}.warm_start")
     if run.rollout_func:
         from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
