@@ -103,7 +103,8 @@ def assess(
     with ``params.accuracy_reward``, accuracy."""
     prompt_texts, weights = frame["prompt_text"].tolist(), reward_params.all_weights()
     greedy_ids, finite = generate(policy, tokenizer, prompt_texts, params.max_new_tokens)
-    greedy = score(decode(tokenizer, greedy_ids), greedy_ids, frame, scorers, weights)
+    completions = decode(tokenizer, greedy_ids)
+    greedy = score(completions, greedy_ids, frame, scorers, weights)
     result = {
         "mean_reward": greedy["mean_reward"],
         "rewards": greedy["rewards"],
@@ -111,6 +112,7 @@ def assess(
         "accuracy": greedy["rewards"][params.accuracy_reward] if params.accuracy_reward else None,
         "sampled": None,
         "greedy_ids": greedy_ids,
+        "completions": completions,
         "per_prompt": greedy["per_prompt"],
     }
     if params.sampled_completions and finite:  # sampling from NaN logits fails outright
@@ -148,7 +150,7 @@ def validate_against_base(
     trained = assess(checkpoint.model, tokenizer, frame, scorers, reward_params, params, sampling, seed)
     merged_export = merged_export_check(checkpoint, frame["prompt_text"].tolist(), trained["greedy_ids"], params)
     failures = failures_of(base, trained, merged_export, params)
-    hidden = ("greedy_ids", "per_prompt")
+    hidden = ("greedy_ids", "completions", "per_prompt")
     return {
         "checkpoint": checkpoint.path,
         "base_model": base_model_path,
@@ -185,8 +187,8 @@ def validate_against_base(
             for prompt, row, base_completion, trained_completion, trained_generated, base_reward, trained_reward in zip(
                 frame["prompt"],
                 frame.to_dict(orient="records"),
-                decode(tokenizer, base["greedy_ids"]),
-                decode(tokenizer, trained["greedy_ids"]),
+                base["completions"],
+                trained["completions"],
                 decode(tokenizer, trained["greedy_ids"], skip_special_tokens=False),
                 base["per_prompt"],
                 trained["per_prompt"],
