@@ -1,16 +1,32 @@
-"""Shared fixtures. Pipeline runs happen in a copy of the project so the checkout stays clean."""
+"""Shared fixtures. Pipeline runs happen in a copy of the project so the checkout stays clean.
+
+``kedro`` commands run in this process (:func:`invoke_kedro`): the project's own CLI through click's test
+runner, its error formatting included, without paying a new interpreter's start-up (~8 s) per command.
+A test that is about the command line itself, or needs a process to kill or to run beside another,
+starts a real ``kedro`` subprocess (:func:`invoke_kedro_subprocess`) and is marked ``kedro_cli``.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
+from click.testing import CliRunner
+from kedro.framework.cli.cli import KedroCLI
 from mlflow.entities import Run
+from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistrySqlStore
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingSqlStore
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._model_registry.registry import ModelRegistryStoreRegistry
+from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
 
 from grpo_pipeline import sandbox
 from grpo_pipeline.config.schema import TinyModelParams
@@ -21,18 +37,68 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 # --params for a grpo_debug run too short to reach the variant's accuracy gates.
 NO_GATES = "debug.validation.min_greedy_accuracy_gain=null,debug.validation.min_sampled_accuracy_gain=null"
+# What a grpo_debug run builds before GRPO and reuses while its fingerprint matches (same model, data, seed).
+DEBUG_MODELS = ("data/06_models/debug/base_model", "data/06_models/debug/warm_start")
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
-def copy_project(destination: Path) -> Path:
-    return sandbox.copy_project(PROJECT_ROOT, destination)
+def copy_project(destination: Path, models_from: Path | None = None) -> Path:
+    """A runnable copy of the project; with ``models_from``, that project's tiny model and warm start too,
+    which the copy's runs reuse when their fingerprints match (and rebuild when they do not)."""
+    project = sandbox.copy_project(PROJECT_ROOT, destination)
+    for model in DEBUG_MODELS if models_from else ():
+        shutil.copytree(models_from / model, project / model)
+    return project
 
 
-def invoke_kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """``kedro ARGS`` in ``project`` as a user would type it, without standard input."""
+def invoke_kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kedro ARGS`` in ``project``, run in this process as the ``kedro`` command runs it.
+
+    Kedro's CLI (the project's ``run`` with its one-block errors) through click's test runner, from the
+    project's folder. What the process would leave behind is undone as its exit would: the MLflow runs
+    kedro-mlflow leaves on the thread's stack are ended as MLflow's exit handler ends them, and the
+    project's ``src`` (a user's reward module, say) leaves ``sys.path`` and ``sys.modules``. MLflow caches
+    its stores and database engines by URI, and the project's ``sqlite:///mlflow.db`` is relative: the
+    caches are emptied so that each command opens its own project's store, as a new process would.
+    """
+    cwd, path, modules = Path.cwd(), list(sys.path), set(sys.modules)
+    forget_mlflow_stores()
+    os.chdir(project)
+    try:
+        result = CliRunner().invoke(KedroCLI(project), list(args), catch_exceptions=True)
+    finally:
+        while mlflow.active_run():
+            mlflow.end_run()
+        os.chdir(cwd)
+        sys.path[:] = path
+        for name in set(sys.modules) - modules:
+            if str(project) in str(getattr(sys.modules[name], "__file__", None) or ""):
+                del sys.modules[name]
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(["kedro", *args], result.exit_code, result.stdout, stderr)
+
+
+def forget_mlflow_stores() -> None:
+    for registry in (TrackingStoreRegistry, ModelRegistryStoreRegistry):
+        registry._get_store_with_resolved_uri.cache_clear()
+    for store in (TrackingSqlStore, RegistrySqlStore):
+        for engine in store._engine_map.values():
+            engine.dispose()
+        store._engine_map.clear()
+
+
+def run_kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Like :func:`invoke_kedro`, failing the test with kedro's output when the command fails."""
+    return _succeeded(invoke_kedro(project, *args), args)
+
+
+def invoke_kedro_subprocess(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """``kedro ARGS`` in ``project`` as a user types it: a new process, without standard input."""
     return subprocess.run(
         [KEDRO, *args],
         cwd=project,
@@ -45,9 +111,11 @@ def invoke_kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.Co
     )
 
 
-def run_kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """Like :func:`invoke_kedro`, failing the test with kedro's output when the command fails."""
-    result = invoke_kedro(project, *args, timeout=timeout)
+def run_kedro_subprocess(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return _succeeded(invoke_kedro_subprocess(project, *args, timeout=timeout), args)
+
+
+def _succeeded(result: subprocess.CompletedProcess[str], args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
     if result.returncode != 0:
         pytest.fail(
             f"kedro {' '.join(args)} exited {result.returncode}:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
@@ -75,9 +143,25 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def debug_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """One real ``kedro run --pipelines=grpo_debug`` in a project copy, shared by the end-to-end tests."""
+    """One real ``kedro run --pipelines=grpo_debug`` as a user types it (a new process, the full 150 steps),
+    shared by the end-to-end tests; its tiny model and warm start seed :func:`debug_project`."""
     project = copy_project(tmp_path_factory.mktemp("project"))
-    return project, run_kedro(project, "run", "--pipelines=grpo_debug")
+    return project, run_kedro_subprocess(project, "run", "--pipelines=grpo_debug")
+
+
+@pytest.fixture
+def debug_project(tmp_path: Path, debug_run: tuple[Path, object]) -> Iterator[Path]:
+    """A fresh project copy holding the shared debug run's tiny model and warm start, so that a run of the
+    shipped task trains GRPO at once instead of building both again."""
+    yield copy_project(tmp_path / "project", models_from=debug_run[0])
+
+
+@pytest.fixture(scope="session")
+def viz_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy with ``kedro viz build``'s static site in ``build/``, as the command writes it."""
+    project = copy_project(tmp_path_factory.mktemp("viz"))
+    run_kedro_subprocess(project, "viz", "build")
+    return project
 
 
 @pytest.fixture(scope="session")

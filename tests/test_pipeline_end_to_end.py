@@ -16,13 +16,24 @@ from grpo_pipeline.io import PromptJSONLinesDataset
 from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
 from grpo_pipeline.prompts import normalise_prompt
-from tests.conftest import NO_GATES, PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
+from tests.conftest import (
+    NO_GATES,
+    PROJECT_ROOT,
+    copy_project,
+    invoke_kedro,
+    invoke_kedro_subprocess,
+    mlflow_runs,
+    run_kedro,
+)
 from tests.reward_models import build_short_answer_reward_model
 
 Run = tuple[Path, subprocess.CompletedProcess[str]]
 NO_ACCURACY = f"debug.validation.accuracy_reward=null,{NO_GATES}"  # for rewards without accuracy
 
 
+@pytest.mark.subprocess
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     project, result = debug_run
     assert "grpo-pipeline summary" in result.stdout
@@ -46,6 +57,9 @@ def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     assert list(held_out.index) == [0, 25, 50, 75, 100, 125, 150] and held_out[150] > held_out[0] + 0.2, held_out
 
 
+@pytest.mark.subprocess
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 def test_debug_run_writes_checkpoint_and_reports(debug_run: Run) -> None:
     project, _ = debug_run
     checkpoint = project / "data/06_models/debug/checkpoint"
@@ -65,6 +79,9 @@ def test_debug_run_writes_checkpoint_and_reports(debug_run: Run) -> None:
     assert benchmark.loc[0, "mode"] == "debug" and benchmark.loc[0, "steps"] >= 10
 
 
+@pytest.mark.subprocess
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 def test_mlflow_store_holds_the_run(debug_run: Run) -> None:
     project, _ = debug_run
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
@@ -94,6 +111,7 @@ def test_all_variants_and_stages_are_registered() -> None:
     assert pipelines["__default__"] is pipelines["grpo_debug"]
 
 
+@pytest.mark.kedro_run
 def test_bad_raw_file_fails_before_any_model_is_built(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     raw = project / "data/01_raw/largest_digit_prompts.jsonl"
@@ -106,9 +124,14 @@ def test_bad_raw_file_fails_before_any_model_is_built(tmp_path: Path) -> None:
     assert not (project / "data/06_models/debug/checkpoint").exists()
 
 
+@pytest.mark.subprocess
+@pytest.mark.kedro_run
 def test_bad_parameter_fails_before_anything_is_written(tmp_path: Path) -> None:
+    """The one bad-input case run as a user types it: what the terminal shows is one short message block."""
     project = copy_project(tmp_path)
-    result = invoke_kedro(project, "run", "--pipelines=grpo_debug", "--params=debug.training.learning_rate=-0.1")
+    result = invoke_kedro_subprocess(
+        project, "run", "--pipelines=grpo_debug", "--params=debug.training.learning_rate=-0.1"
+    )
     assert result.returncode != 0
     assert "parameter 'debug.training.learning_rate' = -0.1" in result.stdout + result.stderr
     assert not (project / "data/06_models").exists() and not (project / "data/02_intermediate").exists()
@@ -119,19 +142,21 @@ def test_bad_parameter_fails_before_anything_is_written(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and "│" not in result.stderr
 
 
-def test_every_variant_resolves_in_registry_and_kedro_viz(tmp_path: Path) -> None:
-    project = copy_project(tmp_path)
+@pytest.mark.subprocess
+def test_every_variant_resolves_in_registry_and_kedro_viz(viz_build: Path) -> None:
+    project = viz_build
     listed = run_kedro(project, "registry", "list").stdout
     assert all(f"grpo_{variant}" in listed for variant in ("debug", "full", "lora"))
-    run_kedro(project, "viz", "build")
     for variant in ("debug", "full", "lora"):
         graph = json.loads((project / "build/api/pipelines" / f"grpo_{variant}").read_text())
         names = {node["name"] for node in graph["nodes"]}
         assert {"train_grpo", "validate_checkpoint", "benchmark_run"} <= names, names
 
 
-def test_a_failed_validation_writes_its_report_then_fails_the_run(tmp_path: Path) -> None:
-    project = copy_project(tmp_path)
+@pytest.mark.kedro_run
+@pytest.mark.trainer
+def test_a_failed_validation_writes_its_report_then_fails_the_run(debug_project: Path) -> None:
+    project = debug_project
     result = invoke_kedro(
         project,
         "run",
@@ -172,6 +197,7 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(tmp_path: Path
         ),
     ],
 )
+@pytest.mark.kedro_run
 def test_bad_input_stops_the_run_before_anything_is_written(tmp_path: Path, params: str, message: str) -> None:
     project = copy_project(tmp_path)
     result = invoke_kedro(project, "run", "--pipelines=grpo_debug", f"--params={params}")
@@ -181,6 +207,7 @@ def test_bad_input_stops_the_run_before_anything_is_written(tmp_path: Path, para
     assert not mlflow_runs(project), "a run was opened"
 
 
+@pytest.mark.kedro_run
 def test_bad_rows_stop_the_run_before_anything_is_written(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     raw = project / "data/01_raw/largest_digit_prompts.jsonl"
@@ -199,6 +226,7 @@ def test_bad_rows_stop_the_run_before_anything_is_written(tmp_path: Path) -> Non
     assert not (project / "data/02_intermediate").exists() and not mlflow_runs(project)
 
 
+@pytest.mark.kedro_run
 def test_bad_rows_of_a_csv_source_name_its_path_and_rows(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     rows = pd.read_json(project / "data/01_raw/largest_digit_prompts.jsonl", lines=True, dtype=False).head(200)
@@ -213,8 +241,12 @@ def test_bad_rows_of_a_csv_source_name_its_path_and_rows(tmp_path: Path) -> None
     assert not (project / "data/02_intermediate").exists() and not mlflow_runs(project)
 
 
-def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_and_the_report(tmp_path: Path) -> None:
-    project = copy_project(tmp_path)
+@pytest.mark.kedro_run
+@pytest.mark.trainer
+def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_and_the_report(
+    debug_project: Path,
+) -> None:
+    project = debug_project
     # A user's own module beside the package: Kedro puts src/ on the path.
     (project / "src/my_rewards.py").write_text(
         "def brevity(completions, max_chars=4, **kwargs):\n"
@@ -265,9 +297,13 @@ def prepared_eval_prompts(project: Path, catalog_entry: str | None) -> list[str]
     return (project / "data/02_intermediate/debug/eval_prompts.jsonl").read_text().splitlines()
 
 
-def test_parquet_and_save_to_disk_copies_give_the_same_eval_prompts_as_json_lines(tmp_path: Path) -> None:
+@pytest.mark.kedro_run
+@pytest.mark.trainer
+def test_parquet_and_save_to_disk_copies_give_the_same_eval_prompts_as_json_lines(
+    tmp_path: Path, debug_run: Run
+) -> None:
     table = shipped_task_as_table()
-    parquet, on_disk = copy_project(tmp_path / "parquet"), copy_project(tmp_path / "disk")
+    parquet, on_disk = copy_project(tmp_path / "parquet", models_from=debug_run[0]), copy_project(tmp_path / "disk")
     table.to_parquet(parquet / "data/01_raw/task.parquet")
     Dataset.from_pandas(table, preserve_index=False).save_to_disk(str(on_disk / "data/01_raw/task_hf"))
     expected = prepared_eval_prompts(copy_project(tmp_path / "jsonl"), None)
@@ -285,6 +321,7 @@ def test_parquet_and_save_to_disk_copies_give_the_same_eval_prompts_as_json_line
     assert report["global_step"] == 4 and report["eval_prompts"] == 200
 
 
+@pytest.mark.kedro_run
 def test_a_save_to_disk_copy_with_splits_gives_its_test_split_as_the_eval_set(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     table = shipped_task_as_table()
@@ -315,6 +352,8 @@ def test_a_save_to_disk_copy_with_splits_gives_its_test_split_as_the_eval_set(tm
     ), result.stderr[-2000:]
 
 
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 def test_a_csv_with_its_own_column_names_a_template_and_a_system_prompt_trains(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     table = shipped_task_as_table()
@@ -350,8 +389,12 @@ def debug_run_with(project: Path, params: str) -> tuple[MlflowRun, MlflowClient]
     return run, MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
 
 
-def test_grpo_config_fields_the_project_never_names_and_a_second_tracker_reach_the_trainer(tmp_path: Path) -> None:
-    project = copy_project(tmp_path)
+@pytest.mark.kedro_run
+@pytest.mark.trainer
+def test_grpo_config_fields_the_project_never_names_and_a_second_tracker_reach_the_trainer(
+    debug_project: Path, tmp_path: Path
+) -> None:
+    project = debug_project
     run, client = debug_run_with(
         project,
         "debug.training.max_steps=3,debug.training.epsilon_high=0.28,debug.training.top_entropy_quantile=0.8,"
@@ -364,8 +407,10 @@ def test_grpo_config_fields_the_project_never_names_and_a_second_tracker_reach_t
     assert len(client.get_metric_history(run.info.run_id, "reward")) == 3  # MLflow still gets every step
 
 
-def test_evaluation_during_training_reaches_mlflow_the_metrics_and_the_reward_curve(tmp_path: Path) -> None:
-    project = copy_project(tmp_path)
+@pytest.mark.kedro_run
+@pytest.mark.trainer
+def test_evaluation_during_training_reaches_mlflow_the_metrics_and_the_reward_curve(debug_project: Path) -> None:
+    project = debug_project
     run, client = debug_run_with(
         project,
         "debug.training.max_steps=40,debug.training.eval_strategy=steps,debug.training.eval_steps=10,"

@@ -19,8 +19,10 @@ def copy_project(source: Path, destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         shutil.copy2(source / name, destination / name)
-    shutil.copytree(source / "conf" / "base", destination / "conf" / "base")
-    shutil.copytree(source / "conf" / "gpu", destination / "conf" / "gpu")
+    # Every environment but `local`, which is the machine's own: the copy starts with an empty one.
+    for environment in sorted((source / "conf").iterdir()):
+        if environment.is_dir() and environment.name != "local":
+            shutil.copytree(environment, destination / "conf" / environment.name)
     (destination / "conf" / "local").mkdir(parents=True)
     shutil.copytree(source / "data" / "01_raw", destination / "data" / "01_raw")
     shutil.copytree(source / "configs", destination / "configs")
