@@ -8,6 +8,8 @@ starts a real ``kedro`` subprocess (:func:`invoke_kedro_subprocess`) and is mark
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import shutil
 import subprocess
@@ -66,10 +68,15 @@ def invoke_kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """
     cwd, path, modules = Path.cwd(), list(sys.path), set(sys.modules)
     forget_mlflow_stores()
+    # What the command logs, whichever handlers Kedro's logging configuration gives each logger.
+    logs = io.StringIO()
+    handler = logging.StreamHandler(logs)
+    logging.getLogger().addHandler(handler)
     os.chdir(project)
     try:
         result = CliRunner().invoke(KedroCLI(project), list(args), catch_exceptions=True)
     finally:
+        logging.getLogger().removeHandler(handler)
         while mlflow.active_run():
             mlflow.end_run()
         os.chdir(cwd)
@@ -80,7 +87,7 @@ def invoke_kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))
-    return subprocess.CompletedProcess(["kedro", *args], result.exit_code, result.stdout, stderr)
+    return subprocess.CompletedProcess(["kedro", *args], result.exit_code, result.stdout + logs.getvalue(), stderr)
 
 
 def forget_mlflow_stores() -> None:

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import PROJECT_ROOT
 
 
+@pytest.mark.subprocess
+@pytest.mark.trainer
 def test_bare_trl_script_trains_the_debug_variant(tmp_path: Path) -> None:
     result = subprocess.run(
         [

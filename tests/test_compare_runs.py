@@ -5,14 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.variants import VARIANTS, pipeline_name
 from tests.conftest import NO_GATES, copy_project, invoke_kedro, run_kedro
 
+pytestmark = pytest.mark.kedro_run
 
-def test_compares_two_debug_runs_with_different_learning_rates(tmp_path: Path) -> None:
-    project = copy_project(tmp_path)
+
+@pytest.mark.trainer
+def test_compares_two_debug_runs_with_different_learning_rates(debug_project: Path) -> None:
+    project = debug_project
     for learning_rate in ("0.003", "0.001"):
         run_kedro(
             project,

@@ -29,11 +29,15 @@ TWO_PROCESSES = {
 
 
 @pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    project = copy_project(tmp_path_factory.mktemp("distributed"))
+def two_process_run(
+    tmp_path_factory: pytest.TempPathFactory, debug_run: tuple[Path, object]
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    project = copy_project(tmp_path_factory.mktemp("distributed"), models_from=debug_run[0])
     return project, run_kedro(project, "run", "--pipelines=grpo_debug", params_option("debug", TWO_PROCESSES))
 
 
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 def test_two_process_cpu_run_trains_with_world_size_two(two_process_run: tuple[Path, object]) -> None:
     project, result = two_process_run
     assert "Training on 2 processes" in result.stdout + result.stderr
@@ -47,6 +51,8 @@ def test_two_process_cpu_run_trains_with_world_size_two(two_process_run: tuple[P
     assert timings["world_size"] == 2 and timings["steps_this_run"] == 40
 
 
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 def test_two_process_checkpoint_validates(two_process_run: tuple[Path, object]) -> None:
     project, _ = two_process_run
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
@@ -57,6 +63,8 @@ def test_two_process_checkpoint_validates(two_process_run: tuple[Path, object]) 
     assert not list(checkpoint.glob("*.bin")), "checkpoints stay pickle-free"
 
 
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 def test_only_rank_zero_writes_mlflow_and_recovery_markers(two_process_run: tuple[Path, object]) -> None:
     project, _ = two_process_run
     (run,) = mlflow_runs(project)
@@ -92,6 +100,7 @@ def test_launch_command_uses_torchrun_on_cpu_and_the_config_file_when_given(tmp_
     assert "--multi_gpu" not in zero3
 
 
+@pytest.mark.kedro_run
 def test_missing_accelerate_config_fails_before_anything_runs(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     options = {"distributed.num_processes": 2, "distributed.accelerate_config": "conf/gpu/nope.yaml"}
@@ -104,10 +113,15 @@ def test_missing_accelerate_config_fails_before_anything_runs(tmp_path: Path) ->
     assert not (project / "data/06_models/debug").exists()
 
 
-def test_two_machines_of_one_process_each_train_and_validate_on_localhost(tmp_path: Path) -> None:
+@pytest.mark.subprocess
+@pytest.mark.kedro_run
+@pytest.mark.trainer
+def test_two_machines_of_one_process_each_train_and_validate_on_localhost(
+    tmp_path: Path, debug_run: tuple[Path, object]
+) -> None:
     """Two `kedro run`s, as on two machines with their own disks: machine ranks 0 and 1 meet at 127.0.0.1."""
     port = free_port()
-    machines = [copy_project(tmp_path / f"machine{rank}") for rank in (0, 1)]
+    machines = [copy_project(tmp_path / f"machine{rank}", models_from=debug_run[0]) for rank in (0, 1)]
     options = {
         "distributed.num_processes": 2,
         "distributed.num_machines": 2,
@@ -119,25 +133,23 @@ def test_two_machines_of_one_process_each_train_and_validate_on_localhost(tmp_pa
         "validation.min_greedy_accuracy_gain": "null",
         "validation.min_sampled_accuracy_gain": "null",
     }
-    launches = [
-        subprocess.Popen(
-            [
-                KEDRO,
-                "run",
-                "--pipelines=grpo_debug",
-                params_option("debug", {**options, "distributed.machine_rank": rank}),
-            ],
-            cwd=project,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        for rank, project in enumerate(machines)
-    ]
-    outputs = [launch.communicate(timeout=600)[0] for launch in launches]
-    for launch, output in zip(launches, outputs, strict=True):
-        assert launch.returncode == 0, output[-4000:]
+
+    def command(rank: int) -> list[str]:
+        return ["run", "--pipelines=grpo_debug", params_option("debug", {**options, "distributed.machine_rank": rank})]
+
+    # Machine 1 in a process of its own, machine 0 in this one, at the same time.
+    machine_1 = subprocess.Popen(
+        [KEDRO, *command(1)],
+        cwd=machines[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    machine_0 = invoke_kedro(machines[0], *command(0))
+    output_1 = machine_1.communicate(timeout=600)[0]
+    assert machine_0.returncode == 0, (machine_0.stdout + machine_0.stderr)[-4000:]
+    assert machine_1.returncode == 0, output_1[-4000:]
     for rank, project in enumerate(machines):
         state = json.loads((project / "data/06_models/debug/checkpoint/trainer_state.json").read_text())
         assert state["world_size"] == 2 and state["global_step"] == 6, rank

@@ -42,11 +42,13 @@ def crashed(tmp_path: Path, datasets: Any) -> tuple[Path, TrainingRequest]:
     return folder, crashed_request
 
 
+@pytest.mark.trainer
 def test_the_same_run_resumes_its_checkpoint(crashed: tuple[Path, TrainingRequest]) -> None:
     folder, same = crashed
     assert checked_resume_checkpoint(same, same.fingerprint(), None) == folder
 
 
+@pytest.mark.trainer
 def test_fixed_data_does_not_resume_the_checkpoint_trained_on_the_old(
     crashed: tuple[Path, TrainingRequest], tmp_path: Path, datasets: Any
 ) -> None:
@@ -55,6 +57,7 @@ def test_fixed_data_does_not_resume_the_checkpoint_trained_on_the_old(
         checked_resume_checkpoint(fixed, fixed.fingerprint(), None)
 
 
+@pytest.mark.trainer
 def test_another_model_does_not_resume(crashed: tuple[Path, TrainingRequest], tmp_path: Path, datasets: Any) -> None:
     other = request(tmp_path, datasets[0])
     other = TrainingRequest(**{**other.__dict__, "model": ModelParams(name_or_path="org/other-model")})
@@ -62,6 +65,7 @@ def test_another_model_does_not_resume(crashed: tuple[Path, TrainingRequest], tm
         checked_resume_checkpoint(other, other.fingerprint(), None)
 
 
+@pytest.mark.trainer
 def test_a_named_checkpoint_resumes_and_logs_what_differs(
     crashed: tuple[Path, TrainingRequest], tmp_path: Path, datasets: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -72,6 +76,7 @@ def test_a_named_checkpoint_resumes_and_logs_what_differs(
     assert "training.learning_rate: 0.003 -> 0.0001" in caplog.text
 
 
+@pytest.mark.trainer
 def test_trackers_and_logging_do_not_block_a_resume_but_a_custom_rollout_does(
     crashed: tuple[Path, TrainingRequest], tmp_path: Path, datasets: Any
 ) -> None:

@@ -10,12 +10,15 @@ import torch
 from safetensors import safe_open
 
 from grpo_pipeline.sandbox import params_option
-from tests.conftest import copy_project, run_kedro
+from tests.conftest import copy_project, run_kedro_subprocess
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.mark.gpu
+@pytest.mark.subprocess
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 @needs_cuda
 def test_grpo_debug_trains_and_validates_in_bf16_on_a_gpu(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
@@ -28,7 +31,7 @@ def test_grpo_debug_trains_and_validates_in_bf16_on_a_gpu(tmp_path: Path) -> Non
         "validation.min_greedy_accuracy_gain": "null",
         "validation.min_sampled_accuracy_gain": "null",
     }
-    run_kedro(project, "run", "--pipelines=grpo_debug", params_option("debug", gpu))
+    run_kedro_subprocess(project, "run", "--pipelines=grpo_debug", params_option("debug", gpu))
     timings = json.loads((project / "data/07_model_output/debug/training_timings.json").read_text())
     assert timings["device"].startswith("cuda") and timings["steps"] == 20 and timings["peak_gpu_mb"] > 0
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_project, run_kedro
-
 NODE_NAMES = ("prepare_prompts", "format_prompts", "train_grpo", "validate_checkpoint", "benchmark_run")
 # Flags for a sandboxed, offline machine: no GPU, no background network traffic, a throwaway profile.
 CHROMIUM_FLAGS = (
@@ -40,10 +38,9 @@ def chromium() -> str:
 
 
 @pytest.fixture
-def served_viz_build(tmp_path: Path) -> Iterator[str]:
+def served_viz_build(viz_build: Path) -> Iterator[str]:
     """The static kedro-viz site of a project copy, served on 127.0.0.1."""
-    project = copy_project(tmp_path / "project")
-    run_kedro(project, "viz", "build")
+    project = viz_build
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -65,6 +62,8 @@ def served_viz_build(tmp_path: Path) -> Iterator[str]:
         server.wait(timeout=10)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_kedro_viz_renders_the_grpo_debug_graph(served_viz_build: str, tmp_path: Path) -> None:
     browser = chromium()
     profile = tmp_path / "chromium-profile"

@@ -23,6 +23,7 @@ def lora_checkpoint(tiny_model_dir: Path, datasets: Any, tmp_path_factory: pytes
     return dataset, timings
 
 
+@pytest.mark.trainer
 def test_adapter_weights_change_and_base_weights_do_not(lora_checkpoint: tuple, tiny_model_dir: Path) -> None:
     reloaded = lora_checkpoint[0].load()
     assert reloaded.is_adapter
@@ -38,6 +39,7 @@ def test_adapter_weights_change_and_base_weights_do_not(lora_checkpoint: tuple, 
     assert all(torch.equal(original[name], base_layers[name]) for name in original)
 
 
+@pytest.mark.trainer
 def test_checkpoint_holds_adapter_and_merged_export(lora_checkpoint: tuple) -> None:
     path = Path(lora_checkpoint[0]._describe()["path"])
     names = {item.name for item in path.iterdir()}
@@ -46,6 +48,7 @@ def test_checkpoint_holds_adapter_and_merged_export(lora_checkpoint: tuple) -> N
     assert (path / "merged" / "model.safetensors").is_file()
 
 
+@pytest.mark.trainer
 def test_merged_export_generates_what_base_plus_adapter_does(
     lora_checkpoint: tuple, datasets: Any, tiny_model_dir: Path
 ) -> None:
@@ -57,6 +60,7 @@ def test_merged_export_generates_what_base_plus_adapter_does(
     assert "LoRA merged export: identical greedy generations on 8/8" in markdown
 
 
+@pytest.mark.trainer
 def test_benchmark_reports_the_trainable_share(lora_checkpoint: tuple) -> None:
     table, _ = benchmark_run(lora_checkpoint[1], {"mode": "LoRA"})
     row = table.iloc[0]

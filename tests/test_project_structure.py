@@ -12,7 +12,7 @@ import pytest
 
 from grpo_pipeline.config.loader import load_parameters, with_variant_defaults
 from grpo_pipeline.variants import VARIANTS
-from tests.conftest import PROJECT_ROOT, copy_project, mlflow_runs, run_kedro
+from tests.conftest import PROJECT_ROOT, copy_project, mlflow_runs, run_kedro_subprocess
 
 PACKAGE = PROJECT_ROOT / "src" / "grpo_pipeline"
 HEAVY_MODULES = ("torch", "transformers", "trl", "peft", "mlflow", "datasets")
@@ -95,6 +95,10 @@ def test_environment_and_runtime_parameters_apply_before_the_defaults() -> None:
     assert "bf16" not in load_parameters(conf, "base")["debug"]["training"]
 
 
+# A new process: the variant's name is added to the copy's own package source, which this process has not loaded.
+@pytest.mark.subprocess
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 def test_a_new_variant_is_one_name_and_one_parameters_file(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     variants_module = project / "src/grpo_pipeline/variants.py"
@@ -113,8 +117,8 @@ def test_a_new_variant_is_one_name_and_one_parameters_file(tmp_path: Path) -> No
         "  validation: {max_prompts: 8, max_new_tokens: 4}\n"
         "  benchmark: {mode: tiny LoRA}\n"
     )
-    assert "grpo_tiny_lora" in run_kedro(project, "registry", "list").stdout
-    run_kedro(project, "run", "--pipelines=grpo_tiny_lora")
+    assert "grpo_tiny_lora" in run_kedro_subprocess(project, "registry", "list").stdout
+    run_kedro_subprocess(project, "run", "--pipelines=grpo_tiny_lora")
     report = json.loads((project / "data/08_reporting/tiny_lora/validation_report.json").read_text())
     assert report["adapter"] is True and report["global_step"] == 3
     assert (project / "data/06_models/tiny_lora/trainer_output/training_finished.json").is_file()

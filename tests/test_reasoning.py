@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
 
+from grpo_pipeline.config.params import parse_variant_params
 from tests.conftest import PROJECT_ROOT, copy_project, mlflow_runs, run_kedro
 
 WORD_PROBLEMS = PROJECT_ROOT / "data/01_raw/word_problems"
@@ -32,6 +36,8 @@ def test_the_shipped_word_problems_are_what_the_seeded_script_makes(tmp_path: Pa
     assert train["reference_completion"].str.fullmatch(r"(?s)<think>\n.+\n</think>\n\\boxed\{\d+\}").all()
 
 
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 def test_grpo_reasoning_runs_offline_end_to_end_with_trl_reasoning_rewards(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     run_kedro(project, "run", "--pipelines=grpo_reasoning")
@@ -57,23 +63,18 @@ def test_the_gpu_gsm8k_recipe_resolves_offline(tmp_path: Path) -> None:
     """conf/gpu's reasoning recipe: its catalog entry builds a huggingface.HFDataset on openai/gsm8k and its
     parameters validate, with no network (nothing is loaded)."""
     project = copy_project(tmp_path)
-    script = (
-        "import json; from pathlib import Path\n"
-        "from kedro.framework.session import KedroSession\n"
-        "from kedro.framework.startup import bootstrap_project\n"
-        "from grpo_pipeline.config.params import parse_variant_params\n"
-        "bootstrap_project(Path.cwd())\n"
-        "with KedroSession.create(env='gpu') as session:\n"
-        "    context = session.load_context()\n"
-        "    dataset = context.catalog.get('reasoning.raw_prompts')\n"
-        "    params = parse_variant_params(context.params['reasoning'], 'reasoning')\n"
-        "    print(json.dumps({'type': type(dataset).__name__, 'name': dataset.dataset_name,\n"
-        "                      'model': params.model.name_or_path, 'eval_split': params.data.eval_split}))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=project, capture_output=True, text=True, check=True, timeout=300
-    )
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="gpu") as session:
+        context = session.load_context()
+        dataset = context.catalog.get("reasoning.raw_prompts")
+        params = parse_variant_params(context.params["reasoning"], "reasoning")
+    resolved = {
+        "type": type(dataset).__name__,
+        "name": dataset.dataset_name,
+        "model": params.model.name_or_path,
+        "eval_split": params.data.eval_split,
+    }
+    assert resolved == {
         "type": "HFDataset",
         "name": "openai/gsm8k",
         "model": "Qwen/Qwen2.5-0.5B-Instruct",

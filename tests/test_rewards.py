@@ -123,6 +123,7 @@ def test_bad_reward_entries_are_parameter_errors(entry: Any, message: str) -> No
         get_reward_functions(RewardParams(functions=[entry]))
 
 
+@pytest.mark.trainer
 def test_validation_scores_a_reward_model_exactly_as_grpo_trainer_does(
     tiny_model_dir: Path, datasets: Any, tmp_path: Path
 ) -> None:

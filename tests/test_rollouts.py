@@ -56,6 +56,7 @@ def train_with_rollout(
     return dataset.load().model, metrics
 
 
+@pytest.mark.trainer
 def test_shipped_rollout_trains_the_tiny_model_through_grpo_trainer(
     tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, probe: RolloutFieldProbe
 ) -> None:
@@ -73,6 +74,7 @@ def test_shipped_rollout_trains_the_tiny_model_through_grpo_trainer(
         assert all(isinstance(flag, bool) for flag in call["truncated"])
 
 
+@pytest.mark.trainer
 def test_seed_style_three_argument_rollout_trains_through_the_adapter(
     tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, probe: RolloutFieldProbe
 ) -> None:
@@ -89,6 +91,7 @@ def test_seed_style_three_argument_rollout_trains_through_the_adapter(
     assert {"scripted"} <= set(probe.calls[0])
 
 
+@pytest.mark.trainer
 def test_rollout_contract_one_completion_per_repeated_prompt_with_true_logprobs(
     tiny_model_dir: Path, datasets: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
 ) -> None:

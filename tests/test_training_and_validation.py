@@ -79,6 +79,7 @@ def trained(
     return train_and_save(tiny_model_dir, datasets[0], tmp_path_factory.mktemp("train"))
 
 
+@pytest.mark.trainer
 def test_training_records_per_step_metrics(trained: Any) -> None:
     _, checkpoint, metrics, timings, _ = trained
     assert metrics["step"].tolist() == [1, 2, 3, 4]
@@ -100,10 +101,12 @@ def test_training_records_per_step_metrics(trained: Any) -> None:
     assert checkpoint.trainer_state["global_step"] == 4
 
 
+@pytest.mark.trainer
 def test_training_changes_the_weights(trained: Any, tiny_model_dir: Path) -> None:
     assert weights_changed(tiny_model_dir, trained[0].load().model)
 
 
+@pytest.mark.trainer
 def test_kl_is_logged_when_beta_is_positive(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
     _, metrics, _, _ = train_grpo(
         datasets[0],
@@ -118,6 +121,7 @@ def test_kl_is_logged_when_beta_is_positive(tiny_model_dir: Path, datasets: Any,
     assert "kl" in metrics and metrics["kl"].notna().all()
 
 
+@pytest.mark.trainer
 def test_checkpoint_is_a_standard_hf_directory_that_reloads_and_generates(trained: Any) -> None:
     dataset = trained[0]
     path = Path(dataset._describe()["path"])
@@ -131,6 +135,7 @@ def test_checkpoint_is_a_standard_hf_directory_that_reloads_and_generates(traine
     assert output.shape[1] > inputs["input_ids"].shape[1]
 
 
+@pytest.mark.trainer
 def test_validation_compares_with_base_model(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
     report, markdown = validate_checkpoint(
         trained[0].load(), str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION
@@ -143,6 +148,7 @@ def test_validation_compares_with_base_model(trained: Any, datasets: Any, tiny_m
     assert "# Checkpoint validation" in markdown and "| trained |" in markdown
 
 
+@pytest.mark.trainer
 def test_validation_fails_below_threshold(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
     report, markdown = validate_checkpoint(
         trained[0].load(),
@@ -158,6 +164,7 @@ def test_validation_fails_below_threshold(trained: Any, datasets: Any, tiny_mode
         check_validation(report)
 
 
+@pytest.mark.trainer
 def test_validation_reports_greedy_and_sampled_accuracy_and_gates_on_them(
     trained: Any, datasets: Any, tiny_model_dir: Path
 ) -> None:
@@ -181,6 +188,7 @@ def test_validation_reports_greedy_and_sampled_accuracy_and_gates_on_them(
     assert again["trained"]["sampled"] == report["trained"]["sampled"]  # the seed fixes the samples
 
 
+@pytest.mark.trainer
 def test_validation_fails_on_nan_weights(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
     checkpoint = trained[0].load()
     with torch.no_grad():
@@ -192,6 +200,7 @@ def test_validation_fails_on_nan_weights(trained: Any, datasets: Any, tiny_model
         check_validation(report)
 
 
+@pytest.mark.trainer
 def test_best_checkpoint_selection_hands_the_best_checkpoint_to_validation(
     tiny_model_dir: Path, datasets: Any, tmp_path: Path
 ) -> None:
@@ -220,6 +229,7 @@ def test_best_checkpoint_selection_hands_the_best_checkpoint_to_validation(
     assert any(not torch.equal(final[name], tensor) for name, tensor in best.items())
 
 
+@pytest.mark.trainer
 def test_benchmark_row_has_the_seed_columns(trained: Any) -> None:
     table, markdown = benchmark_run(trained[3], {"mode": "debug"})
     assert list(table.columns[:4]) == ["mode", "steps", "wall_time_s", "s_per_step"]
@@ -244,6 +254,7 @@ def test_unknown_reward_fails_before_loading_a_model(datasets: Any, tmp_path: Pa
         )
 
 
+@pytest.mark.trainer
 def test_trains_on_text_prompts(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
     text_dataset = datasets[0].assign(prompt=datasets[0]["prompt_text"])
     _, metrics, _, _ = train_grpo(
@@ -260,6 +271,7 @@ def test_trains_on_text_prompts(tiny_model_dir: Path, datasets: Any, tmp_path: P
     assert metrics["completions/mean_length"].gt(0).all()
 
 
+@pytest.mark.trainer
 def test_training_keeps_sample_completions_with_their_rewards(trained: Any) -> None:
     samples = trained[4]
     # every 10 steps and at step 1; the fixture trains 4 steps
@@ -275,6 +287,7 @@ def nan_from_step_two(completions: list[Any], trainer_state: Any, **kwargs: Any)
     return [float("nan") if trainer_state.global_step >= 1 else 0.5 for _ in completions]
 
 
+@pytest.mark.trainer
 def test_a_nan_reward_stops_training_naming_reward_and_step(
     tiny_model_dir: Path, datasets: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -300,6 +313,7 @@ def test_validation_decodes_as_trl_hands_text_to_the_rewards(tiny_model_dir: Pat
     assert decode(tokenizer, [ids], skip_special_tokens=False) == ["<|assistant|>12<|assistant|><|end|>"]
 
 
+@pytest.mark.trainer
 def test_samples_show_the_scored_text_and_what_the_model_generated(
     trained: Any, datasets: Any, tiny_model_dir: Path
 ) -> None:
@@ -319,6 +333,7 @@ def test_samples_show_the_scored_text_and_what_the_model_generated(
         assert without_special(sample["trained_generated"]) == sample["trained_completion"]
 
 
+@pytest.mark.trainer
 @pytest.mark.parametrize(
     ("training", "expected"),
     [

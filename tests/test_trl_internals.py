@@ -36,18 +36,21 @@ def trainer(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> TimedGRPOTra
     )
 
 
+@pytest.mark.trainer
 def test_the_installed_trl_has_what_the_project_reads(trainer: TimedGRPOTrainer) -> None:
     check_trl_internals(trainer)
     trainer.train()
     assert trainer.generation_timing.completion_tokens > 0 and trainer.completion_samples
 
 
+@pytest.mark.trainer
 def test_a_missing_log_buffer_names_the_trl_version(trainer: TimedGRPOTrainer) -> None:
     del trainer._logs["advantages"]
     with pytest.raises(TrlInternalsChangedError, match=rf"TRL {trl.__version__} changed .*_logs"):
         check_trl_internals(trainer)
 
 
+@pytest.mark.trainer
 def test_a_changed_generate_signature_names_the_trl_version(trainer: TimedGRPOTrainer) -> None:
     class ChangedTrainer(TimedGRPOTrainer):
         def _generate(self, prompts: list, images: list) -> tuple:  # type: ignore[override]

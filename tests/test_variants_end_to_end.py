@@ -17,7 +17,9 @@ from grpo_pipeline.config.schema import TinyModelParams
 from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.checkpoints import complete_checkpoints
-from tests.conftest import KEDRO, copy_project, invoke_kedro, mlflow_runs, run_kedro
+from tests.conftest import KEDRO, invoke_kedro, mlflow_runs, run_kedro
+
+pytestmark = [pytest.mark.kedro_run, pytest.mark.trainer]
 
 TINY_MODEL = "data/06_models/tiny"
 
@@ -40,10 +42,10 @@ def tiny_overrides(variant: str, **extra: object) -> str:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    project = copy_project(tmp_path)
-    ensure_tiny_model(project / TINY_MODEL, TinyModelParams())
-    return project
+def project(debug_project: Path) -> Path:
+    """A project copy with the debug run's models and, for the hub-model variants, a tiny model in its place."""
+    ensure_tiny_model(debug_project / TINY_MODEL, TinyModelParams())
+    return debug_project
 
 
 def test_grpo_full_on_the_tiny_model(project: Path) -> None:
@@ -107,6 +109,7 @@ def kill_9_after_first_checkpoint(project: Path, params: str) -> int:
     return step
 
 
+@pytest.mark.subprocess
 def test_training_resumes_after_kill_9(project: Path) -> None:
     params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
     output_dir = project / OUTPUT_DIR
@@ -136,6 +139,7 @@ def test_training_resumes_after_kill_9(project: Path) -> None:
     assert sorted({point.step for point in history}) == list(range(1, 151))
 
 
+@pytest.mark.subprocess
 def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fresh(project: Path) -> None:
     params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
     kill_9_after_first_checkpoint(project, params)
@@ -160,6 +164,7 @@ def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fres
     assert "grpo.resumed_from_step" not in latest.data.tags and latest.data.tags["grpo.fingerprint"]
 
 
+@pytest.mark.subprocess
 def test_a_second_run_of_a_running_variant_stops_at_once_and_writes_nothing(project: Path) -> None:
     first = subprocess.Popen(
         [KEDRO, "run", "--pipelines=grpo_debug", "--params=debug.training.max_steps=150"],

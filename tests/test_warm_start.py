@@ -32,6 +32,7 @@ def warm_start_params(output_dir: Path, **sft: Any) -> WarmStartParams:
     )
 
 
+@pytest.mark.trainer
 def test_the_warm_start_teaches_the_answers_and_is_reused_until_something_changes(
     tiny_model_dir: Path, datasets: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
