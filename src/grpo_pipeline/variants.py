@@ -1,7 +1,7 @@
 """The variants: the one GRPO pipeline instantiated under each of these namespaces, and their names.
 
 Adding a variant is one name here plus ``conf/base/<name>/parameters.yml`` holding only what sets it
-apart from ``variant_defaults`` in ``conf/base/parameters.yml`` (see the README's "Adding a variant").
+apart from ``variant_defaults`` in ``conf/base/parameters.yml`` (see docs/configuration.md, "Adding a variant").
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ reads parameters through Kedro (nodes, hooks, kedro-mlflow's logged params, kedr
 effective values. Merging happens after Kedro has merged environments and ``--params``, so
 ``--params=full.training.learning_rate=...`` overrides one variant and ``--params=variant_defaults....``
 all of them. ``{variant}`` stands for the variant's name (e.g. in output paths), in the defaults and a
-variant's own values alike.
+variant's own values alike. A variant whose section says ``extends: <other>`` starts from the other
+variant's own values instead of the defaults alone (``conf/tiny`` runs full and LoRA as ``debug`` runs).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from typing import Any
 
 from kedro.config import OmegaConfigLoader
 
+from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.variants import DEFAULTS_KEY, VARIANTS
 
 VARIANT_PLACEHOLDER = "{variant}"
+# `extends: debug` in a variant's section: that variant's own values under this one's (see conf/tiny).
+EXTENDS_KEY = "extends"
 CONFIG_LOADER_ARGS: dict[str, Any] = {
     "base_env": "base",
     # `local` is per machine and git-ignored; `gpu` is selected with `kedro run --env=gpu`.
@@ -51,11 +55,36 @@ def for_variant(value: Any, variant: str) -> Any:
     return value
 
 
+class VariantExtendsError(ProjectError, ValueError):
+    """A variant's ``extends`` names no variant, or variants that extend each other in a loop."""
+
+
+def own_values(parameters: dict[str, Any], variant: str, extending: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``variant``'s own section, over the section of the variant it ``extends`` (if any), recursively."""
+    own = dict(parameters.get(variant) or {})
+    base = own.pop(EXTENDS_KEY, None)
+    if base is None:
+        return own
+    if base not in VARIANTS:
+        raise VariantExtendsError(
+            f"Invalid parameters:\n  - parameter '{variant}.{EXTENDS_KEY}' = {base!r} is not a variant; name one "
+            f"of {[name for name in VARIANTS if name != variant]}"
+        )
+    if base in (*extending, variant):
+        loop = " -> ".join((*extending, variant, base))
+        raise VariantExtendsError(
+            f"Invalid parameters:\n  - parameter '{variant}.{EXTENDS_KEY}' = {base!r} closes a loop ({loop}); "
+            "a variant may extend only one that extends none of them"
+        )
+    return deep_merge(own_values(parameters, base, (*extending, variant)), own)
+
+
 def with_variant_defaults(parameters: dict[str, Any]) -> dict[str, Any]:
-    """``parameters`` with every variant's section merged over the shared ``variant_defaults``."""
+    """``parameters`` with every variant's section merged over the shared ``variant_defaults`` (and over the
+    section of the variant it ``extends``, when it names one)."""
     defaults = parameters.get(DEFAULTS_KEY) or {}
     merged = {
-        variant: for_variant(deep_merge(defaults, parameters.get(variant) or {}), variant) for variant in VARIANTS
+        variant: for_variant(deep_merge(defaults, own_values(parameters, variant)), variant) for variant in VARIANTS
     }
     return {**parameters, **merged}
 

@@ -3,7 +3,7 @@
 TRL 1.16 moves the policy's weights into vLLM after every optimizer step: in server mode over the NCCL
 weight-transfer engine of ``trl vllm-serve`` (``VLLMClient.init_communicator`` refuses any device but
 CUDA), in colocate mode through the in-process engine's ``load_weights``. So vLLM generation needs a
-CUDA GPU for training, even where a CPU build of vLLM serves (see the README's vLLM section).
+CUDA GPU for training, even where a CPU build of vLLM serves (see docs/generation-and-scaling.md, "vLLM generation").
 """
 
 from __future__ import annotations
