@@ -81,7 +81,8 @@ class RunLock:
                 f"Variant '{self.variant}' is already running (pid {holder.get('pid', '?')} on "
                 f"{holder.get('host', '?')}, started {holder.get('started', '?')}: {holder.get('command', '?')}); "
                 f"its outputs are locked by {self.path}. Wait for it or stop it. To train two configurations at "
-                "once, give the second a variant of its own (docs/configuration.md, 'Adding a variant'), which writes its own outputs."
+                "once, give the second a variant of its own (docs/configuration.md, 'Adding a variant'), which "
+                "writes its own outputs."
             ) from None
 
     @staticmethod
