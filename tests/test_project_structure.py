@@ -104,11 +104,13 @@ def test_a_variant_that_extends_another_starts_from_its_values() -> None:
 
 def test_the_tiny_environment_runs_full_and_lora_as_debug_runs() -> None:
     tiny = load_parameters(PROJECT_ROOT / "conf", "tiny")
-    same = ("model", "data", "reward", "formatting", "seed", "validation", "run")
+    same = ("model", "data", "reward", "formatting", "seed", "run")
     for variant in ("full", "lora"):
         assert {key: tiny[variant][key] for key in same} == {key: tiny["debug"][key] for key in same}, variant
         assert tiny[variant]["warm_start"]["output_dir"] == f"data/06_models/{variant}/warm_start"
     assert tiny["full"]["training"] == tiny["debug"]["training"] | {"output_dir": "data/06_models/full/trainer_output"}
+    assert tiny["full"]["validation"] == tiny["debug"]["validation"]
+    assert tiny["lora"]["validation"] == tiny["debug"]["validation"] | {"min_sampled_accuracy_gain": 0.1}
     assert tiny["lora"]["peft"]["r"] == 16 and tiny["lora"]["training"]["max_steps"] == 300
     assert tiny["full"]["benchmark"]["mode"] == "full" and tiny["lora"]["benchmark"]["mode"] == "LoRA"
 
