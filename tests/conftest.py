@@ -3,7 +3,7 @@
 ``kedro`` commands run in this process (:func:`invoke_kedro`): the project's own CLI through click's test
 runner, its error formatting included, without paying a new interpreter's start-up (~8 s) per command.
 A test that is about the command line itself, or needs a process to kill or to run beside another,
-starts a real ``kedro`` subprocess (:func:`invoke_kedro_subprocess`) and is marked ``kedro_cli``.
+starts a real ``kedro`` process (:func:`invoke_kedro_subprocess`) and is marked ``subprocess``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -166,12 +165,12 @@ def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def debug_project(tmp_path: Path, debug_run: tuple[Path, object], empty_mlflow_store: Path) -> Iterator[Path]:
+def debug_project(tmp_path: Path, debug_run: tuple[Path, object], empty_mlflow_store: Path) -> Path:
     """A fresh project copy holding the shared debug run's tiny model and warm start, so that a run of the
     shipped task trains GRPO at once instead of building both again, and an MLflow store with no runs yet."""
     project = copy_project(tmp_path / "project", models_from=debug_run[0])
     shutil.copy2(empty_mlflow_store, project / "mlflow.db")
-    yield project
+    return project
 
 
 @pytest.fixture(scope="session")
