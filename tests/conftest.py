@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -46,6 +48,22 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
+# What a test pays for through these shared fixtures, marked from the fixtures it uses (directly or through
+# another fixture), so that `make test-fast` never starts them by accident.
+FIXTURE_MARKERS = {
+    "debug_run": ("subprocess", "kedro_run", "trainer"),
+    "viz_build": ("subprocess",),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, markers in FIXTURE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                for marker in markers:
+                    item.add_marker(marker)
+
+
 def copy_project(destination: Path, models_from: Path | None = None) -> Path:
     """A runnable copy of the project; with ``models_from``, that project's tiny model and warm start too,
     which the copy's runs reuse when their fingerprints match (and rebuild when they do not)."""
@@ -55,27 +73,20 @@ def copy_project(destination: Path, models_from: Path | None = None) -> Path:
     return project
 
 
-def invoke_kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``kedro ARGS`` in ``project``, run in this process as the ``kedro`` command runs it.
-
-    Kedro's CLI (the project's ``run`` with its one-block errors) through click's test runner, from the
-    project's folder. What the process would leave behind is undone as its exit would: the MLflow runs
-    kedro-mlflow leaves on the thread's stack are ended as MLflow's exit handler ends them, and the
-    project's ``src`` (a user's reward module, say) leaves ``sys.path`` and ``sys.modules``. MLflow caches
-    its stores and database engines by URI, and the project's ``sqlite:///mlflow.db`` is relative: the
-    caches are emptied so that each command opens its own project's store, as a new process would.
-    """
+@contextmanager
+def inside(project: Path) -> Iterator[None]:
+    """This process working in ``project`` as a ``kedro`` process started there would, and left as that
+    process's exit would leave things: the MLflow runs kedro-mlflow leaves on the thread's stack are ended as
+    MLflow's exit handler ends them, and the project's ``src`` (a user's reward module, say) leaves
+    ``sys.path`` and ``sys.modules``. MLflow caches its stores and database engines by URI, and the
+    project's ``sqlite:///mlflow.db`` is relative: the caches are emptied so that the project's own store
+    is the one opened, as in a new process."""
     cwd, path, modules = Path.cwd(), list(sys.path), set(sys.modules)
     forget_mlflow_stores()
-    # What the command logs, whichever handlers Kedro's logging configuration gives each logger.
-    logs = io.StringIO()
-    handler = logging.StreamHandler(logs)
-    logging.getLogger().addHandler(handler)
     os.chdir(project)
     try:
-        result = CliRunner().invoke(KedroCLI(project), list(args), catch_exceptions=True)
+        yield
     finally:
-        logging.getLogger().removeHandler(handler)
         while mlflow.active_run():
             mlflow.end_run()
         os.chdir(cwd)
@@ -83,6 +94,20 @@ def invoke_kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
         for name in set(sys.modules) - modules:
             if str(project) in str(getattr(sys.modules[name], "__file__", None) or ""):
                 del sys.modules[name]
+
+
+def invoke_kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kedro ARGS`` in ``project``, run :func:`inside` it in this process as the ``kedro`` command runs it:
+    Kedro's CLI (the project's ``run`` with its one-block errors) through click's test runner."""
+    # What the command logs, whichever handlers Kedro's logging configuration gives each logger.
+    logs = io.StringIO()
+    handler = logging.StreamHandler(logs)
+    logging.getLogger().addHandler(handler)
+    try:
+        with inside(project):
+            result = CliRunner().invoke(KedroCLI(project), list(args), catch_exceptions=True)
+    finally:
+        logging.getLogger().removeHandler(handler)
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))

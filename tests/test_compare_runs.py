@@ -14,7 +14,6 @@ from tests.conftest import NO_GATES, copy_project, invoke_kedro, run_kedro
 pytestmark = pytest.mark.kedro_run
 
 
-@pytest.mark.trainer
 def test_compares_two_debug_runs_with_different_learning_rates(debug_project: Path) -> None:
     project = debug_project
     for learning_rate in ("0.003", "0.001"):

@@ -36,8 +36,6 @@ def two_process_run(
     return project, run_kedro(project, "run", "--pipelines=grpo_debug", params_option("debug", TWO_PROCESSES))
 
 
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_two_process_cpu_run_trains_with_world_size_two(two_process_run: tuple[Path, object]) -> None:
     project, result = two_process_run
     assert "Training on 2 processes" in result.stdout + result.stderr
@@ -51,8 +49,6 @@ def test_two_process_cpu_run_trains_with_world_size_two(two_process_run: tuple[P
     assert timings["world_size"] == 2 and timings["steps_this_run"] == 40
 
 
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_two_process_checkpoint_validates(two_process_run: tuple[Path, object]) -> None:
     project, _ = two_process_run
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
@@ -63,8 +59,6 @@ def test_two_process_checkpoint_validates(two_process_run: tuple[Path, object]) 
     assert not list(checkpoint.glob("*.bin")), "checkpoints stay pickle-free"
 
 
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_only_rank_zero_writes_mlflow_and_recovery_markers(two_process_run: tuple[Path, object]) -> None:
     project, _ = two_process_run
     (run,) = mlflow_runs(project)
@@ -113,9 +107,6 @@ def test_missing_accelerate_config_fails_before_anything_runs(tmp_path: Path) ->
     assert not (project / "data/06_models/debug").exists()
 
 
-@pytest.mark.subprocess
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_two_machines_of_one_process_each_train_and_validate_on_localhost(
     tmp_path: Path, debug_run: tuple[Path, object]
 ) -> None:

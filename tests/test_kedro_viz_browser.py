@@ -62,7 +62,6 @@ def served_viz_build(viz_build: Path) -> Iterator[str]:
         server.wait(timeout=10)
 
 
-@pytest.mark.subprocess
 @pytest.mark.slow
 def test_kedro_viz_renders_the_grpo_debug_graph(served_viz_build: str, tmp_path: Path) -> None:
     browser = chromium()

@@ -12,9 +12,6 @@ from nbclient import NotebookClient
 Run = tuple[Path, subprocess.CompletedProcess[str]]
 
 
-@pytest.mark.subprocess
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["01_explore_prompts.ipynb", "02_compare_runs.ipynb"])
 def test_notebook_executes(debug_run: Run, name: str) -> None:

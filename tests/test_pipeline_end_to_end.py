@@ -31,9 +31,6 @@ Run = tuple[Path, subprocess.CompletedProcess[str]]
 NO_ACCURACY = f"debug.validation.accuracy_reward=null,{NO_GATES}"  # for rewards without accuracy
 
 
-@pytest.mark.subprocess
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     project, result = debug_run
     assert "grpo-pipeline summary" in result.stdout
@@ -57,9 +54,6 @@ def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     assert list(held_out.index) == [0, 25, 50, 75, 100, 125, 150] and held_out[150] > held_out[0] + 0.2, held_out
 
 
-@pytest.mark.subprocess
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_debug_run_writes_checkpoint_and_reports(debug_run: Run) -> None:
     project, _ = debug_run
     checkpoint = project / "data/06_models/debug/checkpoint"
@@ -79,9 +73,6 @@ def test_debug_run_writes_checkpoint_and_reports(debug_run: Run) -> None:
     assert benchmark.loc[0, "mode"] == "debug" and benchmark.loc[0, "steps"] >= 10
 
 
-@pytest.mark.subprocess
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_mlflow_store_holds_the_run(debug_run: Run) -> None:
     project, _ = debug_run
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
@@ -142,7 +133,6 @@ def test_bad_parameter_fails_before_anything_is_written(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and "│" not in result.stderr
 
 
-@pytest.mark.subprocess
 def test_every_variant_resolves_in_registry_and_kedro_viz(viz_build: Path) -> None:
     project = viz_build
     listed = run_kedro(project, "registry", "list").stdout
@@ -153,8 +143,6 @@ def test_every_variant_resolves_in_registry_and_kedro_viz(viz_build: Path) -> No
         assert {"train_grpo", "validate_checkpoint", "benchmark_run"} <= names, names
 
 
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_a_failed_validation_writes_its_report_then_fails_the_run(debug_project: Path) -> None:
     project = debug_project
     result = invoke_kedro(
@@ -241,8 +229,6 @@ def test_bad_rows_of_a_csv_source_name_its_path_and_rows(tmp_path: Path) -> None
     assert not (project / "data/02_intermediate").exists() and not mlflow_runs(project)
 
 
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_and_the_report(
     debug_project: Path,
 ) -> None:
@@ -297,8 +283,6 @@ def prepared_eval_prompts(project: Path, catalog_entry: str | None) -> list[str]
     return (project / "data/02_intermediate/debug/eval_prompts.jsonl").read_text().splitlines()
 
 
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_parquet_and_save_to_disk_copies_give_the_same_eval_prompts_as_json_lines(
     tmp_path: Path, debug_run: Run
 ) -> None:
@@ -389,8 +373,6 @@ def debug_run_with(project: Path, params: str) -> tuple[MlflowRun, MlflowClient]
     return run, MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
 
 
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_grpo_config_fields_the_project_never_names_and_a_second_tracker_reach_the_trainer(
     debug_project: Path, tmp_path: Path
 ) -> None:
@@ -407,8 +389,6 @@ def test_grpo_config_fields_the_project_never_names_and_a_second_tracker_reach_t
     assert len(client.get_metric_history(run.info.run_id, "reward")) == 3  # MLflow still gets every step
 
 
-@pytest.mark.kedro_run
-@pytest.mark.trainer
 def test_evaluation_during_training_reaches_mlflow_the_metrics_and_the_reward_curve(debug_project: Path) -> None:
     project = debug_project
     run, client = debug_run_with(

@@ -14,7 +14,7 @@ from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.config.params import parse_variant_params
-from tests.conftest import PROJECT_ROOT, copy_project, mlflow_runs, run_kedro
+from tests.conftest import PROJECT_ROOT, copy_project, inside, mlflow_runs, run_kedro
 
 WORD_PROBLEMS = PROJECT_ROOT / "data/01_raw/word_problems"
 
@@ -63,11 +63,12 @@ def test_the_gpu_gsm8k_recipe_resolves_offline(tmp_path: Path) -> None:
     """conf/gpu's reasoning recipe: its catalog entry builds a huggingface.HFDataset on openai/gsm8k and its
     parameters validate, with no network (nothing is loaded)."""
     project = copy_project(tmp_path)
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, env="gpu") as session:
-        context = session.load_context()
-        dataset = context.catalog.get("reasoning.raw_prompts")
-        params = parse_variant_params(context.params["reasoning"], "reasoning")
+    with inside(project):
+        bootstrap_project(project)
+        with KedroSession.create(project_path=project, env="gpu") as session:
+            context = session.load_context()
+            dataset = context.catalog.get("reasoning.raw_prompts")
+            params = parse_variant_params(context.params["reasoning"], "reasoning")
     resolved = {
         "type": type(dataset).__name__,
         "name": dataset.dataset_name,

@@ -19,8 +19,6 @@ from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.checkpoints import complete_checkpoints
 from tests.conftest import KEDRO, invoke_kedro, mlflow_runs, run_kedro
 
-pytestmark = [pytest.mark.kedro_run, pytest.mark.trainer]
-
 TINY_MODEL = "data/06_models/tiny"
 
 
@@ -109,7 +107,6 @@ def kill_9_after_first_checkpoint(project: Path, params: str) -> int:
     return step
 
 
-@pytest.mark.subprocess
 def test_training_resumes_after_kill_9(project: Path) -> None:
     params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
     output_dir = project / OUTPUT_DIR
@@ -139,7 +136,6 @@ def test_training_resumes_after_kill_9(project: Path) -> None:
     assert sorted({point.step for point in history}) == list(range(1, 151))
 
 
-@pytest.mark.subprocess
 def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fresh(project: Path) -> None:
     params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
     kill_9_after_first_checkpoint(project, params)
@@ -164,7 +160,6 @@ def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fres
     assert "grpo.resumed_from_step" not in latest.data.tags and latest.data.tags["grpo.fingerprint"]
 
 
-@pytest.mark.subprocess
 def test_a_second_run_of_a_running_variant_stops_at_once_and_writes_nothing(project: Path) -> None:
     first = subprocess.Popen(
         [KEDRO, "run", "--pipelines=grpo_debug", "--params=debug.training.max_steps=150"],
