@@ -7,7 +7,6 @@ from typing import Any
 import pandas as pd
 import pytest
 from datasets import Dataset, DatasetDict
-from kedro.io import DatasetError
 
 from grpo_pipeline.io.prompt_dataset import PromptJSONLinesDataset
 from grpo_pipeline.pipelines.grpo.nodes import prepare_prompts
@@ -66,10 +65,29 @@ def test_empty_file(tmp_path: Path) -> None:
         prepare_prompts(load(path), DATA, REWARD, seed=0)
 
 
-def test_malformed_json_line_names_file_and_line(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "bad.jsonl", [*rows(3), '{"prompt": "What is 1 + 1?", "answer": ', *rows(2)])
-    with pytest.raises(DatasetError, match=r"bad\.jsonl line 4: malformed JSON"):
-        load(path)
+def test_broken_json_is_reported_with_every_other_bad_row(tmp_path: Path) -> None:
+    lines = [
+        *rows(4),
+        '{"prompt": "What is 1 + 1?", "answer": ',  # line 5: cut short
+        *rows(2),
+        json.dumps({"answer": "3"}),  # line 8: no prompt
+        "[1, 2]",  # line 9: not an object
+    ]
+    with pytest.raises(PromptDataError) as error:
+        prepare_prompts(load(write_lines(tmp_path / "bad.jsonl", lines)), DATA, REWARD, seed=0)
+    listed = str(error.value).splitlines()
+    assert listed[0].startswith("3 problem(s) in ")
+    assert [line.split(": ")[0] for line in listed[1:]] == [f"  - {tmp_path}/bad.jsonl line {n}" for n in (5, 8, 9)]
+    assert "malformed JSON (Expecting value, column 39)" in listed[1] and "at at" not in listed[1]
+    assert "the prompt is missing or empty" in listed[2]
+    assert "expected a JSON object, got list" in listed[3]
+
+
+def test_line_numbers_count_blank_lines_as_an_editor_does(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join([*rows(2), "", "  ", "{oops", *rows(2)]) + "\n", encoding="utf-8")
+    with pytest.raises(PromptDataError, match=r"p\.jsonl line 5: malformed JSON"):
+        prepare_prompts(load(path), DATA, REWARD, seed=0)
 
 
 def test_bad_prompt_row_names_line(tmp_path: Path) -> None:

@@ -10,6 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_umask_says(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create 0600 files and 0700 folders; what they stage is a normal output, as open() makes."""
+    path.chmod(mode & ~_umask())
+
+
 @contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
     """Yield an empty staging directory beside ``target``; on success it replaces ``target`` in one rename."""
@@ -17,6 +29,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        _as_umask_says(staging, 0o777)
         yield staging
         previous = target.with_name(f".{target.name}.old-{os.getpid()}")
         if target.exists():
@@ -34,6 +47,7 @@ def atomic_write_bytes(target: str | Path, payload: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     descriptor, staging = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
     try:
+        _as_umask_says(Path(staging), 0o666)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(payload)
         os.replace(staging, target)

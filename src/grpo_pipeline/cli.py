@@ -18,6 +18,7 @@ from kedro.framework.cli.project import run as kedro_run
 from kedro.io import DatasetError
 
 from grpo_pipeline.errors import ProjectError
+from grpo_pipeline.interruption import RunInterrupted
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +27,25 @@ def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return callback(*args, **kwargs)
+        except RunInterrupted as interrupted:
+            _end_open_runs_killed()
+            click.secho(f"\nkedro run {interrupted}; run it again to resume.", err=True, fg="red")
+            raise SystemExit(interrupted.exit_code) from None
         except (ProjectError, DatasetError) as error:
             logger.debug("kedro run failed", exc_info=True)
             click.secho(f"\nkedro run failed: {error}", err=True, fg="red")
             raise SystemExit(1) from None
 
     return run
+
+
+def _end_open_runs_killed() -> None:
+    """An interruption before the pipeline's error hooks ran (between kedro-mlflow opening its run and the first node)
+    leaves the run open; MLflow's exit handler would end it FINISHED."""
+    import mlflow  # noqa: PLC0415 (only an interrupted run needs it)
+
+    while mlflow.active_run():
+        mlflow.end_run("KILLED")
 
 
 @click.group(name="grpo_pipeline")

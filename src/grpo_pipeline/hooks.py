@@ -6,8 +6,10 @@ settings.py) for every command, including those that only read the pipeline grap
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,6 +20,11 @@ from kedro.pipeline import Pipeline
 
 from grpo_pipeline.config.params import parse_variant_params
 from grpo_pipeline.config.schema import VariantParams
+from grpo_pipeline.interruption import (
+    RunInterrupted,
+    install_stop_signal_handlers,
+    restore_signal_handlers,
+)
 from grpo_pipeline.prompts import SOURCE_ATTR, RawPrompts, normalised_rows, source_tables
 from grpo_pipeline.rewards import reward_column_checks
 from grpo_pipeline.run_lock import RunLock
@@ -92,8 +99,20 @@ class RunChecksHooks:
     def after_pipeline_run(self, **kwargs: Any) -> None:
         self._release()
 
-    @hook_impl
-    def on_pipeline_error(self, **kwargs: Any) -> None:
+    # trylast: after kedro-mlflow ended its run FAILED, which an interrupted run was not.
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self, error: Exception, **kwargs: Any) -> None:
+        if isinstance(error, RunInterrupted):
+            run_ids = {lock.recorded("mlflow_run_id") for lock in self._locks} - {None}
+            for run_id in run_ids:
+                _mark_killed(run_id, error)
+            for lock in self._locks:
+                resumes_from = resolve_resume_checkpoint("auto", lock.path.parent)
+                logger.warning(
+                    "[%s] %s",
+                    lock.variant,
+                    f"the next run resumes from {resumes_from}" if resumes_from else "the next run starts afresh",
+                )
         self._release()
 
     def _release(self) -> None:
@@ -143,6 +162,17 @@ def _raw_prompts(catalog: DataCatalog, variant: str) -> tuple[RawPrompts, str]:
     return raw, source
 
 
+def _mark_killed(run_id: str, interrupted: RunInterrupted) -> None:
+    """End MLflow run ``run_id`` KILLED, tagged with the signal and the training step it reached."""
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415 (see the module doc)
+
+    client = MlflowClient()
+    client.set_tag(run_id, "grpo.interrupted_by", interrupted.signal_name)
+    if interrupted.step is not None:
+        client.set_tag(run_id, "grpo.interrupted_at_step", str(interrupted.step))
+    client.set_terminated(run_id, status="KILLED")
+
+
 def _close_dead_run(run_id: str) -> None:
     """Mark the MLflow run of a process that died while holding the lock KILLED, if it is still RUNNING."""
     from mlflow.exceptions import MlflowException  # noqa: PLC0415 (see the module doc)
@@ -155,6 +185,79 @@ def _close_dead_run(run_id: str) -> None:
             logger.warning("MLflow run %s was left RUNNING by a process that died; marked KILLED", run_id)
     except MlflowException:
         logger.info("The previous run's MLflow run %s is not in this store", run_id)
+
+
+class RunRecordHooks:
+    """How a run ended, where a person and ``compare_runs`` look: Ctrl-C and SIGTERM become
+    :class:`~grpo_pipeline.interruption.RunInterrupted` (so the run is recorded KILLED, see interruption.py), and a
+    run that fails or is interrupted before validating replaces each variant's validation report with one that
+    says so (which run, which node, why, and whose checkpoint is on disk), also logged to its MLflow run."""
+
+    def __init__(self) -> None:
+        self._previous_handlers: dict[int, Any] = {}
+        self._failed_node: str | None = None
+        self._saved: set[str] = set()
+
+    # trylast: once the checks passed and kedro-mlflow opened its run, so an interruption has a run to record.
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, **kwargs: Any) -> None:
+        self._failed_node, self._saved = None, set()
+        self._previous_handlers = install_stop_signal_handlers()
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, **kwargs: Any) -> None:
+        self._saved.add(dataset_name)
+
+    @hook_impl
+    def on_node_error(self, node: Any, **kwargs: Any) -> None:
+        self._failed_node = node.name
+
+    @hook_impl
+    def after_pipeline_run(self, **kwargs: Any) -> None:
+        self._restore_signal_handlers()
+
+    # tryfirst: the failure report is logged to the MLflow run before kedro-mlflow ends it.
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self, error: Exception, pipeline: Pipeline, catalog: DataCatalog, **kwargs: Any) -> None:
+        import mlflow  # noqa: PLC0415 (see the module doc)
+
+        from grpo_pipeline.reporting import failed_run_markdown, failed_run_report  # noqa: PLC0415 (matplotlib)
+
+        self._restore_signal_handlers()
+        run = mlflow.active_run()
+        status = "KILLED" if isinstance(error, RunInterrupted) else "FAILED"
+        for variant in _variants(pipeline):
+            report_name = f"{variant}.validation_report"
+            if report_name not in pipeline.all_outputs() or report_name in self._saved:
+                continue  # this run's own report (a failed validation) stands
+            report = failed_run_report(
+                status,
+                run.info.run_id if run else None,
+                self._failed_node,
+                str(error).strip()[:2000] or type(error).__name__,
+                _checkpoint_on_disk(catalog, f"{variant}.checkpoint"),
+            )
+            catalog.save(report_name, report)
+            catalog.save(f"{variant}.validation_report_md", failed_run_markdown(report))
+        if run is not None:
+            mlflow.set_tags({"grpo.failed_node": str(self._failed_node), "grpo.error": str(error)[:5000]})
+
+    def _restore_signal_handlers(self) -> None:
+        restore_signal_handlers(self._previous_handlers)
+        self._previous_handlers = {}
+
+
+def _checkpoint_on_disk(catalog: DataCatalog, name: str) -> dict[str, Any] | None:
+    """The checkpoint an earlier run left at ``name``'s path, and the MLflow run that trained it, without loading it."""
+    from grpo_pipeline.models.checkpoint import TRAINER_STATE_FILE, is_checkpoint  # noqa: PLC0415
+
+    config = catalog.config_resolver.resolve_pattern(name)
+    path = config.get("path") or config.get("filepath")
+    if not path or not is_checkpoint(path):
+        return None
+    state_file = Path(path) / TRAINER_STATE_FILE
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    return {"path": str(path), "global_step": state.get("global_step"), "mlflow_run_id": state.get("mlflow_run_id")}
 
 
 class RunSummaryHooks:

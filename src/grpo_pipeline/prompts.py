@@ -27,6 +27,8 @@ SOURCE_ATTR = "source"
 # What formatting adds beside the prompt, for the pipeline's own use: GRPOTrainer and the rewards never see them.
 FORMATTED_COLUMNS = ("prompt_text", "prompt_tokens")
 LINE_COLUMN = "line_number"
+# A row the reader could not parse (a JSON Lines line that is not an object) holds only its line and this problem.
+ROW_PROBLEM_COLUMN = "row_problem"
 MESSAGE_ROLES = {"system", "user", "assistant"}
 # Row problems listed in one error; the rest are counted.
 MAX_PROBLEMS = 20
@@ -124,6 +126,20 @@ def normalised_rows(
     source = raw_prompts.attrs.get(SOURCE_ATTR, "the raw prompt file")
     if raw_prompts.empty:
         raise PromptDataError(f"{source} is empty: it needs one JSON object per line with a prompt and an answer.")
+    # JSON Lines sources carry each record's line; for any other table, rows are counted from 1.
+    unit = "line" if LINE_COLUMN in raw_prompts else "row"
+    numbers = list(raw_prompts[LINE_COLUMN]) if unit == "line" else list(range(1, len(raw_prompts) + 1))
+    # (line or row number, problem): listed in file order, whichever check found them.
+    problems: list[tuple[int, str]] = []
+    if ROW_PROBLEM_COLUMN in raw_prompts:
+        unreadable = raw_prompts[ROW_PROBLEM_COLUMN].notna().to_numpy()
+        problems += [
+            (number, problem)
+            for number, problem, bad in zip(numbers, raw_prompts[ROW_PROBLEM_COLUMN], unreadable, strict=True)
+            if bad
+        ]
+        numbers = [number for number, bad in zip(numbers, unreadable, strict=True) if not bad]
+        raw_prompts = raw_prompts[~unreadable].drop(columns=ROW_PROBLEM_COLUMN)
     raw_prompts = raw_prompts.rename(columns=params.columns)
     prompt_columns = [] if params.prompt_template is not None else [params.prompt_column]
     needed = list(
@@ -132,35 +148,40 @@ def normalised_rows(
         )
     )
     missing = [column for column in needed if column not in raw_prompts.columns]
-    if missing:
+    if missing and not raw_prompts.empty:
         present = sorted(set(raw_prompts.columns) - {LINE_COLUMN})
-        raise PromptDataError(
-            f"{source}: "
-            + ", ".join(f"column '{column}' is missing" for column in missing)
+        columns_problem = (
+            ", ".join(f"column '{column}' is missing" for column in missing)
             + f" (columns present: {present}). Add it to every row, or change data.prompt_column / "
             "data.required_columns."
         )
-    # JSON Lines sources carry each record's line; for any other table, rows are counted from 1.
-    if LINE_COLUMN in raw_prompts:
-        lines = [f"line {line}" for line in raw_prompts[LINE_COLUMN]]
-    else:
-        lines = [f"row {row}" for row in range(1, len(raw_prompts) + 1)]
-    records = [_with_answer_extracted(record, params) for record in raw_prompts.to_dict(orient="records")]
-    problems = [
-        f"{source} {line}: {record}" for line, record in zip(lines, records, strict=True) if isinstance(record, str)
-    ]
-    records = [record if isinstance(record, dict) else {} for record in records]
-    prompts = [_prompt_of(record, params) if record else "" for record in records]
-    problems += [
-        f"{source} {line}: {problem}"
-        for line, record, prompt in zip(lines, records, prompts, strict=True)
-        if record
-        for problem in _row_problems(record, prompt, params, checks)
-    ]
+        if not problems:
+            raise PromptDataError(f"{source}: {columns_problem}")
+        problems.insert(0, (0, columns_problem))
+    if not missing:
+        records = [_with_answer_extracted(record, params) for record in raw_prompts.to_dict(orient="records")]
+        problems += [
+            (number, record) for number, record in zip(numbers, records, strict=True) if isinstance(record, str)
+        ]
+        records = [record if isinstance(record, dict) else {} for record in records]
+        prompts = [_prompt_of(record, params) if record else "" for record in records]
+        problems += [
+            (number, problem)
+            for number, record, prompt in zip(numbers, records, prompts, strict=True)
+            if record
+            for problem in _row_problems(record, prompt, params, checks)
+        ]
     if problems:
-        listed = "\n  - ".join(problems[:MAX_PROBLEMS])
-        more = f"\n  ... and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
-        raise PromptDataError(f"{len(problems)} problem(s) in {source}; fix or remove those rows:\n  - {listed}{more}")
+        listed = [
+            f"{source} {unit} {number}: {problem}" if number else f"{source}: {problem}"
+            for number, problem in sorted(problems, key=lambda numbered: numbered[0])
+        ]
+        more = f"\n  ... and {len(listed) - MAX_PROBLEMS} more" if len(listed) > MAX_PROBLEMS else ""
+        raise PromptDataError(
+            f"{len(listed)} problem(s) in {source}; fix or remove those rows:\n  - "
+            + "\n  - ".join(listed[:MAX_PROBLEMS])
+            + more
+        )
     return pd.DataFrame(
         [
             {

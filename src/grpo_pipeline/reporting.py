@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -62,6 +63,41 @@ def accuracy_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def failed_run_report(
+    status: str, mlflow_run_id: str | None, failed_node: str | None, error: str, checkpoint: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The validation report of a run that failed or was interrupted before validating: it replaces the previous
+    run's report, so that nothing presents that one as this run's result."""
+    return {
+        "passed": False,
+        "status": status,
+        "mlflow_run_id": mlflow_run_id,
+        "failed_node": failed_node,
+        "error": error,
+        "ended_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "checkpoint": checkpoint,
+        "failures": [f"the run {'was interrupted' if status == 'KILLED' else 'failed'} before validation: {error}"],
+    }
+
+
+def failed_run_markdown(report: dict[str, Any]) -> str:
+    checkpoint = report["checkpoint"]
+    return "\n".join(
+        [
+            "# Checkpoint validation",
+            "",
+            f"- status: **{report['status']}**: {report['failures'][0]}",
+            f"- MLflow run: `{report['mlflow_run_id']}`, ended {report['ended_at']}",
+            f"- stopped in node: `{report['failed_node']}`",
+            f"- checkpoint on disk: `{checkpoint['path']}`, trained by MLflow run `{checkpoint['mlflow_run_id']}`; "
+            "this run did not validate it"
+            if checkpoint
+            else "- no checkpoint on disk",
+            "",
+        ]
+    )
+
+
 def validation_markdown(report: dict[str, Any]) -> str:
     rewards = pd.DataFrame(_score_rows(report))
     sampling = report.get("sampling") or {}
@@ -71,7 +107,9 @@ def validation_markdown(report: dict[str, Any]) -> str:
         [
             "# Checkpoint validation",
             "",
-            f"- checkpoint: `{report['checkpoint']}` (global step {report['global_step']})",
+            f"- MLflow run: `{report.get('mlflow_run_id')}`",
+            f"- checkpoint: `{report['checkpoint']}` (global step {report['global_step']}, trained by MLflow run "
+            f"`{report.get('checkpoint_mlflow_run_id')}`)",
             f"- base model: `{report['base_model']}`",
             f"- {report['eval_prompts']} held-out prompts, up to {report['max_new_tokens']} new tokens: greedy, and "
             f"{sampling.get('completions_per_prompt', 0)} sampled per prompt as in training (temperature "

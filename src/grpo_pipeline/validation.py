@@ -138,8 +138,10 @@ def validate_against_base(
     reward_params: RewardParams,
     params: ValidationParams,
     seed: int = 0,
+    mlflow_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """The validation report: scores of base and trained model, the merged-export check, pass or fail."""
+    """The validation report: scores of base and trained model, the merged-export check, pass or fail; which run
+    validated (``mlflow_run_id``) and which trained the checkpoint."""
     frame = eval_dataset.head(params.max_prompts).reset_index(drop=True)
     scorers, sampling, tokenizer = reward_scorers(reward_params), sampling_of(checkpoint), checkpoint.tokenizer
     base_model = load_causal_lm(
@@ -152,7 +154,9 @@ def validate_against_base(
     failures = failures_of(base, trained, merged_export, params)
     hidden = ("greedy_ids", "completions", "per_prompt")
     return {
+        "mlflow_run_id": mlflow_run_id,
         "checkpoint": checkpoint.path,
+        "checkpoint_mlflow_run_id": checkpoint.trainer_state.get("mlflow_run_id"),
         "base_model": base_model_path,
         "global_step": checkpoint.trainer_state.get("global_step"),
         "eval_prompts": len(frame),

@@ -10,7 +10,7 @@ import fsspec
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
-from grpo_pipeline.prompts import LINE_COLUMN, SOURCE_ATTR
+from grpo_pipeline.prompts import LINE_COLUMN, ROW_PROBLEM_COLUMN, SOURCE_ATTR
 
 
 class PromptJSONLinesDataset(AbstractDataset[None, pd.DataFrame]):
@@ -18,7 +18,8 @@ class PromptJSONLinesDataset(AbstractDataset[None, pd.DataFrame]):
 
     The frame gets a ``line_number`` column and ``frame.attrs["source"]`` (the file path), which the
     prompt-preparation node uses in its error messages. Blank lines are skipped; a line that is not a
-    JSON object raises one error naming the file and line. Read-only: the pipeline never writes raw data.
+    JSON object becomes a row holding only its problem (``row_problem``), reported with every other bad row.
+    Read-only: the pipeline never writes raw data.
     """
 
     def __init__(
@@ -40,17 +41,16 @@ class PromptJSONLinesDataset(AbstractDataset[None, pd.DataFrame]):
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line.strip())
+                    record = json.loads(line.rstrip())  # columns count from the line's start, as in an editor
                 except json.JSONDecodeError as error:
-                    raise DatasetError(
-                        f"{self._source} line {line_number}: malformed JSON ({error.msg} at column {error.colno}). "
-                        "Each line must be one JSON object; fix or delete that line."
-                    ) from None
+                    # Kept as a row, so that every bad row of the file is reported together (prompts.normalised_rows).
+                    problem = f"malformed JSON ({error.msg}, column {error.colno}); each line must be one JSON object"
+                    records.append({ROW_PROBLEM_COLUMN: problem, LINE_COLUMN: line_number})
+                    continue
                 if not isinstance(record, dict):
-                    raise DatasetError(
-                        f"{self._source} line {line_number}: expected a JSON object, got {type(record).__name__}. "
-                        'Write each row as {"prompt": ..., "answer": ...}.'
-                    )
+                    problem = f'expected a JSON object, got {type(record).__name__}; write {{"prompt": ..., ...}}'
+                    records.append({ROW_PROBLEM_COLUMN: problem, LINE_COLUMN: line_number})
+                    continue
                 records.append({**record, LINE_COLUMN: line_number})
         frame = pd.DataFrame.from_records(records)
         frame.attrs[SOURCE_ATTR] = self._source

@@ -3,7 +3,9 @@
 ``Trainer`` writes ``checkpoint-N`` in place, file by file, so a process killed mid-save leaves a
 folder that looks like a checkpoint but is not one. ``training.trainer.CheckpointCompletionCallback`` writes a
 marker into the folder only after the trainer has finished saving it (``on_save``); only folders
-with the marker are ever resumed from. The marker also records the run fingerprint (training/fingerprint.py).
+with the marker are ever resumed from. The marker also records the run fingerprint (training/fingerprint.py)
+and each file's size and checksum: a disk that later cut a file short or changed it (a full disk, a copy
+interrupted) makes the checkpoint damaged, and resume skips it for the newest intact one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 from grpo_pipeline.atomic import atomic_write_text
+from grpo_pipeline.errors import ProjectError
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +30,11 @@ PREFIX_CHECKPOINT_DIR = "checkpoint"
 COMPLETE_MARKER = "grpo_checkpoint_complete.json"
 RUN_FINISHED_MARKER = "training_finished.json"
 _CHECKPOINT_DIR = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+_CHUNK = 16 * 2**20
+
+
+class CheckpointError(ProjectError, ValueError):
+    """A checkpoint named in ``run.resume_from_checkpoint`` that cannot be resumed from."""
 
 
 def complete_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -43,26 +53,64 @@ def is_auto_resume(setting: str | bool) -> bool:
 
 
 def resolve_resume_checkpoint(setting: str | bool, output_dir: str | Path) -> Path | None:
-    """The checkpoint to resume from for ``run.resume_from_checkpoint``, or None to start fresh."""
+    """The checkpoint to resume from for ``run.resume_from_checkpoint``, or None to start fresh.
+
+    ``auto`` takes the newest intact complete checkpoint, skipping damaged ones with a warning naming the file.
+    """
     output_dir = Path(output_dir)
     if setting is False:
         return None
     if is_auto_resume(setting):
         if (output_dir / RUN_FINISHED_MARKER).is_file():
             return None
-        candidates = complete_checkpoints(output_dir)
-        if not candidates and setting is True:
-            raise ValueError(
-                f"run.resume_from_checkpoint=true but '{output_dir}' holds no complete checkpoint-N folder"
+        for candidate in reversed(complete_checkpoints(output_dir)):
+            if (damage := checkpoint_damage(candidate)) is None:
+                return candidate
+            logger.warning("Skipping damaged checkpoint %s: %s", candidate, damage)
+        if setting is True:
+            raise CheckpointError(
+                f"run.resume_from_checkpoint=true but '{output_dir}' holds no intact complete checkpoint-N folder"
             )
-        return candidates[-1] if candidates else None
+        return None
     path = Path(setting)
     if not (path / COMPLETE_MARKER).is_file():
-        raise ValueError(
+        raise CheckpointError(
             f"run.resume_from_checkpoint='{setting}' is not a complete checkpoint folder "
             f"(no {COMPLETE_MARKER}); use 'auto' or the path of a checkpoint-N folder the pipeline wrote"
         )
+    if (damage := checkpoint_damage(path)) is not None:
+        raise CheckpointError(
+            f"run.resume_from_checkpoint='{setting}' is damaged: {damage}. Name an older checkpoint-N, or use 'auto'"
+        )
     return path
+
+
+def checkpoint_damage(checkpoint: Path) -> str | None:
+    """What differs from the sizes and checksums the completion marker recorded, or None when nothing does.
+
+    Markers written before checksums were recorded have nothing to compare with and count as intact.
+    """
+    try:
+        recorded = read_marker(checkpoint).get("files") or {}
+    except (OSError, ValueError) as error:
+        return f"{checkpoint / COMPLETE_MARKER} cannot be read ({error})"
+    for name, expected in recorded.items():
+        path = checkpoint / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if (size := path.stat().st_size) != expected["size"]:
+            return f"{path} has {size} bytes, {expected['size']} were written"
+        if _checksum(path) != expected["xxh3_64"]:
+            return f"{path} does not match the checksum recorded when it was written"
+    return None
+
+
+def _checksum(path: Path) -> str:
+    digest = xxhash.xxh3_64()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def start_fresh(output_dir: str | Path) -> None:
@@ -83,5 +131,15 @@ def read_marker(checkpoint: Path) -> dict[str, Any]:
 
 
 def write_marker(folder: Path, global_step: int, mlflow_run_id: str | None, fingerprint: dict[str, Any] | None) -> None:
-    marker = {"global_step": global_step, "mlflow_run_id": mlflow_run_id, "fingerprint": fingerprint}
+    files = {
+        path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "xxh3_64": _checksum(path)}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != COMPLETE_MARKER
+    }
+    marker = {
+        "global_step": global_step,
+        "mlflow_run_id": mlflow_run_id,
+        "fingerprint": fingerprint,
+        "files": files,
+    }
     atomic_write_text(folder / COMPLETE_MARKER, json.dumps(marker) + "\n")

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import pandas as pd
 
 from grpo_pipeline.atomic import atomic_directory
 from grpo_pipeline.config.schema import DistributedParams, TrainingParams
+from grpo_pipeline.interruption import RunInterrupted
 from grpo_pipeline.models.checkpoint import load_checkpoint
 from grpo_pipeline.training.run import GrpoRun, TrainingRequest, TrainingResult, train
 from grpo_pipeline.training.warm_start import check_held_out
@@ -135,10 +137,17 @@ def launch_training(
         distributed.num_machines,
         " ".join(command),
     )
-    completed = subprocess.run(command, stdin=subprocess.DEVNULL, check=False)
-    if completed.returncode != 0:
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    try:
+        returncode = process.wait()
+    except RunInterrupted as interrupted:
+        # The training processes stop as this one would (SIGTERM: after the current step and a checkpoint).
+        process.send_signal(signal.Signals[interrupted.signal_name])
+        process.wait()
+        raise
+    if returncode != 0:
         raise RuntimeError(
-            f"accelerate launch exited with {completed.returncode}; the training processes' output is above. "
+            f"accelerate launch exited with {returncode}; the training processes' output is above. "
             f"The job it ran is {job_file}."
         )
     return read_results(Path(job.result_dir), request.export_merged)

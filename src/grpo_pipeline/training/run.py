@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from grpo_pipeline.config.schema import (
     WarmStartParams,
 )
 from grpo_pipeline.evaluation import sampling_settings
+from grpo_pipeline.interruption import graceful_stop_window, raise_if_stopped, stop_requested
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_tokenizer, loading_choices
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
@@ -50,6 +52,7 @@ from grpo_pipeline.training.rollouts import load_rollout_func
 from grpo_pipeline.training.trainer import (
     CheckpointCompletionCallback,
     StepTimer,
+    StopOnSignalCallback,
     build_grpo_config,
     build_lora_config,
     peak_memory_mb,
@@ -222,7 +225,22 @@ def build_trainer(
         samples_per_step=run_params.completion_samples_per_step,
     )
     use_reward_progress_bar(trainer)
+    # Added once the trainer exists: a distributed run shares a stop request over its processes.
+    trainer.add_callback(StopOnSignalCallback(_shared_over_processes(trainer)))
     return trainer, step_timer
+
+
+def _shared_over_processes(trainer: TimedGRPOTrainer) -> Callable[[int], int] | None:
+    """The largest of a number over the run's processes (every process stops at the step one was asked to)."""
+    accelerator = trainer.accelerator
+    if accelerator.num_processes == 1:
+        return None
+
+    def largest(value: int) -> int:
+        gathered = accelerator.gather(torch.tensor([value], device=accelerator.device))
+        return int(gathered.max().item())
+
+    return largest
 
 
 def checked_resume_checkpoint(
@@ -324,10 +342,14 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     resumed_from_step = prepare_resume(trainer, resume_from, mlflow_run_id)
 
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with graceful_stop_window():
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall_seconds = time.perf_counter() - started
-    if writes_checkpoints(trainer):
+    completed = trainer.state.global_step >= trainer.state.max_steps or not stop_requested()
+    if completed and writes_checkpoints(trainer):
         mark_finished(trainer.args.output_dir, trainer.state.global_step)
+    # A SIGTERM during training stopped it after a complete checkpoint: the run ends here, recorded as interrupted.
+    raise_if_stopped()
     if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
         best = {
             "grpo.best_checkpoint": trainer.state.best_model_checkpoint,
@@ -343,6 +365,7 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     state["world_size"] = trainer.accelerator.num_processes
     state["distributed_type"] = str(trainer.accelerator.distributed_type.value)
     state["run_fingerprint"] = fingerprint
+    state["mlflow_run_id"] = mlflow_run_id  # which run wrote these weights
     state["sampling"] = sampling_settings(trainer.args)  # validation samples as training did
     timings = run_timings(trainer, step_timer, wall_seconds, resumed_from_step)
     return GrpoRun(trainer, trainer.processing_class, metrics, timings, state)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from grpo_pipeline.config.schema import (
     TrainingParams,
     TrlConfigSection,
 )
+from grpo_pipeline.interruption import confirm_stop, record_progress, stop_requested
 from grpo_pipeline.models.loading import MODEL_SECTION_KEYS, model_init_kwargs
 from grpo_pipeline.training.checkpoints import PREFIX_CHECKPOINT_DIR, write_marker
 
@@ -138,3 +140,27 @@ class CheckpointCompletionCallback(TrainerCallback):
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if folder.is_dir():
             write_marker(folder, state.global_step, self.mlflow_run_id, self.fingerprint)
+
+
+class StopOnSignalCallback(TrainerCallback):
+    """Records the step reached; when a signal asked for a stop (interruption.py), has the trainer save a checkpoint
+    after this step and stop. Every process of a distributed run stops at the same step: ``share`` gives the
+    largest request over the processes (None: one process)."""
+
+    def __init__(self, share: Callable[[int], int] | None = None) -> None:
+        self._share = share
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        record_progress(state.global_step, state.max_steps)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        record_progress(state.global_step, state.max_steps)
+        requested = stop_requested() or 0
+        if self._share is not None:
+            requested = self._share(requested)
+        if requested and state.global_step < state.max_steps:
+            confirm_stop(requested)
+            control.should_save = True
+            control.should_training_stop = True

@@ -18,6 +18,7 @@ def main(job_file: str) -> None:
     configure_runtime()
     import mlflow  # noqa: PLC0415 (after the runtime defaults, which the libraries read when imported)
 
+    from grpo_pipeline.interruption import handle_stop_signals  # noqa: PLC0415 (same)
     from grpo_pipeline.models.checkpoint import save_weights  # noqa: PLC0415 (same)
     from grpo_pipeline.training.distributed import TrainingJob, write_results  # noqa: PLC0415 (same)
     from grpo_pipeline.training.run import train, writes_checkpoints  # noqa: PLC0415 (same)
@@ -26,7 +27,9 @@ def main(job_file: str) -> None:
     is_rank_zero = int(os.environ.get("RANK", "0")) == 0
     if is_rank_zero and job.mlflow_tracking_uri:
         mlflow.set_tracking_uri(job.mlflow_tracking_uri)
-    run = train(job.request, job.mlflow_run_id if is_rank_zero else None)
+    # SIGTERM (forwarded by the launching process) stops training after a checkpoint, as in-process.
+    with handle_stop_signals():
+        run = train(job.request, job.mlflow_run_id if is_rank_zero else None)
     model_dir = Path(job.result_dir).with_name("saved_model")
     # Every rank takes part: under ZeRO-3 or FSDP saving gathers the sharded weights.
     run.trainer.save_model(str(model_dir))

@@ -134,6 +134,7 @@ def validate_checkpoint(
     The report is returned (and so saved) whether or not the checkpoint passes; ``check_validation`` fails the run.
     """
     from grpo_pipeline.reporting import validation_markdown
+    from grpo_pipeline.training.mlflow_logging import active_run_id
     from grpo_pipeline.validation import validate_against_base
 
     report = validate_against_base(
@@ -144,6 +145,7 @@ def validate_checkpoint(
         parse_section(RewardParams, reward, "reward"),
         parse_section(ValidationParams, validation, "validation"),
         seed,
+        active_run_id(),
     )
     return report, validation_markdown(report)
 

@@ -1,0 +1,115 @@
+"""Stopping a run on SIGINT (Ctrl-C) and SIGTERM (a scheduler preempting the job) so that it is recorded as stopped.
+
+Python turns SIGINT into ``KeyboardInterrupt``, which is not an ``Exception``: code that cleans up after
+errors (Kedro's ``on_pipeline_error`` hooks, kedro-mlflow ending its run FAILED) never sees it, and MLflow's
+exit handler then ends the still-open run FINISHED. SIGTERM, by default, ends the process at once. While
+:func:`handle_stop_signals` is in effect, either signal raises :class:`RunInterrupted` (an ``Exception``)
+instead, so the run's error path records it. During training (:func:`graceful_stop_window`) SIGTERM only
+asks the trainer to stop: a trainer callback lets the current step finish, has the trainer save a
+complete checkpoint, and the training code then raises :class:`RunInterrupted`, so preemption loses no step.
+(``training.trainer.StopOnSignalCallback`` is that callback.)
+A second signal while stopping gracefully interrupts at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from grpo_pipeline.errors import ProjectError
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class RunInterrupted(ProjectError):
+    """The run was stopped by a signal; ``step`` is the training step it reached, when it was training."""
+
+    def __init__(self, signal_number: int, step: int | None = None, max_steps: int | None = None) -> None:
+        self.signal_name = signal.Signals(signal_number).name
+        self.exit_code = 128 + signal_number
+        self.step = step
+        self.max_steps = max_steps
+        where = f" at training step {step} of {max_steps}" if step is not None else ""
+        super().__init__(f"interrupted by {self.signal_name}{where}")
+
+
+@dataclass
+class _StopState:
+    graceful: bool = False  # inside graceful_stop_window: SIGTERM asks the trainer to stop
+    requested: int | None = None  # the signal that asked for a graceful stop
+    step: int | None = None  # the training step reached, while training
+    max_steps: int | None = None
+
+
+_state = _StopState()
+
+
+def _on_signal(signal_number: int, frame: FrameType | None) -> None:
+    if signal_number == signal.SIGTERM and _state.graceful and _state.requested is None:
+        _state.requested = signal_number
+        return
+    raise RunInterrupted(signal_number, _state.step, _state.max_steps)
+
+
+@contextmanager
+def handle_stop_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`RunInterrupted` inside the block; outside the main thread this does nothing
+    (Python delivers signals to the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, _on_signal) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def install_stop_signal_handlers() -> dict[int, Any]:
+    """:func:`handle_stop_signals` for a caller that cannot hold a ``with`` block open (hooks); returns what to
+    give :func:`restore_signal_handlers`."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {number: signal.signal(number, _on_signal) for number in STOP_SIGNALS}
+
+
+def restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for number, handler in previous.items():
+        signal.signal(number, handler)
+
+
+@contextmanager
+def graceful_stop_window() -> Iterator[None]:
+    """While training: SIGTERM lets the current step finish and a checkpoint be written (see the module doc)."""
+    _state.graceful, _state.requested = True, None
+    try:
+        yield
+    finally:
+        _state.graceful = False
+
+
+def stop_requested() -> int | None:
+    """The signal that asked training to stop gracefully, if one did."""
+    return _state.requested
+
+
+def record_progress(step: int, max_steps: int) -> None:
+    """The training step reached, for the message and record of an interruption."""
+    _state.step, _state.max_steps = step, max_steps
+
+
+def confirm_stop(signal_number: int) -> None:
+    """Stop gracefully because another process of the run was asked to (distributed training)."""
+    _state.requested = signal_number
+
+
+def raise_if_stopped() -> None:
+    """After training returned: raise :class:`RunInterrupted` when it returned because a signal asked it to."""
+    if _state.requested is not None:
+        raise RunInterrupted(_state.requested, _state.step, _state.max_steps)
