@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from datasets import Dataset, DatasetDict
 from mlflow.entities import Run as MlflowRun
 from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
 
 from grpo_pipeline.io import PromptJSONLinesDataset
 from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
 from grpo_pipeline.prompts import normalise_prompt
+from grpo_pipeline.training.checkpoints import complete_checkpoints
 from tests.conftest import (
     NO_GATES,
     PROJECT_ROOT,
@@ -402,3 +409,48 @@ def test_evaluation_during_training_reaches_mlflow_the_metrics_and_the_reward_cu
     metrics = pd.read_csv(project / "data/07_model_output/debug/training_metrics.csv")
     assert metrics["eval/reward"].notna().sum() == 5 and metrics["reward"].notna().sum() == 40
     assert (project / "data/08_reporting/debug/reward_curve.png").stat().st_size > 10_000
+
+
+def test_sigterm_stops_after_a_checkpoint_and_the_rerun_ends_as_an_uninterrupted_run(
+    debug_run: Run, debug_project: Path
+) -> None:
+    """A scheduler's SIGTERM mid-run (sent here by this process to itself, as it would be to `kedro run`): training
+    finishes its step, saves a complete checkpoint, the run is recorded KILLED with the step and the variant's
+    report says so; the rerun resumes there and ends with the weights of the shared uninterrupted run."""
+    output_dir = debug_project / "data/06_models/debug/trainer_output"
+
+    def send_sigterm_after_first_checkpoint() -> None:
+        deadline = time.monotonic() + 300
+        while not complete_checkpoints(output_dir) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=send_sigterm_after_first_checkpoint, daemon=True)
+    sender.start()
+    stopped = invoke_kedro(debug_project, "run", "--pipelines=grpo_debug")
+    sender.join()
+    output = stopped.stdout + stopped.stderr
+    assert stopped.returncode == 128 + signal.SIGTERM, output
+    (interrupted,) = mlflow_runs(debug_project, "grpo_debug")
+    step = int(interrupted.data.tags["grpo.interrupted_at_step"])
+    assert 50 <= step < 150 and interrupted.info.status == "KILLED"
+    assert f"kedro run interrupted by SIGTERM at training step {step} of 150; run it again to resume." in output
+    # No step lost: the checkpoint of the step it stopped at is complete.
+    assert complete_checkpoints(output_dir)[-1].name == f"checkpoint-{step}"
+    report = json.loads((debug_project / "data/08_reporting/debug/validation_report.json").read_text())
+    assert report["status"] == "KILLED" and not report["passed"] and report["failed_node"] == "debug.train_grpo"
+    assert report["mlflow_run_id"] == interrupted.info.run_id
+
+    resumed = run_kedro(debug_project, "run", "--pipelines=grpo_debug")
+    assert f"Resuming training from {output_dir.relative_to(debug_project)}/checkpoint-{step}" in " ".join(
+        (resumed.stdout + resumed.stderr).split()
+    )
+    _, finished = mlflow_runs(debug_project, "grpo_debug")
+    assert finished.info.status == "FINISHED" and finished.data.tags["grpo.resumed_from_step"] == str(step)
+    report = json.loads((debug_project / "data/08_reporting/debug/validation_report.json").read_text())
+    assert report["passed"] and report["global_step"] == 150
+    assert report["mlflow_run_id"] == report["checkpoint_mlflow_run_id"] == finished.info.run_id
+    weights = load_file(debug_project / "data/06_models/debug/checkpoint/model.safetensors")
+    uninterrupted = load_file(debug_run[0] / "data/06_models/debug/checkpoint/model.safetensors")
+    assert weights.keys() == uninterrupted.keys()
+    assert all(torch.equal(weights[name], uninterrupted[name]) for name in weights)

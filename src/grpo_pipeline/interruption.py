@@ -76,6 +76,7 @@ def install_stop_signal_handlers() -> dict[int, Any]:
     give :func:`restore_signal_handlers`."""
     if threading.current_thread() is not threading.main_thread():
         return {}
+    _state.step = _state.max_steps = None  # what an earlier run in this process reached is not this run's
     return {number: signal.signal(number, _on_signal) for number in STOP_SIGNALS}
 
 
