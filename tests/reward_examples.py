@@ -13,3 +13,8 @@ def brevity(completions: list[Any], max_chars: int = 4, **kwargs: Any) -> list[f
 
 def not_a_reward(value: int) -> int:
     return value
+
+
+def nan_from_step_three(completions: list[Any], trainer_state: Any, **kwargs: Any) -> list[float]:
+    """A reward that breaks mid-run: NaN from the third training step on."""
+    return [float("nan") if trainer_state.global_step >= 2 else 1.0 for _ in completions]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -454,3 +455,34 @@ def test_sigterm_stops_after_a_checkpoint_and_the_rerun_ends_as_an_uninterrupted
     uninterrupted = load_file(debug_run[0] / "data/06_models/debug/checkpoint/model.safetensors")
     assert weights.keys() == uninterrupted.keys()
     assert all(torch.equal(weights[name], uninterrupted[name]) for name in weights)
+
+
+def test_a_run_that_fails_in_training_replaces_the_previous_passed_report(debug_run: Run, debug_project: Path) -> None:
+    project = debug_project
+    for previous in ("data/08_reporting/debug", "data/06_models/debug/checkpoint"):
+        shutil.copytree(debug_run[0] / previous, project / previous)
+    old_run_id = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())["mlflow_run_id"]
+    assert old_run_id
+
+    result = invoke_kedro(
+        project,
+        "run",
+        "--pipelines=grpo_debug",
+        "--params=debug.training.max_steps=6,debug.reward.functions=[tests.reward_examples:nan_from_step_three],"
+        + NO_ACCURACY,
+    )
+    assert result.returncode == 1 and "returned nan" in result.stdout + result.stderr
+    (failed,) = mlflow_runs(project, "grpo_debug")
+    assert failed.info.status == "FAILED" and failed.data.tags["grpo.failed_node"] == "debug.train_grpo"
+    report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+    assert report["passed"] is False and report["status"] == "FAILED"
+    assert report["mlflow_run_id"] == failed.info.run_id and report["failed_node"] == "debug.train_grpo"
+    assert "returned nan" in report["error"]
+    # The checkpoint on disk is the earlier run's, and the report says whose.
+    assert report["checkpoint"]["mlflow_run_id"] == old_run_id and report["checkpoint"]["global_step"] == 150
+    markdown = (project / "data/08_reporting/debug/validation_report.md").read_text()
+    assert "**FAILED**" in markdown and old_run_id in markdown and "PASSED" not in markdown
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    assert "validation_report.json" in {
+        Path(item.path).name for item in client.list_artifacts(failed.info.run_id, "reports")
+    }

@@ -84,33 +84,43 @@ def test_seed_config_overlay_through_kedro(project: Path) -> None:
 OUTPUT_DIR = "data/06_models/debug/trainer_output"
 
 
-def kill_9_after_first_checkpoint(project: Path, params: str) -> int:
-    """Start ``kedro run --pipelines=grpo_debug``, SIGKILL it once a checkpoint is complete; that checkpoint's step."""
+def signal_after_first_checkpoint(project: Path, params: str, signal_number: int = signal.SIGKILL) -> tuple[int, str]:
+    """Start ``kedro run --pipelines=grpo_debug`` and send its process group ``signal_number`` (SIGINT: Ctrl-C in
+    its terminal) once a checkpoint is complete; that checkpoint's step and what the process printed."""
     output_dir = project / OUTPUT_DIR
     process = subprocess.Popen(
         [KEDRO, "run", "--pipelines=grpo_debug", params],
         cwd=project,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     deadline = time.monotonic() + 300
     while not complete_checkpoints(output_dir) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    os.killpg(process.pid, signal_number)
+    output, _ = process.communicate()
+    assert process.returncode == -signal.SIGKILL if signal_number == signal.SIGKILL else 128 + signal_number, output
     saved = complete_checkpoints(output_dir)
-    assert saved, "no complete checkpoint was written before the kill"
+    assert saved, "no complete checkpoint was written before the signal"
     step = int(saved[-1].name.split("-")[1])
-    assert step < 150, "training finished before it could be killed"
-    return step
+    assert step < 150, "training finished before it could be stopped"
+    return step, output
 
 
-def test_training_resumes_after_kill_9(project: Path) -> None:
+def test_ctrl_c_is_recorded_as_interrupted_and_the_rerun_resumes(project: Path) -> None:
     params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
     output_dir = project / OUTPUT_DIR
-    resumed_step = kill_9_after_first_checkpoint(project, params)
+    resumed_step, output = signal_after_first_checkpoint(project, params, signal.SIGINT)
+    assert output.rstrip().splitlines()[-1].startswith("kedro run interrupted by SIGINT at training step ")
+    assert "Traceback" not in output
+    (interrupted,) = mlflow_runs(project, "grpo_debug")
+    # Recorded as what it was, not FINISHED (which compare_runs would take as a result).
+    assert interrupted.info.status == "KILLED" and interrupted.data.tags["grpo.interrupted_by"] == "SIGINT"
+    assert int(interrupted.data.tags["grpo.interrupted_at_step"]) >= resumed_step
+    assert json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())["status"] == "KILLED"
     # A half-written checkpoint with a higher step (no completion marker) must never be picked.
     (output_dir / "checkpoint-149").mkdir()
     (output_dir / "checkpoint-149" / "config.json").write_text("{}")
@@ -127,7 +137,6 @@ def test_training_resumes_after_kill_9(project: Path) -> None:
     assert report["passed"] and report["global_step"] == 150
 
     crashed, resumed = mlflow_runs(project, "grpo_debug")
-    # The crashed run died RUNNING; the next run of the variant found it through the lock file and closed it.
     assert crashed.info.status == "KILLED" and resumed.info.status == "FINISHED"
     assert resumed.data.tags["grpo.resumed_from_step"] == str(resumed_step)
     assert resumed.data.tags["grpo.resumed_from_mlflow_run"] == crashed.info.run_id
@@ -138,7 +147,7 @@ def test_training_resumes_after_kill_9(project: Path) -> None:
 
 def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fresh(project: Path) -> None:
     params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
-    kill_9_after_first_checkpoint(project, params)
+    signal_after_first_checkpoint(project, params)
     before = sorted(path.name for path in (project / OUTPUT_DIR).iterdir())
 
     refused = invoke_kedro(project, "run", "--pipelines=grpo_debug", params + ",debug.training.learning_rate=0.001")
@@ -153,7 +162,9 @@ def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fres
     run_kedro(
         project, "run", "--pipelines=grpo_debug", "--to-nodes=debug.train_grpo", params.replace("150", "20") + fresh
     )
-    latest = mlflow_runs(project, "grpo_debug")[-1]
+    crashed, latest = mlflow_runs(project, "grpo_debug")
+    # The killed run died RUNNING; the next run of the variant found it through the lock file and closed it.
+    assert crashed.info.status == "KILLED" and "grpo.interrupted_by" not in crashed.data.tags
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     rates = {point.value for point in client.get_metric_history(latest.info.run_id, "learning_rate")}
     assert rates == {0.001}

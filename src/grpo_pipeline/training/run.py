@@ -55,6 +55,7 @@ from grpo_pipeline.training.trainer import (
     StopOnSignalCallback,
     build_grpo_config,
     build_lora_config,
+    close_progress_bars,
     peak_memory_mb,
     use_reward_progress_bar,
 )
@@ -342,8 +343,11 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     resumed_from_step = prepare_resume(trainer, resume_from, mlflow_run_id)
 
     started = time.perf_counter()
-    with graceful_stop_window():
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    try:
+        with graceful_stop_window():
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        close_progress_bars(trainer)
     wall_seconds = time.perf_counter() - started
     completed = trainer.state.global_step >= trainer.state.max_steps or not stop_requested()
     if completed and writes_checkpoints(trainer):

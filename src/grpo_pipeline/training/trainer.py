@@ -119,6 +119,15 @@ def use_reward_progress_bar(trainer: GRPOTrainer) -> None:
         trainer.add_callback(RewardProgressCallback)
 
 
+def close_progress_bars(trainer: GRPOTrainer) -> None:
+    """Close the progress bar of a training that raised: left open, it prints itself again when the process exits,
+    after the run's last message."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
+            callback.training_bar.close()
+            callback.training_bar = None
+
+
 def peak_memory_mb() -> dict[str, float | None]:
     """Peak resident memory of this process and, when CUDA is in use, peak allocated GPU memory."""
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
