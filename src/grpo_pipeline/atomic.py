@@ -22,6 +22,20 @@ def _as_umask_says(path: Path, mode: int) -> None:
     path.chmod(mode & ~_umask())
 
 
+def follow_umask(tree: str | Path) -> None:
+    """Give every file and folder under ``tree`` the mode ``open``/``mkdir`` would under the umask (executables
+    keep their execute bits): safetensors writes weights 0600, which another user (a teammate, a serving
+    process) could not read."""
+    mask = _umask()
+    for path in [Path(tree), *Path(tree).rglob("*")]:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(0o777 & ~mask)
+        else:
+            path.chmod((0o666 | (path.stat().st_mode & 0o111)) & ~mask)
+
+
 @contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
     """Yield an empty staging directory beside ``target``; on success it replaces ``target`` in one rename."""
@@ -29,8 +43,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        _as_umask_says(staging, 0o777)
         yield staging
+        follow_umask(staging)
         previous = target.with_name(f".{target.name}.old-{os.getpid()}")
         if target.exists():
             target.rename(previous)

@@ -15,6 +15,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import ProgressCallback
 from trl import GRPOConfig, GRPOTrainer
 
+from grpo_pipeline.atomic import follow_umask
 from grpo_pipeline.config.schema import (
     ModelParams,
     ParameterError,
@@ -148,6 +149,7 @@ class CheckpointCompletionCallback(TrainerCallback):
             return
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if folder.is_dir():
+            follow_umask(folder)
             write_marker(folder, state.global_step, self.mlflow_run_id, self.fingerprint)
 
 
