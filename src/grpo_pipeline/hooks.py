@@ -14,12 +14,14 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from kedro.config import MissingConfigException
+from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
 from grpo_pipeline.config.params import parse_variant_params
-from grpo_pipeline.config.schema import VariantParams
+from grpo_pipeline.config.schema import RewardParams, VariantParams, parse_section
 from grpo_pipeline.interruption import (
     RunInterrupted,
     install_stop_signal_handlers,
@@ -28,10 +30,13 @@ from grpo_pipeline.interruption import (
 from grpo_pipeline.prompts import SOURCE_ATTR, RawPrompts, normalised_rows, source_tables
 from grpo_pipeline.rewards import reward_column_checks
 from grpo_pipeline.run_lock import RunLock
+from grpo_pipeline.tracking_store import check_sqlite_store, remove_if_unused, sqlite_store
 from grpo_pipeline.training.checkpoints import is_auto_resume, read_marker, resolve_resume_checkpoint
 from grpo_pipeline.training.fingerprint import check_resume, run_fingerprint
 
 logger = logging.getLogger(__name__)
+# The resolved parameters are long: conf/logging.yml sends this logger to the log file only (MLflow holds them too).
+parameters_logger = logging.getLogger("grpo_pipeline.parameters")
 
 
 def _variants(pipeline: Pipeline) -> list[str]:
@@ -51,10 +56,34 @@ class RunChecksHooks:
 
     def __init__(self) -> None:
         self._locks: list[RunLock] = []
+        self._new_store: Path | None = None
+
+    # tryfirst: before kedro-mlflow's hook opens the tracking store.
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: KedroContext) -> None:
+        setting = "server.mlflow_tracking_uri in conf/<env>/mlflow.yml"
+        try:
+            uri = (context.config_loader["mlflow"].get("server") or {}).get("mlflow_tracking_uri")
+        except MissingConfigException:
+            uri = None
+        store = sqlite_store(uri)
+        self._new_store = store if store is not None and not store.exists() else None
+        if store is not None:
+            check_sqlite_store(store, setting)
 
     # tryfirst: before kedro-mlflow's hook opens an MLflow run for a pipeline that will not run.
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        try:
+            self._check_and_lock(pipeline, catalog)
+        except BaseException:
+            # A refused run leaves nothing behind: not even the tracking store kedro-mlflow created for it.
+            self._release()
+            if self._new_store is not None:
+                remove_if_unused(self._new_store)
+            raise
+
+    def _check_and_lock(self, pipeline: Pipeline, catalog: DataCatalog) -> None:
         node_names = {node.name for node in pipeline.nodes}
         locks = []
         for variant in _variants(pipeline):
@@ -64,8 +93,11 @@ class RunChecksHooks:
             output_dir = (raw_params.get("training") or {}).get("output_dir")
             if isinstance(output_dir, str) and output_dir:
                 RunLock(output_dir, variant).check_free()
+            if isinstance(raw_params.get("reward"), dict):
+                # Reward names first: a misspelt one is named with its did-you-mean, not as a section disagreeing.
+                reward_column_checks(parse_section(RewardParams, raw_params["reward"], f"{variant}.reward"))
             params = parse_variant_params(raw_params, variant)
-            logger.info(
+            parameters_logger.info(
                 "Resolved parameters of variant '%s':\n%s",
                 variant,
                 yaml.safe_dump({variant: params.model_dump(mode="json")}, sort_keys=False),

@@ -43,8 +43,15 @@ class RunLock:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def acquire(self) -> dict[str, Any]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+", encoding="utf-8")
+        except OSError as error:
+            raise RunLockedError(
+                f"Variant '{self.variant}' cannot write its training output folder {self.path.parent} "
+                f"({error.strerror}: {error.filename}). Set {self.variant}.training.output_dir to a folder this user "
+                "can create and write."
+            ) from None
         self._lock_or_raise(handle)
         previous = self._read(handle)
         self._handle = handle

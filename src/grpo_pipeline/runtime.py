@@ -6,16 +6,20 @@ call :func:`configure_runtime` once, before the libraries these settings affect 
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import warnings
 
 # Known-harmless warnings from dependencies, silenced one by one by message (never wholesale):
 # OmegaConf's resolver rename (raised inside kedro and kedro-mlflow), mlflow's pyfunc type-hint advice for
-# kedro-mlflow's model class, and TRL 1.16 reading transformers' renamed `is_gradient_checkpointing`.
+# kedro-mlflow's model class, TRL 1.16 reading transformers' renamed `is_gradient_checkpointing`, and TRL 1.16's
+# own configs defaulting `gradient_checkpointing=True`, which transformers 5 renamed `activation_checkpointing`.
 IGNORED_WARNINGS = (
     r"register_new_resolver\(\) is deprecated",
-    r"Add type hints to the `predict` method",
+    r".*Add type hints to the `predict` method",  # mlflow colours it: the message starts with an ANSI code
     r"`is_gradient_checkpointing` is deprecated",
+    r"`gradient_checkpointing` is deprecated and will be removed in v6",
 )
 
 ENVIRONMENT_DEFAULTS = {
@@ -25,12 +29,24 @@ ENVIRONMENT_DEFAULTS = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     # TRL flags rollout_func as experimental on every run; the project pins TRL 1.16's contract instead.
     "TRL_EXPERIMENTAL_SILENCE": "1",
+    # MLflow gives its loggers a stderr handler of its own ("Creating initial MLflow database tables..."); without
+    # it they reach the project's logging (conf/logging.yml: warnings to the terminal, the rest to the log file).
+    "MLFLOW_CONFIGURE_LOGGING": "false",
 }
+
+
+def _not_ignored(record: logging.LogRecord) -> bool:
+    return not any(
+        re.match(message, str(record.args[0] if record.args else record.msg)) for message in IGNORED_WARNINGS
+    )
 
 
 def configure_runtime() -> None:
     """Apply :data:`IGNORED_WARNINGS` and :data:`ENVIRONMENT_DEFAULTS` (a variable already set is kept)."""
     for message in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+    # kedro-mlflow puts `simplefilter("once", UserWarning)` before these filters when imported, so the warnings it
+    # then raises still reach the log (Kedro captures warnings into the `py.warnings` logger): filtered there too.
+    logging.getLogger("py.warnings").addFilter(_not_ignored)
     for name, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(name, value)

@@ -11,13 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-PROJECT_FILES = ("pyproject.toml", ".telemetry")
+PROJECT_FILES = ("pyproject.toml", ".telemetry", "conf/logging.yml", "logs/.gitkeep")
 
 
 def copy_project(source: Path, destination: Path) -> Path:
     """Copy configuration, shipped raw data and source into ``destination``; outputs start empty."""
     destination.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / name, destination / name)
     # Every environment but `local`, which is the machine's own: the copy starts with an empty one.
     for environment in sorted((source / "conf").iterdir()):
