@@ -128,8 +128,11 @@ def run_kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return _succeeded(invoke_kedro(project, *args), args)
 
 
-def invoke_kedro_subprocess(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """``kedro ARGS`` in ``project`` as a user types it: a new process, without standard input."""
+def invoke_kedro_subprocess(
+    project: Path, *args: str, timeout: int = 600, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
+    """``kedro ARGS`` in ``project`` as a user types it: a new process, without standard input, its output piped
+    (Kedro's log lines are as wide as ``columns``)."""
     return subprocess.run(
         [KEDRO, *args],
         cwd=project,
@@ -138,7 +141,7 @@ def invoke_kedro_subprocess(project: Path, *args: str, timeout: int = 600) -> su
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         check=False,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": str(columns)},
     )
 
 

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -110,35 +111,49 @@ def test_all_variants_and_stages_are_registered() -> None:
     assert pipelines["__default__"] is pipelines["grpo_debug"]
 
 
-@pytest.mark.kedro_run
-def test_bad_raw_file_fails_before_any_model_is_built(tmp_path: Path) -> None:
-    project = copy_project(tmp_path)
+def break_rows_5_and_8(project: Path) -> None:
     raw = project / "data/01_raw/largest_digit_prompts.jsonl"
     lines = raw.read_text().splitlines()
-    lines[6] = '{"prompt": "What is 1 + 1?"'
+    lines[4], lines[7] = '{"prompt": "What is 1 + 1?", "answer": ', '{"answer": "3"}'
     raw.write_text("\n".join(lines) + "\n")
-    result = invoke_kedro(project, "run", "--pipelines=grpo_debug")
-    assert result.returncode != 0
-    assert "largest_digit_prompts.jsonl line 7: malformed JSON" in result.stdout + result.stderr
-    assert not (project / "data/06_models/debug/checkpoint").exists()
 
 
 @pytest.mark.subprocess
-@pytest.mark.kedro_run
-def test_bad_parameter_fails_before_anything_is_written(tmp_path: Path) -> None:
-    """The one bad-input case run as a user types it: what the terminal shows is one short message block."""
+@pytest.mark.parametrize(
+    ("params", "prepare", "message"),
+    [
+        ("debug.training.learning_rate=-0.1", None, ["parameter 'debug.training.learning_rate' = -0.1"]),
+        (
+            "debug.training.max_steps=3",
+            break_rows_5_and_8,
+            [
+                "kedro run failed: 2 problem(s) in ",
+                "largest_digit_prompts.jsonl line 5: malformed JSON (Expecting value, column 39)",
+                "largest_digit_prompts.jsonl line 8: the prompt is missing or empty",
+            ],
+        ),
+    ],
+    ids=["parameter", "data"],
+)
+def test_bad_input_fails_before_anything_is_written_in_a_few_lines(
+    tmp_path: Path, params: str, prepare: Any, message: list[str]
+) -> None:
+    """Bad input run as a user types it, piped at 80 columns: one short message block and nothing else, and
+    nothing written, not even a tracking store."""
     project = copy_project(tmp_path)
-    result = invoke_kedro_subprocess(
-        project, "run", "--pipelines=grpo_debug", "--params=debug.training.learning_rate=-0.1"
-    )
-    assert result.returncode != 0
-    assert "parameter 'debug.training.learning_rate' = -0.1" in result.stdout + result.stderr
+    if prepare:
+        prepare(project)
+    result = invoke_kedro_subprocess(project, "run", "--pipelines=grpo_debug", f"--params={params}", columns=80)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert all(output.count(part) == 1 for part in message), output
+    assert len(output.splitlines()) <= 15, output
+    assert "Traceback" not in output and "│" not in output and "Resolved parameters" not in output
     assert not (project / "data/06_models").exists() and not (project / "data/02_intermediate").exists()
-    assert not mlflow_runs(project), "a run was opened"
-    # One short message block, no traceback.
-    assert len(result.stderr.splitlines()) <= 15, result.stderr
-    assert (result.stdout + result.stderr).count("parameter 'debug.training.learning_rate' = -0.1") == 1
-    assert "Traceback" not in result.stderr and "│" not in result.stderr
+    assert not (project / "mlflow.db").exists(), "a refused run created the tracking store"
+    # What the terminal leaves out is in the log file: the resolved parameters, for a data error.
+    log = (project / "logs/grpo_pipeline.log").read_text()
+    assert ("Resolved parameters of variant 'debug'" in log) == (prepare is not None)
 
 
 def test_every_variant_resolves_in_registry_and_kedro_viz(viz_build: Path) -> None:
@@ -177,6 +192,16 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(debug_project:
             f"debug.reward.functions=[formatt],debug.reward.weights=[1],{NO_ACCURACY}",
             "Unknown reward function 'formatt'",
         ),
+        # The misspelt reward is named first, not as validation.accuracy_reward missing from the rewards.
+        (
+            "debug.reward.functions=[acuracy]",
+            "Unknown reward function 'acuracy' in parameter 'reward.functions'. Did you",
+        ),
+        (
+            "debug.training.output_dir=data/01_raw/largest_digit_prompts.jsonl/out",
+            "Variant 'debug' cannot write its training output folder data/01_raw/largest_digit_prompts.jsonl/out "
+            "(Not a directory",
+        ),
         (
             "debug.reward.functions=[format],debug.reward.weights=[1]",
             "validation.accuracy_reward 'accuracy' is not one of the run's rewards ['format']; name one of them",
@@ -200,7 +225,23 @@ def test_bad_input_stops_the_run_before_anything_is_written(tmp_path: Path, para
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
     assert len(result.stderr.splitlines()) <= 15 and "Traceback" not in result.stderr
     assert not (project / "data/02_intermediate").exists() and not (project / "data/06_models").exists()
-    assert not mlflow_runs(project), "a run was opened"
+    assert not (project / "mlflow.db").exists(), "a refused run left a tracking store"
+
+
+@pytest.mark.kedro_run
+def test_a_tracking_store_that_is_not_a_database_is_named_and_left_alone(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    store = project / "mlflow.db"
+    store.write_bytes(b"not a database\n" * 100)
+    result = invoke_kedro(project, "run", "--pipelines=grpo_debug")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"kedro run failed: The MLflow tracking store {store} (server.mlflow_tracking_uri in conf/<env>/mlflow.yml) "
+        "is not an SQLite database; it was left as it is. Move it aside to start a new store (`mv mlflow.db "
+        "mlflow.db.broken`), or point server.mlflow_tracking_uri in conf/<env>/mlflow.yml at another file."
+    ]
+    assert store.read_bytes() == b"not a database\n" * 100
+    assert not (project / "data/02_intermediate").exists()
 
 
 @pytest.mark.kedro_run
