@@ -50,8 +50,10 @@ class RunChecksHooks:
     own, schema defaults), check no other run holds its outputs, resolve every reward and check every row
     of the raw prompts (all problems in one message), and for training the rollout, vLLM and that an
     auto-resume would continue this very run. Only when every check passed are the variants' output locks
-    taken (see run_lock.py), so nothing, the lock file included, is written on bad input. A run that finds
-    its predecessor's MLflow run still RUNNING (the process died without closing it) marks it KILLED.
+    taken (see run_lock.py), so nothing, the lock file included, is written on bad input; a tracking store
+    kedro-mlflow created for a refused run is removed, and one that is not a database is refused before MLflow
+    opens it. A run that finds its predecessor's MLflow run still RUNNING (the process died without closing
+    it) marks it KILLED; an interrupted run ends its MLflow run KILLED, with the signal and step.
     """
 
     def __init__(self) -> None:
@@ -269,8 +271,11 @@ class RunRecordHooks:
                 str(error).strip()[:2000] or type(error).__name__,
                 _checkpoint_on_disk(catalog, f"{variant}.checkpoint"),
             )
-            catalog.save(report_name, report)
-            catalog.save(f"{variant}.validation_report_md", failed_run_markdown(report))
+            try:
+                catalog.save(report_name, report)
+                catalog.save(f"{variant}.validation_report_md", failed_run_markdown(report))
+            except Exception:  # the run's own error is the one to show, not this one's
+                logger.warning("[%s] could not write the failed run's validation report", variant, exc_info=True)
         if run is not None:
             mlflow.set_tags({"grpo.failed_node": str(self._failed_node), "grpo.error": str(error)[:5000]})
 
