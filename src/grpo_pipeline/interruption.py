@@ -34,7 +34,8 @@ class RunInterrupted(ProjectError):
         self.exit_code = 128 + signal_number
         self.step = step
         self.max_steps = max_steps
-        where = f" at training step {step} of {max_steps}" if step is not None else ""
+        of = f" of {max_steps}" if max_steps and max_steps > 0 else ""
+        where = f" at training step {step}{of}" if step is not None else ""
         super().__init__(f"interrupted by {self.signal_name}{where}")
 
 

@@ -28,6 +28,7 @@ from grpo_pipeline.atomic import atomic_directory
 from grpo_pipeline.config.schema import DistributedParams, TrainingParams
 from grpo_pipeline.interruption import RunInterrupted
 from grpo_pipeline.models.checkpoint import load_checkpoint
+from grpo_pipeline.training.checkpoints import complete_checkpoints, read_marker
 from grpo_pipeline.training.run import GrpoRun, TrainingRequest, TrainingResult, train
 from grpo_pipeline.training.warm_start import check_held_out
 
@@ -142,9 +143,15 @@ def launch_training(
         returncode = process.wait()
     except RunInterrupted as interrupted:
         # The training processes stop as this one would (SIGTERM: after the current step and a checkpoint).
-        process.send_signal(signal.Signals[interrupted.signal_name])
+        signal_number = signal.Signals[interrupted.signal_name]
+        process.send_signal(signal_number)
         process.wait()
-        raise
+        saved = complete_checkpoints(request.training.output_dir)
+        if signal_number != signal.SIGTERM or not saved:
+            raise
+        # They stopped at the step of their last checkpoint.
+        step = int(read_marker(saved[-1])["global_step"])
+        raise RunInterrupted(signal_number, step, request.training.max_steps) from None
     if returncode != 0:
         raise RuntimeError(
             f"accelerate launch exited with {returncode}; the training processes' output is above. "

@@ -43,4 +43,11 @@ def main(job_file: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    from grpo_pipeline.interruption import RunInterrupted
+
+    try:
+        main(sys.argv[1])
+    except RunInterrupted as interrupted:
+        # The launching process reports the interruption; a traceback per rank would only bury it.
+        print(f"rank {os.environ.get('RANK', '0')}: {interrupted}", file=sys.stderr)
+        sys.exit(interrupted.exit_code)
