@@ -31,6 +31,9 @@ COMPLETE_MARKER = "grpo_checkpoint_complete.json"
 RUN_FINISHED_MARKER = "training_finished.json"
 _CHECKPOINT_DIR = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _CHUNK = 16 * 2**20
+# What this process found checking checkpoints, by folder and the sizes and times of its files.
+_checked: dict[tuple[Path, tuple[tuple[Path, int, int], ...]], str | None] = {}
+_reported: set[Path] = set()
 
 
 class CheckpointError(ProjectError, ValueError):
@@ -66,7 +69,9 @@ def resolve_resume_checkpoint(setting: str | bool, output_dir: str | Path) -> Pa
         for candidate in reversed(complete_checkpoints(output_dir)):
             if (damage := checkpoint_damage(candidate)) is None:
                 return candidate
-            logger.warning("Skipping damaged checkpoint %s: %s", candidate, damage)
+            if candidate not in _reported:  # the pre-run check and training both ask; say it once
+                _reported.add(candidate)
+                logger.warning("Skipping damaged checkpoint %s: %s", candidate, damage)
         if setting is True:
             raise CheckpointError(
                 f"run.resume_from_checkpoint=true but '{output_dir}' holds no intact complete checkpoint-N folder"
@@ -88,8 +93,17 @@ def resolve_resume_checkpoint(setting: str | bool, output_dir: str | Path) -> Pa
 def checkpoint_damage(checkpoint: Path) -> str | None:
     """What differs from the sizes and checksums the completion marker recorded, or None when nothing does.
 
-    Markers written before checksums were recorded have nothing to compare with and count as intact.
+    Markers written before checksums were recorded have nothing to compare with and count as intact. A folder
+    whose files have not changed since it was last checked (same sizes and modification times) is not read again.
     """
+    files = sorted(path for path in checkpoint.rglob("*") if path.is_file())
+    state = (checkpoint, tuple((path, path.stat().st_size, path.stat().st_mtime_ns) for path in files))
+    if state not in _checked:
+        _checked[state] = _damage(checkpoint)
+    return _checked[state]
+
+
+def _damage(checkpoint: Path) -> str | None:
     try:
         recorded = read_marker(checkpoint).get("files") or {}
     except (OSError, ValueError) as error:
