@@ -10,7 +10,6 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -119,41 +118,25 @@ def break_rows_5_and_8(project: Path) -> None:
 
 
 @pytest.mark.subprocess
-@pytest.mark.parametrize(
-    ("params", "prepare", "message"),
-    [
-        ("debug.training.learning_rate=-0.1", None, ["parameter 'debug.training.learning_rate' = -0.1"]),
-        (
-            "debug.training.max_steps=3",
-            break_rows_5_and_8,
-            [
-                "kedro run failed: 2 problem(s) in ",
-                "largest_digit_prompts.jsonl line 5: malformed JSON (Expecting value, column 39)",
-                "largest_digit_prompts.jsonl line 8: the prompt is missing or empty",
-            ],
-        ),
-    ],
-    ids=["parameter", "data"],
-)
-def test_bad_input_fails_before_anything_is_written_in_a_few_lines(
-    tmp_path: Path, params: str, prepare: Any, message: list[str]
-) -> None:
-    """Bad input run as a user types it, piped at 80 columns: one short message block and nothing else, and
-    nothing written, not even a tracking store."""
+def test_bad_data_fails_before_anything_is_written_in_a_few_lines(tmp_path: Path) -> None:
+    """Bad input run as a user types it, piped at 80 columns, with the project's conf/logging.yml: one short
+    message block and nothing else (the resolved parameters, logged before the rows are read, go to the log
+    file), and nothing written, not even a tracking store. Parameter errors: the in-process cases below."""
     project = copy_project(tmp_path)
-    if prepare:
-        prepare(project)
-    result = invoke_kedro_subprocess(project, "run", "--pipelines=grpo_debug", f"--params={params}", columns=80)
+    break_rows_5_and_8(project)
+    result = invoke_kedro_subprocess(project, "run", "--pipelines=grpo_debug", columns=80)
     output = result.stdout + result.stderr
     assert result.returncode == 1
-    assert all(output.count(part) == 1 for part in message), output
+    for part in (
+        "kedro run failed: 2 problem(s) in ",
+        "largest_digit_prompts.jsonl line 5: malformed JSON (Expecting value, column 39)",
+        "largest_digit_prompts.jsonl line 8: the prompt is missing or empty",
+    ):
+        assert output.count(part) == 1, output
     assert len(output.splitlines()) <= 15, output
     assert "Traceback" not in output and "│" not in output and "Resolved parameters" not in output
-    assert not (project / "data/06_models").exists() and not (project / "data/02_intermediate").exists()
-    assert not (project / "mlflow.db").exists(), "a refused run created the tracking store"
-    # What the terminal leaves out is in the log file: the resolved parameters, for a data error.
-    log = (project / "logs/grpo_pipeline.log").read_text()
-    assert ("Resolved parameters of variant 'debug'" in log) == (prepare is not None)
+    assert not (project / "data/02_intermediate").exists() and not (project / "mlflow.db").exists()
+    assert "Resolved parameters of variant 'debug'" in (project / "logs/grpo_pipeline.log").read_text()
 
 
 def test_every_variant_resolves_in_registry_and_kedro_viz(viz_build: Path) -> None:

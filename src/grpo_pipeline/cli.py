@@ -40,8 +40,8 @@ def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _end_open_runs_killed() -> None:
-    """An interruption before the pipeline's error hooks ran (between kedro-mlflow opening its run and the first node)
-    leaves the run open; MLflow's exit handler would end it FINISHED."""
+    """An interruption outside the pipeline's run (while the hooks around it open or close the MLflow run, or print
+    the summary) skips the error hooks and leaves the run open; MLflow's exit handler would end it FINISHED."""
     import mlflow  # noqa: PLC0415 (only an interrupted run needs it)
 
     while mlflow.active_run():

@@ -57,24 +57,9 @@ def _on_signal(signal_number: int, frame: FrameType | None) -> None:
     raise RunInterrupted(signal_number, _state.step, _state.max_steps)
 
 
-@contextmanager
-def handle_stop_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM raise :class:`RunInterrupted` inside the block; outside the main thread this does nothing
-    (Python delivers signals to the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {number: signal.signal(number, _on_signal) for number in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
 def install_stop_signal_handlers() -> dict[int, Any]:
-    """:func:`handle_stop_signals` for a caller that cannot hold a ``with`` block open (hooks); returns what to
-    give :func:`restore_signal_handlers`."""
+    """Make SIGINT and SIGTERM raise :class:`RunInterrupted` until :func:`restore_signal_handlers` gets what this
+    returns; outside the main thread this does nothing (Python delivers signals to the main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     _state.step = _state.max_steps = None  # what an earlier run in this process reached is not this run's
@@ -84,6 +69,16 @@ def install_stop_signal_handlers() -> dict[int, Any]:
 def restore_signal_handlers(previous: dict[int, Any]) -> None:
     for number, handler in previous.items():
         signal.signal(number, handler)
+
+
+@contextmanager
+def handle_stop_signals() -> Iterator[None]:
+    """:func:`install_stop_signal_handlers` for the block."""
+    previous = install_stop_signal_handlers()
+    try:
+        yield
+    finally:
+        restore_signal_handlers(previous)
 
 
 @contextmanager
