@@ -36,9 +36,8 @@ ENVIRONMENT_DEFAULTS = {
 
 
 def _not_ignored(record: logging.LogRecord) -> bool:
-    return not any(
-        re.match(message, str(record.args[0] if record.args else record.msg)) for message in IGNORED_WARNINGS
-    )
+    # A captured warning's record reads "path:line: Category: message": the message is searched for inside it.
+    return not any(re.search(message, record.getMessage()) for message in IGNORED_WARNINGS)
 
 
 def configure_runtime() -> None:
