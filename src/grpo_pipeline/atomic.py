@@ -17,15 +17,10 @@ def _umask() -> int:
     return mask
 
 
-def _as_umask_says(path: Path, mode: int) -> None:
-    """mkstemp/mkdtemp create 0600 files and 0700 folders; what they stage is a normal output, as open() makes."""
-    path.chmod(mode & ~_umask())
-
-
 def follow_umask(tree: str | Path) -> None:
-    """Give every file and folder under ``tree`` the mode ``open``/``mkdir`` would under the umask (executables
-    keep their execute bits): safetensors writes weights 0600, which another user (a teammate, a serving
-    process) could not read."""
+    """Give ``tree`` (a file or a folder) and everything under it the mode ``open``/``mkdir`` would under the umask
+    (executables keep their execute bits): mkstemp/mkdtemp stage 0600 files and 0700 folders, and safetensors
+    writes weights 0600, which another user (a teammate, a serving process) could not read."""
     mask = _umask()
     for path in [Path(tree), *Path(tree).rglob("*")]:
         if path.is_symlink():
@@ -61,7 +56,7 @@ def atomic_write_bytes(target: str | Path, payload: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     descriptor, staging = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
     try:
-        _as_umask_says(Path(staging), 0o666)
+        follow_umask(staging)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(payload)
         os.replace(staging, target)

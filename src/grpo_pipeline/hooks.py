@@ -200,11 +200,11 @@ def _mark_killed(run_id: str, interrupted: RunInterrupted) -> None:
     """End MLflow run ``run_id`` KILLED, tagged with the signal and the training step it reached."""
     from mlflow.tracking import MlflowClient  # noqa: PLC0415 (see the module doc)
 
-    client = MlflowClient()
-    client.set_tag(run_id, "grpo.interrupted_by", interrupted.signal_name)
-    if interrupted.step is not None:
-        client.set_tag(run_id, "grpo.interrupted_at_step", str(interrupted.step))
-    client.set_terminated(run_id, status="KILLED")
+    from grpo_pipeline.training.mlflow_logging import tag_run  # noqa: PLC0415 (imports transformers)
+
+    step = {} if interrupted.step is None else {"grpo.interrupted_at_step": str(interrupted.step)}
+    tag_run(run_id, {"grpo.interrupted_by": interrupted.signal_name, **step})
+    MlflowClient().set_terminated(run_id, status="KILLED")
 
 
 def _close_dead_run(run_id: str) -> None:

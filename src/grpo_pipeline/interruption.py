@@ -30,13 +30,20 @@ class RunInterrupted(ProjectError):
     """The run was stopped by a signal; ``step`` is the training step it reached, when it was training."""
 
     def __init__(self, signal_number: int, step: int | None = None, max_steps: int | None = None) -> None:
-        self.signal_name = signal.Signals(signal_number).name
-        self.exit_code = 128 + signal_number
+        self.signal_number = signal_number
         self.step = step
-        self.max_steps = max_steps
         of = f" of {max_steps}" if max_steps and max_steps > 0 else ""
         where = f" at training step {step}{of}" if step is not None else ""
         super().__init__(f"interrupted by {self.signal_name}{where}")
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signal_number).name
+
+    @property
+    def exit_code(self) -> int:
+        """What a shell reports for a process the signal ended."""
+        return 128 + self.signal_number
 
 
 @dataclass

@@ -147,8 +147,9 @@ def normalised_rows(
             [*prompt_columns, *params.required_columns, *(params.split_key or []), *(c for _, c, _ in checks)]
         )
     )
-    missing = [column for column in needed if column not in raw_prompts.columns]
-    if missing and not raw_prompts.empty:
+    # With no readable row there are no columns to miss: the unreadable rows are the problems.
+    missing = [column for column in needed if column not in raw_prompts.columns] if not raw_prompts.empty else []
+    if missing:
         present = sorted(set(raw_prompts.columns) - {LINE_COLUMN})
         columns_problem = (
             ", ".join(f"column '{column}' is missing" for column in missing)
@@ -158,7 +159,7 @@ def normalised_rows(
         if not problems:
             raise PromptDataError(f"{source}: {columns_problem}")
         problems.insert(0, (0, columns_problem))
-    if not missing:
+    else:
         records = [_with_answer_extracted(record, params) for record in raw_prompts.to_dict(orient="records")]
         problems += [
             (number, record) for number, record in zip(numbers, records, strict=True) if isinstance(record, str)

@@ -96,8 +96,8 @@ def checkpoint_damage(checkpoint: Path) -> str | None:
     Markers written before checksums were recorded have nothing to compare with and count as intact. A folder
     whose files have not changed since it was last checked (same sizes and modification times) is not read again.
     """
-    files = sorted(path for path in checkpoint.rglob("*") if path.is_file())
-    state = (checkpoint, tuple((path, path.stat().st_size, path.stat().st_mtime_ns) for path in files))
+    files = sorted((path, path.stat()) for path in checkpoint.rglob("*") if path.is_file())
+    state = (checkpoint, tuple((path, stat.st_size, stat.st_mtime_ns) for path, stat in files))
     if state not in _checked:
         _checked[state] = _damage(checkpoint)
     return _checked[state]

@@ -143,15 +143,14 @@ def launch_training(
         returncode = process.wait()
     except RunInterrupted as interrupted:
         # The training processes stop as this one would (SIGTERM: after the current step and a checkpoint).
-        signal_number = signal.Signals[interrupted.signal_name]
-        process.send_signal(signal_number)
+        process.send_signal(interrupted.signal_number)
         process.wait()
         saved = complete_checkpoints(request.training.output_dir)
-        if signal_number != signal.SIGTERM or not saved:
+        if interrupted.signal_number != signal.SIGTERM or not saved:
             raise
         # They stopped at the step of their last checkpoint.
         step = int(read_marker(saved[-1])["global_step"])
-        raise RunInterrupted(signal_number, step, request.training.max_steps) from None
+        raise RunInterrupted(interrupted.signal_number, step, request.training.max_steps) from None
     if returncode != 0:
         raise RuntimeError(
             f"accelerate launch exited with {returncode}; the training processes' output is above. "
