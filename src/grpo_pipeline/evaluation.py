@@ -3,6 +3,8 @@ checkpoint validation."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 from typing import Any
 
@@ -11,10 +13,9 @@ import pandas as pd
 import torch
 from trl.data_utils import is_conversational
 
-from grpo_pipeline.config.schema import RewardParams
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
-from grpo_pipeline.rewards import RewardFunction, get_reward_functions
-from grpo_pipeline.rewards.guard import guarded
+from grpo_pipeline.rewards import RewardFunction, RewardSet
+from grpo_pipeline.rewards.guard import guarded, is_async_reward
 from grpo_pipeline.rewards.models import reward_model_scorers
 
 # How GRPOTrainer samples completions (without vLLM): these GRPOConfig fields plus its generation_kwargs.
@@ -73,10 +74,36 @@ def decode(tokenizer: Any, completions: list[list[int]], skip_special_tokens: bo
     return tokenizer.batch_decode(completions, skip_special_tokens=skip_special_tokens)
 
 
-def reward_scorers(reward_params: RewardParams) -> dict[str, RewardFunction]:
-    """Every reward of ``reward_params`` by name, reward models loaded once, each guarded (see rewards/guard.py)."""
-    models = [guarded(scorer.__name__, scorer) for scorer in reward_model_scorers(reward_params.models)]
-    return dict(zip(reward_params.labels(), [*get_reward_functions(reward_params), *models], strict=True))
+def reward_scorers(rewards: RewardSet) -> dict[str, RewardFunction]:
+    """Every reward of the run by its name: the functions as training calls them, reward models loaded once and
+    called through :class:`~grpo_pipeline.rewards.models.RewardModelScorer`, each guarded (see rewards/guard.py)."""
+    scorers = iter(reward_model_scorers(rewards.models))
+    return {
+        reward.name: reward.function if reward.function is not None else guarded(reward.name, next(scorers))
+        for reward in rewards.rewards
+    }
+
+
+def _no_op(*args: Any, **kwargs: Any) -> None:
+    """TRL's ``log_extra`` / ``log_metric`` outside training: validation has no completions table or step metrics."""
+
+
+def call_rewards(scorers: dict[str, RewardFunction], completions: list[Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Each reward's values for ``completions``, the rewards called as ``GRPOTrainer._calculate_rewards`` calls them:
+    same arguments, the async ones run concurrently on an event loop."""
+    kwargs = {"completions": completions, **inputs, "log_extra": _no_op, "log_metric": _no_op}
+    values = {name: function(**kwargs) for name, function in scorers.items() if not is_async_reward(function)}
+    pending = {name: function for name, function in scorers.items() if is_async_reward(function)}
+    if pending:
+
+        async def gather() -> list[Any]:
+            return await asyncio.gather(*(function(**kwargs) for function in pending.values()))
+
+        # A fresh loop in a thread of its own: this may be called where a loop already runs (a notebook).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+            results = thread.submit(asyncio.run, gather()).result()
+        values |= dict(zip(pending, results, strict=True))
+    return {name: values[name] for name in scorers}
 
 
 def score(
@@ -85,21 +112,32 @@ def score(
     frame: pd.DataFrame,
     scorers: dict[str, RewardFunction],
     weights: list[float],
+    trainer_state: Any = None,
 ) -> dict[str, Any]:
-    """Each reward and their weighted sum (TRL's ``reward_weights``), the rewards called as GRPOTrainer calls them."""
+    """Each reward and their weighted sum, as TRL computes them: a reward's ``None`` (not applicable) is left out of
+    its mean and of the sum; a completion no reward applies to is left out of the total's mean."""
     prompts = frame["prompt"].tolist()
     columns = {
         column: frame[column].tolist() for column in frame.columns if column not in ("prompt", *FORMATTED_COLUMNS)
     }
     if is_conversational({"prompt": prompts[0]}):
         completions = [[{"role": "assistant", "content": text}] for text in completions]
-    inputs = {"prompts": prompts, "completion_ids": completion_ids, **columns}
+    inputs = {"prompts": prompts, "completion_ids": completion_ids, **columns, "trainer_state": trainer_state}
+    raw = call_rewards(scorers, completions, inputs)
     per_reward = {
-        name: np.asarray(function(completions=completions, **inputs), dtype=float) for name, function in scorers.items()
+        name: np.array([np.nan if v is None else v for v in values], dtype=float) for name, values in raw.items()
     }
-    total = sum(weight * values for weight, values in zip(weights, per_reward.values(), strict=True))
+    matrix = np.stack(list(per_reward.values()), axis=1)
+    applicable = ~np.isnan(matrix)
+    total = np.where(applicable.any(axis=1), np.nansum(matrix * np.asarray(weights), axis=1), np.nan)
     return {
-        "mean_reward": float(np.mean(total)),
-        "rewards": {name: float(values.mean()) for name, values in per_reward.items()},
-        "per_prompt": total.tolist(),
+        "mean_reward": _nanmean(total),
+        "rewards": {name: _nanmean(values) for name, values in per_reward.items()},
+        "skipped": {name: int(np.isnan(values).sum()) for name, values in per_reward.items()},
+        "per_prompt": [None if np.isnan(value) else float(value) for value in total],
     }
+
+
+def _nanmean(values: np.ndarray) -> float | None:
+    """The mean of the values a reward gave (NaN: not applicable), None when it applied to none."""
+    return float(np.nanmean(values)) if (~np.isnan(values)).any() else None

@@ -20,19 +20,17 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
-from grpo_pipeline.config.params import parse_variant_params
-from grpo_pipeline.config.schema import RewardParams, VariantParams, parse_section
+from grpo_pipeline.config.run_config import forget_resolved
 from grpo_pipeline.interruption import (
     RunInterrupted,
     install_stop_signal_handlers,
     restore_signal_handlers,
 )
-from grpo_pipeline.prompts import SOURCE_ATTR, RawPrompts, normalised_rows, source_tables
-from grpo_pipeline.rewards import reward_column_checks
+from grpo_pipeline.preflight import preflight
+from grpo_pipeline.prompts import SOURCE_ATTR, RawPrompts
 from grpo_pipeline.run_lock import RunLock
 from grpo_pipeline.tracking_store import check_sqlite_store, remove_if_unused, sqlite_store
-from grpo_pipeline.training.checkpoints import is_auto_resume, read_marker, resolve_resume_checkpoint
-from grpo_pipeline.training.fingerprint import check_resume, run_fingerprint
+from grpo_pipeline.training.checkpoints import resolve_resume_checkpoint
 
 logger = logging.getLogger(__name__)
 # The resolved parameters are long: conf/logging.yml sends this logger to the log file only (MLflow holds them too).
@@ -95,25 +93,14 @@ class RunChecksHooks:
             output_dir = (raw_params.get("training") or {}).get("output_dir")
             if isinstance(output_dir, str) and output_dir:
                 RunLock(output_dir, variant).check_free()
-            if isinstance(raw_params.get("reward"), dict):
-                # Reward names first: a misspelt one is named with its did-you-mean, not as a section disagreeing.
-                reward_column_checks(parse_section(RewardParams, raw_params["reward"], f"{variant}.reward"))
-            params = parse_variant_params(raw_params, variant)
+            raw_prompts = _raw_prompts(catalog, variant) if f"{variant}.prepare_prompts" in node_names else None
+            config = preflight(raw_params, variant, raw_prompts, trains=f"{variant}.train_grpo" in node_names)
             parameters_logger.info(
                 "Resolved parameters of variant '%s':\n%s",
                 variant,
-                yaml.safe_dump({variant: params.model_dump(mode="json")}, sort_keys=False),
+                yaml.safe_dump({variant: config.params.model_dump(mode="json")}, sort_keys=False),
             )
-            checks = reward_column_checks(params.reward)
-            locks.append(RunLock(params.training.output_dir, variant))
-            if f"{variant}.prepare_prompts" in node_names:
-                # Every row, before any node writes: all problems in one message, not one per run.
-                raw, source = _raw_prompts(catalog, variant)
-                for table in source_tables(raw, params.data, source):
-                    if table is not None:
-                        normalised_rows(table, params.data, checks)
-            if f"{variant}.train_grpo" in node_names:
-                _check_training(params, variant)
+            locks.append(RunLock(config.grpo_config.output_dir, variant))
         for lock in locks:
             previous = lock.acquire()
             self._locks.append(lock)
@@ -153,35 +140,7 @@ class RunChecksHooks:
         for lock in self._locks:
             lock.release()
         self._locks = []
-
-
-def _check_training(params: VariantParams, variant: str) -> None:
-    """GRPOConfig accepts the section (and SFTConfig the warm start's), the rollout resolves, vLLM can work, and an
-    auto-resume would continue this very run."""
-    from grpo_pipeline.training.trainer import build_grpo_config  # noqa: PLC0415 (imports TRL)
-
-    training, run = params.training, params.run
-    build_grpo_config(training, params.reward, params.model, params.seed, f"{variant}.training")
-    if params.warm_start is not None:
-        from grpo_pipeline.training.warm_start import build_sft_config  # noqa: PLC0415 (imports TRL)
-
-        # Built only to be checked: the warm start trains in a scratch directory of its own.
-        build_sft_config(params.warm_start, params.model, params.seed, "sft_output", f"{variant}.warm_start")
-    if run.rollout_func:
-        from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
-
-        check_rollout_func(run, f"{variant}.run")
-    if training.use_vllm:
-        from grpo_pipeline.training.vllm_preflight import check_vllm_generation  # noqa: PLC0415 (same)
-
-        check_vllm_generation(training, params.model.name_or_path, variant)
-    checkpoint = resolve_resume_checkpoint(run.resume_from_checkpoint, training.output_dir)
-    if checkpoint is not None and is_auto_resume(run.resume_from_checkpoint):
-        # The formatted data does not exist yet; training compares its hash once it does.
-        current = run_fingerprint(
-            params.model, params.peft, training, run, params.reward, params.seed, warm_start=params.warm_start
-        )
-        check_resume(checkpoint, read_marker(checkpoint).get("fingerprint"), current, f"{variant}.run")
+        forget_resolved()
 
 
 def _raw_prompts(catalog: DataCatalog, variant: str) -> tuple[RawPrompts, str]:
@@ -311,7 +270,7 @@ class RunSummaryHooks:
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         import mlflow  # noqa: PLC0415 (see the module doc)
 
-        from grpo_pipeline.reporting import accuracy_lines  # noqa: PLC0415 (imports matplotlib)
+        from grpo_pipeline.reporting import accuracy_lines, plain, signed  # noqa: PLC0415 (imports matplotlib)
 
         wall = time.perf_counter() - self._started
         lines = [f"Run finished in {wall:.1f} s."]
@@ -321,9 +280,9 @@ class RunSummaryHooks:
                 continue
             report = catalog.load(report_name)
             lines.append(
-                f"[{variant}] eval reward base {report['base']['mean_reward']:.3f} -> trained "
-                f"{report['trained']['mean_reward']:.3f} ({report['reward_gain']:+.3f}) on {report['eval_prompts']} "
-                f"held-out prompts; checkpoint: {report['checkpoint']}"
+                f"[{variant}] eval reward base {plain(report['base']['mean_reward'])} -> trained "
+                f"{plain(report['trained']['mean_reward'])} ({signed(report['reward_gain'])}) on "
+                f"{report['eval_prompts']} held-out prompts; checkpoint: {report['checkpoint']}"
             )
             lines += [f"[{variant}] held-out {line}" for line in accuracy_lines(report)]
         run = mlflow.active_run() or mlflow.last_active_run()

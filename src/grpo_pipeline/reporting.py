@@ -34,20 +34,35 @@ def decoded_scores(model_scores: dict[str, Any], decoding: str) -> dict[str, Any
     return model_scores if decoding == "greedy" else model_scores.get("sampled")
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def _score_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per model and decoding: accuracy (with an accuracy reward), the weighted sum, each reward."""
+    """One row per model and decoding: accuracy (with an accuracy reward), the weighted sum, each reward, and for a
+    reward that returned None (not applicable) on some completions, how many of them it skipped."""
     rows = []
     for model in ("base", "trained"):
         for decoding in DECODINGS:
             scores = decoded_scores(report[model], decoding)
             if not scores:
                 continue
-            accuracy = {"accuracy": round(scores["accuracy"], 4)} if report.get("accuracy_reward") else {}
+            accuracy = {"accuracy": _rounded(scores["accuracy"])} if report.get("accuracy_reward") else {}
+            skipped = scores.get("skipped") or {}
             rows.append(
-                {"model": model, "decoding": decoding, **accuracy, "mean_reward": round(scores["mean_reward"], 4)}
-                | {name: round(value, 4) for name, value in scores["rewards"].items()}
+                {"model": model, "decoding": decoding, **accuracy, "mean_reward": _rounded(scores["mean_reward"])}
+                | {name: _rounded(value) for name, value in scores["rewards"].items()}
+                | {f"{name} skipped": count for name, count in skipped.items() if any(skipped.values())}
             )
     return rows
+
+
+def signed(value: float | None, digits: int = 3) -> str:
+    return "none" if value is None else f"{value:+.{digits}f}"
+
+
+def plain(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3f}"
 
 
 def accuracy_lines(report: dict[str, Any]) -> list[str]:
@@ -57,8 +72,8 @@ def accuracy_lines(report: dict[str, Any]) -> list[str]:
         if gain is not None:
             base, trained = (decoded_scores(report[model], decoding) for model in ("base", "trained"))
             lines.append(
-                f"{decoding} accuracy ({report['accuracy_reward']}): base {base['accuracy']:.3f} -> trained "
-                f"{trained['accuracy']:.3f} ({gain:+.3f})"
+                f"{decoding} accuracy ({report['accuracy_reward']}): base {plain(base['accuracy'])} -> trained "
+                f"{plain(trained['accuracy'])} ({gain:+.3f})"
             )
     return lines
 
@@ -114,7 +129,7 @@ def validation_markdown(report: dict[str, Any]) -> str:
             f"- {report['eval_prompts']} held-out prompts, up to {report['max_new_tokens']} new tokens: greedy, and "
             f"{sampling.get('completions_per_prompt', 0)} sampled per prompt as in training (temperature "
             f"{sampling.get('temperature')})",
-            f"- reward gain (trained - base, greedy): **{report['reward_gain']:+.4f}**",
+            f"- reward gain (trained - base, greedy): **{signed(report['reward_gain'], 4)}**",
             *(f"- held-out {line}" for line in accuracy_lines(report)),
             *(
                 [
@@ -129,7 +144,8 @@ def validation_markdown(report: dict[str, Any]) -> str:
             "",
             "## Scores (each reward raw; mean_reward is their weighted sum, weights: "
             + ", ".join(f"{name} {weight:g}" for name, weight in report["reward_weights"].items())
-            + ")",
+            + "; a reward that returned None for a completion, not applicable, is left out of its mean and of the "
+            "sum, and `<name> skipped` counts those completions)",
             "",
             markdown_table(rewards),
             "",

@@ -8,19 +8,22 @@ decide whether the checkpoint passes.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Any
 
 import pandas as pd
 import torch
+from transformers import TrainerState
 
-from grpo_pipeline.config.schema import ModelParams, RewardParams, ValidationParams
+from grpo_pipeline.config.run_config import RunConfig
+from grpo_pipeline.config.schema import ValidationParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.evaluation import decode, generate, reward_scorers, sampling_settings, score
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
-from grpo_pipeline.reporting import DECODINGS, decoded_scores, display_text
+from grpo_pipeline.reporting import DECODINGS, decoded_scores, display_text, plain
+from grpo_pipeline.rewards.guard import scoring_context
 
 
 class ValidationFailedError(ProjectError, ValueError):
@@ -44,22 +47,25 @@ def failures_of(
 ) -> list[str]:
     """What keeps the checkpoint from passing, one sentence each; empty when it passes."""
     failures = []
-    gain = trained["mean_reward"] - base["mean_reward"]
+    gain = reward_gain(base, trained)
     if merged_export is not None and not merged_export["matches"]:
         different = merged_export["prompts"] - merged_export["identical_greedy_generations"]
         failures.append(
             f"the merged export generates different tokens from base+adapter on {different} of "
             f"{merged_export['prompts']} prompts"
         )
-    if not trained["finite"] or not math.isfinite(trained["mean_reward"]):
-        failures.append("the checkpoint produces NaN/inf logits or rewards")
-    if params.min_eval_reward is not None and trained["mean_reward"] < params.min_eval_reward:
+    if not trained["finite"]:
+        failures.append("the checkpoint produces NaN/inf logits")
+    if trained["mean_reward"] is None:
+        failures.append("no reward applies to any of the trained model's held-out completions (every reward gave None)")
+    elif params.min_eval_reward is not None and trained["mean_reward"] < params.min_eval_reward:
         failures.append(
             f"mean eval reward {trained['mean_reward']:.3f} < validation.min_eval_reward={params.min_eval_reward}"
         )
-    if params.min_reward_gain is not None and gain < params.min_reward_gain:
+    if params.min_reward_gain is not None and (gain is None or gain < params.min_reward_gain):
+        shown = "none" if gain is None else f"{gain:+.3f}"
         failures.append(
-            f"reward gain over the base model {gain:+.3f} < validation.min_reward_gain={params.min_reward_gain}"
+            f"reward gain over the base model {shown} < validation.min_reward_gain={params.min_reward_gain}"
         )
     for decoding, threshold in (
         ("greedy", params.min_greedy_accuracy_gain),
@@ -75,10 +81,17 @@ def failures_of(
     return failures
 
 
+def reward_gain(base: dict[str, Any], trained: dict[str, Any]) -> float | None:
+    """Trained minus base mean reward, None where either has none (no reward applied)."""
+    if base["mean_reward"] is None or trained["mean_reward"] is None:
+        return None
+    return trained["mean_reward"] - base["mean_reward"]
+
+
 def accuracy_gain(base: dict[str, Any], trained: dict[str, Any], decoding: str) -> float | None:
     """Trained minus base accuracy under ``decoding`` (greedy / sampled), None where either has none."""
     base_scores, trained_scores = decoded_scores(base, decoding), decoded_scores(trained, decoding)
-    if not base_scores or not trained_scores or base_scores["accuracy"] is None:
+    if not base_scores or not trained_scores or None in (base_scores["accuracy"], trained_scores["accuracy"]):
         return None
     return trained_scores["accuracy"] - base_scores["accuracy"]
 
@@ -89,25 +102,33 @@ def sampling_of(checkpoint: HFCheckpoint) -> dict[str, Any]:
     return checkpoint.trainer_state.get("sampling") or sampling_settings()
 
 
+def trainer_state_of(checkpoint: HFCheckpoint) -> TrainerState:
+    """The checkpoint's trainer state as TRL hands it to rewards (``trainer_state``): its step, epoch and history."""
+    known = {field.name for field in dataclasses.fields(TrainerState)}
+    return TrainerState(**{key: value for key, value in checkpoint.trainer_state.items() if key in known})
+
+
 def assess(
     policy: Any,
     tokenizer: Any,
     frame: pd.DataFrame,
     scorers: dict[str, Any],
-    reward_params: RewardParams,
+    weights: list[float],
     params: ValidationParams,
     sampling: dict[str, Any],
     seed: int,
+    trainer_state: TrainerState,
 ) -> dict[str, Any]:
-    """Greedy and sampled completions of ``policy`` on ``frame``'s prompts, each reward, their weighted sum and,
-    with ``params.accuracy_reward``, accuracy."""
-    prompt_texts, weights = frame["prompt_text"].tolist(), reward_params.all_weights()
+    """Greedy and sampled completions of ``policy`` on ``frame``'s prompts, each reward (with how many completions it
+    did not apply to), their weighted sum and, with ``params.accuracy_reward``, accuracy."""
+    prompt_texts = frame["prompt_text"].tolist()
     greedy_ids, finite = generate(policy, tokenizer, prompt_texts, params.max_new_tokens)
     completions = decode(tokenizer, greedy_ids)
-    greedy = score(completions, greedy_ids, frame, scorers, weights)
+    greedy = score(completions, greedy_ids, frame, scorers, weights, trainer_state)
     result = {
         "mean_reward": greedy["mean_reward"],
         "rewards": greedy["rewards"],
+        "skipped": greedy["skipped"],
         "finite": finite,
         "accuracy": greedy["rewards"][params.accuracy_reward] if params.accuracy_reward else None,
         "sampled": None,
@@ -120,11 +141,12 @@ def assess(
         count = params.sampled_completions
         sampled_ids, _ = generate(policy, tokenizer, prompt_texts, params.max_new_tokens, sampling, count)
         repeated = frame.loc[frame.index.repeat(count)].reset_index(drop=True)
-        sampled = score(decode(tokenizer, sampled_ids), sampled_ids, repeated, scorers, weights)
+        sampled = score(decode(tokenizer, sampled_ids), sampled_ids, repeated, scorers, weights, trainer_state)
         result["sampled"] = {
             "completions_per_prompt": count,
             "mean_reward": sampled["mean_reward"],
             "rewards": sampled["rewards"],
+            "skipped": sampled["skipped"],
             "accuracy": sampled["rewards"][params.accuracy_reward] if params.accuracy_reward else None,
         }
     return result
@@ -134,22 +156,29 @@ def validate_against_base(
     checkpoint: HFCheckpoint,
     base_model_path: str,
     eval_dataset: pd.DataFrame,
-    model_params: ModelParams,
-    reward_params: RewardParams,
-    params: ValidationParams,
-    seed: int = 0,
+    config: RunConfig,
     mlflow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """The validation report: scores of base and trained model, the merged-export check, pass or fail; which run
-    validated (``mlflow_run_id``) and which trained the checkpoint."""
+    validated (``mlflow_run_id``) and which trained the checkpoint.
+
+    The base model is loaded as the run loads it (``model_init_kwargs``: quantization, attention), and the rewards
+    are called as training calls them, with the checkpoint's trainer state.
+    """
+    params, rewards, seed = config.params.validation, config.rewards, config.params.seed
     frame = eval_dataset.head(params.max_prompts).reset_index(drop=True)
-    scorers, sampling, tokenizer = reward_scorers(reward_params), sampling_of(checkpoint), checkpoint.tokenizer
-    base_model = load_causal_lm(
-        base_model_path, model_params.revision, model_params.dtype, model_params.trust_remote_code
-    )
-    base = assess(base_model, tokenizer, frame, scorers, reward_params, params, sampling, seed)
-    del base_model
-    trained = assess(checkpoint.model, tokenizer, frame, scorers, reward_params, params, sampling, seed)
+    scorers, sampling, tokenizer = reward_scorers(rewards), sampling_of(checkpoint), checkpoint.tokenizer
+    trainer_state = trainer_state_of(checkpoint)
+    base_model = load_causal_lm(base_model_path, **config.grpo_config_kwargs()["model_init_kwargs"])
+    token = scoring_context.set(f"in validation of {checkpoint.path or 'the checkpoint'}")
+    try:
+        base = assess(base_model, tokenizer, frame, scorers, rewards.weights, params, sampling, seed, trainer_state)
+        del base_model
+        trained = assess(
+            checkpoint.model, tokenizer, frame, scorers, rewards.weights, params, sampling, seed, trainer_state
+        )
+    finally:
+        scoring_context.reset(token)
     merged_export = merged_export_check(checkpoint, frame["prompt_text"].tolist(), trained["greedy_ids"], params)
     failures = failures_of(base, trained, merged_export, params)
     hidden = ("greedy_ids", "completions", "per_prompt")
@@ -162,11 +191,11 @@ def validate_against_base(
         "eval_prompts": len(frame),
         "max_new_tokens": params.max_new_tokens,
         "sampling": sampling | {"completions_per_prompt": params.sampled_completions},
-        "reward_weights": dict(zip(reward_params.labels(), reward_params.all_weights(), strict=True)),
+        "reward_weights": dict(zip(rewards.names, rewards.weights, strict=True)),
         "accuracy_reward": params.accuracy_reward,
         "base": {key: value for key, value in base.items() if key not in hidden},
         "trained": {key: value for key, value in trained.items() if key not in hidden},
-        "reward_gain": trained["mean_reward"] - base["mean_reward"],
+        "reward_gain": reward_gain(base, trained),
         "accuracy_gain": {decoding: accuracy_gain(base, trained, decoding) for decoding in DECODINGS}
         if params.accuracy_reward
         else None,
@@ -208,6 +237,6 @@ def raise_if_failed(report: dict[str, Any]) -> None:
         raise ValidationFailedError(
             f"Checkpoint validation failed for {report['checkpoint']}: "
             + "; ".join(report["failures"])
-            + f". Base {report['base']['mean_reward']:.3f} -> trained {report['trained']['mean_reward']:.3f}."
+            + f". Base {plain(report['base']['mean_reward'])} -> trained {plain(report['trained']['mean_reward'])}."
             " Train longer or adjust the thresholds under validation."
         )

@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from grpo_pipeline.config.loader import load_parameters
-from grpo_pipeline.config.params import parse_variant_params
+from grpo_pipeline.config.run_config import resolve_run_config
 from grpo_pipeline.models.tiny import ensure_base_model
 from grpo_pipeline.training.vllm_preflight import serve_command
 from grpo_pipeline.variants import DEFAULT_VARIANT, VARIANTS
@@ -29,9 +29,9 @@ def runtime_params(params: str | None) -> dict:
 
 def variant_serve_command(project: Path, variant: str, env: str | None, params: str | None) -> str:
     raw = load_parameters(project / "conf", env, runtime_params(params))[variant]
-    variant_params = parse_variant_params(raw, variant)
-    model_path = ensure_base_model(variant_params.model)
-    return serve_command(model_path, variant_params.training, variant_params.model.trust_remote_code)
+    config = resolve_run_config(raw, variant)
+    model_path = ensure_base_model(config.params.model)
+    return serve_command(model_path, config.grpo_config, config.params.model.trust_remote_code)
 
 
 def main(argv: list[str] | None = None) -> None:

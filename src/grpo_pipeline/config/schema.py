@@ -109,11 +109,12 @@ class RewardFunctionParams(_Section):
 
     function: str = Field(min_length=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """The reward's name in reports: the function's own name without its module."""
-        return self.function.rpartition(":")[2].rpartition(".")[2]
+    name: str | None = Field(
+        None,
+        min_length=1,
+        description="the reward's name in metrics, reports and plots; default: the registered name, else the "
+        "function's own (as TRL names it)",
+    )
 
 
 class RewardModelParams(_Section):
@@ -157,28 +158,16 @@ class RewardParams(_Section):
             for entry in self.functions
         ]
 
-    def labels(self) -> list[str]:
-        """Every reward's name, functions then models (TRL's order)."""
-        return [entry.label for entry in self.entries()] + [model.label for model in self.models]
-
-    def all_weights(self) -> list[float]:
-        """Every reward's weight, functions then models: TRL's ``reward_weights``."""
-        return (self.weights or [1.0] * len(self.functions)) + [model.weight for model in self.models]
-
     @model_validator(mode="after")
     def _weights_match_rewards(self) -> RewardParams:
         if not self.functions and not self.models:
             raise ValueError("give at least one reward under functions or models")
-        labels = self.labels()
-        repeated = sorted({label for label in labels if labels.count(label) > 1})
-        if repeated:
-            raise ValueError(f"reward {repeated} appears more than once; list each reward once")
         if self.weights is not None and len(self.weights) != len(self.functions):
             raise ValueError(
                 f"weights has {len(self.weights)} entries but functions has {len(self.functions)}; give one weight "
                 "per reward function (a reward model carries its own weight)"
             )
-        weights = self.all_weights()
+        weights = (self.weights or [1.0] * len(self.functions)) + [model.weight for model in self.models]
         if not all(math.isfinite(weight) for weight in weights) or not any(weights):
             raise ValueError("weights must be finite numbers, not all zero")
         return self
@@ -246,67 +235,15 @@ class RunParams(_Section):
 
 
 class TrainingParams(TrlConfigSection):
-    """``trl.GRPOConfig``. The fields typed here are the ones the project reads or constrains further; every other
-    key must be a GRPOConfig field of the right type (config/trl_config.py), passed to GRPOConfig as it is, so
-    TRL's whole vocabulary (and TRL's defaults) applies."""
+    """``trl.GRPOConfig``, whole: every key is one of its fields, checked against GRPOConfig's own fields and
+    ``__post_init__`` (config/trl_config.py) and passed as it is; what is not set takes TRL's default."""
 
     TRL_CONFIG: ClassVar[TrlConfig] = "GRPOConfig"
-
-    output_dir: str = Field(min_length=1, description="trainer output: crash-recovery checkpoint-N folders")
-    learning_rate: float = Field(gt=0)
-    max_steps: int = Field(-1, ge=-1, description="-1 trains for num_train_epochs")
-    num_train_epochs: float = Field(1.0, gt=0)
-    per_device_train_batch_size: int = Field(gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
-    num_generations: int = Field(ge=2, description="completions sampled per prompt (the GRPO group)")
-    num_iterations: int = Field(1, gt=0, description="optimisation passes over each generation batch (GRPO's mu)")
-    steps_per_generation: int | None = Field(None, gt=0, description="optimizer steps per generation batch")
-    max_completion_length: int = Field(gt=0)
-    temperature: float = Field(1.0, gt=0)
-    beta: float = Field(0.0, ge=0, description="KL coefficient; 0 skips the reference model")
-    lr_scheduler_type: str = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    logging_steps: int = Field(1, gt=0)
-    save_strategy: Literal["no", "steps", "epoch"] = "no"
-    save_steps: int = Field(500, gt=0)
-    save_total_limit: int | None = Field(2, gt=0)
-    bf16: bool = False
-    use_cpu: bool = False
-    use_vllm: bool = Field(False, description="generate with vLLM (pip install -e '.[vllm]') instead of model.generate")
-    vllm_mode: Literal["colocate", "server"] = Field(
-        "colocate", description="colocate: vLLM inside each training process; server: a `trl vllm-serve` process"
-    )
-    vllm_server_host: str = "127.0.0.1"
-    vllm_server_port: int = Field(8000, gt=0, lt=65536)
-    vllm_server_timeout: float = Field(240.0, gt=0, description="seconds to wait for the server to answer")
-    vllm_gpu_memory_utilization: float = Field(
-        0.3, gt=0, le=1, description="GPU share vLLM takes: in the trainer (colocate) or in `make vllm-serve`"
-    )
-    vllm_tensor_parallel_size: int = Field(1, gt=0)
-    vllm_max_model_length: int | None = Field(None, gt=0)
-    vllm_enable_sleep_mode: bool = False
 
     @classmethod
     def set_elsewhere(cls, prefix: str) -> dict[str, str]:
         run = sibling_section(prefix, "run")
         return {key: f"it is the project's, not GRPOConfig's: set {run}.{key}" for key in RunParams.model_fields}
-
-    @field_validator("max_steps")
-    @classmethod
-    def _trains_at_least_one_step(cls, value: int) -> int:
-        if value == 0:
-            raise ValueError("0 steps trains nothing; use a positive number of steps, or -1 to train num_train_epochs")
-        return value
-
-    @model_validator(mode="after")
-    def _group_divides_batch(self) -> TrainingParams:
-        generation_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
-        if generation_batch % self.num_generations:
-            raise ValueError(
-                f"num_generations={self.num_generations} must divide per_device_train_batch_size x "
-                f"gradient_accumulation_steps = {generation_batch}; pick a batch that is a multiple of it"
-            )
-        return self
 
 
 class SFTParams(TrlConfigSection):
@@ -425,11 +362,6 @@ class VariantParams(_Section):
     @model_validator(mode="after")
     def _sections_agree(self) -> VariantParams:
         validation = self.validation
-        if validation.accuracy_reward is not None and validation.accuracy_reward not in self.reward.labels():
-            raise ValueError(
-                f"validation.accuracy_reward '{validation.accuracy_reward}' is not one of the run's rewards "
-                f"{self.reward.labels()}; name one of them, or null"
-            )
         gates = (validation.min_greedy_accuracy_gain, validation.min_sampled_accuracy_gain)
         if validation.accuracy_reward is None and any(gate is not None for gate in gates):
             raise ValueError("the accuracy gains under validation need validation.accuracy_reward")
@@ -455,6 +387,11 @@ class CompareRunsParams(_Section):
 
 class ParameterError(ProjectError, ValueError):
     """Bad parameters: the message names each offending key, its value and what is allowed."""
+
+
+def invalid_parameters(problems: list[str]) -> ParameterError:
+    """One error for every problem found, one line each, under the header every parameter error has."""
+    return ParameterError("Invalid parameters:\n  - " + "\n  - ".join(problems))
 
 
 def _nested_section(model: type[BaseModel], location: tuple[str | int, ...]) -> type[BaseModel] | None:
@@ -545,5 +482,5 @@ def parse_section(model: type[_Section], raw: Any, prefix: str) -> Any:
                 problems.append(f"parameter '{key}' = {issue.get('input')!r}: {issue['msg']}")
     problems += _trl_config_problems(model, raw, parsed, prefix)
     if problems:
-        raise ParameterError("Invalid parameters:\n  - " + "\n  - ".join(problems))
+        raise invalid_parameters(problems)
     return parsed

@@ -2,8 +2,10 @@
 every key is checked against the config's own dataclass fields.
 
 Names (with did-you-mean), types (the config's annotations) and choices (enum-typed fields, and the
-plain-text fields whose values TRL's help lists) are checked before anything runs, so a field TRL adds
-works with no change here. TRL is imported only when a section is checked.
+plain-text fields whose help lists their values) are checked against the config class itself, then the
+config is built (:func:`build_trl_config`), so its own ``__post_init__`` checks run before anything else
+does. Nothing of TRL's is written down here: a field TRL adds works with no change. TRL is imported only
+when a section is checked.
 """
 
 from __future__ import annotations
@@ -39,19 +41,6 @@ SET_BY_PROJECT: dict[TrlConfig, dict[str, str]] = {
     },
 }
 
-# Fields typed plain `str` (or `str | bool`) that take one of a few values, as TRL 1.16 documents them; a
-# value a later TRL documents in the field's help (quoted, e.g. 'dapo') is accepted too.
-TEXT_CHOICES: dict[TrlConfig, dict[str, tuple[str | bool, ...]]] = {
-    "GRPOConfig": {
-        "loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
-        "scale_rewards": ("group", "batch", "none", True, False),
-        "importance_sampling_level": ("token", "sequence"),
-        "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
-        "vllm_importance_sampling_mode": ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"),
-    },
-    "SFTConfig": {"loss_type": ("nll", "dft")},
-}
-
 
 @functools.cache
 def config_class(config: TrlConfig) -> type:
@@ -68,21 +57,32 @@ def config_fields(config: TrlConfig) -> dict[str, Any]:
     return {field.name: hints.get(field.name, Any) for field in dataclasses.fields(cls) if field.init}
 
 
+def _help(config: TrlConfig, name: str) -> str:
+    return next(field for field in dataclasses.fields(config_class(config)) if field.name == name).metadata.get(
+        "help", ""
+    )
+
+
 @functools.cache
-def documented_values(config: TrlConfig, name: str) -> frozenset[str]:
-    """The values quoted in the help of ``config``'s field ``name`` ('token', `'batch'`)."""
-    field = next(field for field in dataclasses.fields(config_class(config)) if field.name == name)
-    return frozenset(re.findall(r"'(\w+)'", field.metadata.get("help", "")))
+def documented_choices(config: TrlConfig, name: str) -> frozenset[str] | None:
+    """The values a plain-text field of ``config`` takes, read from its help: the quoted words ('token', `'batch'`)
+    when its default is one of them (a field whose help lists its choices); None for a field whose help lists none."""
+    default = next(field for field in dataclasses.fields(config_class(config)) if field.name == name).default
+    quoted = frozenset(re.findall(r"'(\w+)'", _help(config, name)))
+    return quoted if isinstance(default, str) and default in quoted and len(quoted) >= 2 else None
 
 
 def _value_problem(config: TrlConfig, name: str, value: Any) -> str | None:
     """What is wrong with ``value`` for ``config``'s field ``name``, or None."""
-    allowed = TEXT_CHOICES[config].get(name)
-    if allowed is None:
-        return _type_problem(config_fields(config)[name], value)
-    if isinstance(value, str | bool) and (value in allowed or value in documented_values(config, name)):
-        return None
-    return f"must be one of {list(allowed)}"
+    annotation = config_fields(config)[name]
+    if str not in (typing.get_args(annotation) or (annotation,)):
+        return _type_problem(annotation, value)
+    if isinstance(value, bool) and ("`True`" in _help(config, name) or "`False`" in _help(config, name)):
+        return None  # a text field whose help documents True/False as values (scale_rewards)
+    choices = documented_choices(config, name)
+    if choices is None or not isinstance(value, str):
+        return _type_problem(annotation, value)
+    return None if value in choices else f"must be one of {sorted(choices)}"
 
 
 def _choices(annotation: Any) -> list[str] | None:
@@ -127,3 +127,21 @@ def config_problems(
                 hint += f" ({set_elsewhere[close[0]]})"
             problems.append(f"unknown parameter '{prefix}.{key}': {hint}")
     return problems
+
+
+def build_trl_config(config: TrlConfig, kwargs: dict[str, Any], prefix: str, world_size: int | None = None) -> Any:
+    """``trl.<config>(**kwargs)``, whose own ``__post_init__`` checks become a ParameterError naming ``prefix``.
+
+    TRL sizes and checks the generation batch by the number of processes training (``world_size``, from the
+    distributed state); with ``world_size`` the config is built as each process of a run launched on that many will
+    build it, so batch divisibility is checked here exactly as TRL checks it there.
+    """
+    from grpo_pipeline.config.schema import invalid_parameters  # noqa: PLC0415 (the schema imports this module)
+
+    cls = config_class(config)
+    if world_size is not None and world_size > 1:
+        cls = type(cls.__name__, (cls,), {"world_size": property(lambda self: world_size)})
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise invalid_parameters([f"trl.{config} rejected '{prefix}': {error}"]) from None

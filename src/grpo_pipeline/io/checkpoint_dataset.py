@@ -11,7 +11,8 @@ from grpo_pipeline.models.checkpoint import HFCheckpoint, is_checkpoint, load_ch
 
 
 class HFCheckpointDataset(AbstractDataset[HFCheckpoint, HFCheckpoint]):
-    """Saves an :class:`HFCheckpoint` with :func:`save_checkpoint` and loads it back from disk."""
+    """Saves an :class:`HFCheckpoint` with :func:`save_checkpoint` and loads it back from disk, as the run that trained
+    it loaded its model."""
 
     def __init__(
         self,
@@ -20,7 +21,8 @@ class HFCheckpointDataset(AbstractDataset[HFCheckpoint, HFCheckpoint]):
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._path = PurePosixPath(path)
-        self._load_args = {"dtype": "float32", "trust_remote_code": False, **(load_args or {})}
+        # Empty: the checkpoint is loaded as its run loaded the model (models/checkpoint.py); set to override.
+        self._load_args = dict(load_args or {})
         self.metadata = metadata
 
     def load(self) -> HFCheckpoint:

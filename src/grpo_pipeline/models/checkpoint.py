@@ -71,8 +71,13 @@ def save_checkpoint(checkpoint: HFCheckpoint, path: str | Path) -> None:
     checkpoint.path = str(path)
 
 
-def load_checkpoint(path: str | Path, dtype: str = "float32", trust_remote_code: bool = False) -> HFCheckpoint:
-    """The checkpoint saved at ``path``: the full model, or the adapter on its base model, plus the merged export."""
+def load_checkpoint(path: str | Path, **load_args: Any) -> HFCheckpoint:
+    """The checkpoint saved at ``path``: the full model, or the adapter on its base model, plus the merged export.
+
+    The weights are loaded as the run that trained them loaded its model (the ``model_init_kwargs`` its trainer
+    state records: dtype, quantization, attention implementation), so a QLoRA adapter is put on the quantized base it
+    trained on; ``load_args`` override single arguments.
+    """
     from peft import PeftModel  # noqa: PLC0415 (peft costs seconds to import; only adapters need it)
 
     from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer  # noqa: PLC0415 (torch)
@@ -80,20 +85,25 @@ def load_checkpoint(path: str | Path, dtype: str = "float32", trust_remote_code:
     path = Path(path)
     if not is_checkpoint(path):
         raise FileNotFoundError(f"No checkpoint at '{path}' (neither config.json nor {ADAPTER_CONFIG_FILE})")
-    load_args = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    state_file = path / TRAINER_STATE_FILE
+    trainer_state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    # The revision names the hub base model, not these local files.
+    kwargs = {**(trainer_state.get("model_init_kwargs") or {}), **load_args}
+    local_kwargs = {key: value for key, value in kwargs.items() if key != "revision"}
     if (path / ADAPTER_CONFIG_FILE).is_file():
         base_path = json.loads((path / ADAPTER_CONFIG_FILE).read_text())["base_model_name_or_path"]
-        model = PeftModel.from_pretrained(load_causal_lm(base_path, **load_args), str(path))
+        model = PeftModel.from_pretrained(load_causal_lm(base_path, **kwargs), str(path))
     else:
-        model = load_causal_lm(path, **load_args)
+        model = load_causal_lm(path, **local_kwargs)
     merged_path = path / MERGED_DIR
-    state_file = path / TRAINER_STATE_FILE
+    # The merged export holds plain (dequantized) weights.
+    merged_kwargs = {key: value for key, value in local_kwargs.items() if key != "quantization_config"}
     return HFCheckpoint(
         model=model,
-        tokenizer=load_tokenizer(path, trust_remote_code=trust_remote_code),
-        trainer_state=json.loads(state_file.read_text()) if state_file.is_file() else {},
+        tokenizer=load_tokenizer(path, trust_remote_code=bool(kwargs.get("trust_remote_code", False))),
+        trainer_state=trainer_state,
         export_merged=merged_path.is_dir(),
-        merged_model=load_causal_lm(merged_path, **load_args) if merged_path.is_dir() else None,
+        merged_model=load_causal_lm(merged_path, **merged_kwargs) if merged_path.is_dir() else None,
         path=str(path),
     )
 

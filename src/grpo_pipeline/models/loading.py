@@ -16,8 +16,6 @@ from accelerate.utils import DistributedType
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl.trainer.utils import create_model_from_path
 
-from grpo_pipeline.config.schema import ModelParams
-
 
 def load_tokenizer(
     name_or_path: str | Path, revision: str | None = None, trust_remote_code: bool = False
@@ -33,30 +31,14 @@ def load_tokenizer(
     return tokenizer
 
 
-# What `model.*` decides; `training.model_init_kwargs` carries everything else from_pretrained takes.
-MODEL_SECTION_KEYS = ("revision", "dtype", "trust_remote_code")
-
-
-def model_init_kwargs(model: ModelParams, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``from_pretrained`` keyword arguments as TRL takes them (``GRPOConfig.model_init_kwargs``): ``model``'s
-    revision, dtype and remote-code choice plus ``extra`` (``attn_implementation``, ``quantization_config``, ...),
-    safetensors only unless ``extra`` says otherwise."""
-    kwargs = {key: getattr(model, key) for key in MODEL_SECTION_KEYS}
-    return {"use_safetensors": True, **kwargs, **(extra or {})}
-
-
-def load_causal_lm(
-    name_or_path: str | Path,
-    revision: str | None = None,
-    dtype: str = "float32",
-    trust_remote_code: bool = False,
-) -> PreTrainedModel:
-    """The model as TRL's ``create_model_from_path`` makes it; safetensors only (pickled ``.bin`` is refused)."""
-    kwargs: dict[str, Any] = {"revision": revision, "dtype": dtype, "trust_remote_code": trust_remote_code}
+def load_causal_lm(name_or_path: str | Path, **model_init_kwargs: Any) -> PreTrainedModel:
+    """The model as TRL's ``create_model_from_path`` makes it from ``model_init_kwargs`` (a run's: dtype,
+    quantization, attention, see ``RunConfig.grpo_config_kwargs``); safetensors only unless they say otherwise."""
+    kwargs: dict[str, Any] = {"dtype": "float32", "use_safetensors": True, **model_init_kwargs}
     # As GRPOTrainer does: under DDP/DeepSpeed each process holds the whole model, so no device_map="auto".
     if PartialState().distributed_type in (DistributedType.MULTI_GPU, DistributedType.DEEPSPEED):
         kwargs["device_map"] = None
-    return create_model_from_path(str(name_or_path), **kwargs, use_safetensors=True)
+    return create_model_from_path(str(name_or_path), **kwargs)
 
 
 def loading_choices(model: PreTrainedModel) -> dict[str, str]:

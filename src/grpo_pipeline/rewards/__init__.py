@@ -1,4 +1,11 @@
-"""Reward functions and the name registry the pipeline resolves ``reward.functions`` against."""
+"""Reward functions, the name registry ``reward.functions`` is resolved against, and the run's one reward set.
+
+A reward's name is decided once, here, and used everywhere: GRPOTrainer's metrics (``rewards/<name>/mean``, TRL
+names a reward after its ``__name__``), the validation report, the reward curve and ``compare_runs``. It is the
+entry's ``name`` when given, else the registered name (``accuracy``), else the function's own name as TRL takes it
+(a factory's: the function it returns, e.g. ``soft_overlong_punishment_reward``); a reward model's is the last
+component of its path, as TRL names it.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +13,28 @@ import difflib
 import functools
 import importlib
 import inspect
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
-from grpo_pipeline.config.schema import ParameterError, RewardFunctionParams, RewardParams
+from grpo_pipeline.config.schema import (
+    ParameterError,
+    RewardFunctionParams,
+    RewardModelParams,
+    RewardParams,
+    invalid_parameters,
+)
 from grpo_pipeline.imports import import_object, is_import_path
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
-from grpo_pipeline.rewards.columns import ColumnCheck, column_checks
-from grpo_pipeline.rewards.guard import RewardError, RewardFunction, guarded
+from grpo_pipeline.rewards.columns import CHECKS_ATTRIBUTE, ColumnCheck
+from grpo_pipeline.rewards.guard import RewardError, RewardFunction, guarded, is_async_reward
 
+# The project's own rewards, by the name each has everywhere (none takes a TRL reward's name).
 REWARD_FUNCTIONS: dict[str, RewardFunction] = {
     "accuracy": accuracy_reward,
     "format": format_reward,
     "length": length_reward,
 }
-
 
 # TRL's own rewards (trl.rewards), found by name; factories among them take their arguments from `kwargs`.
 TRL_REWARDS = (
@@ -42,7 +57,14 @@ def _is_reward(candidate: Any) -> bool:
     return takes_completions and any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
-def _find(target: str) -> Any:
+def callable_name(function: Any) -> str:
+    """The name TRL gives a reward (``trl.trainer.utils.get_callable_name``): partials unwrapped, an object's class."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    return getattr(function, "__name__", type(function).__name__)
+
+
+def _find(target: str, where: str) -> Any:
     if target in REWARD_FUNCTIONS:
         return REWARD_FUNCTIONS[target]
     if target in TRL_REWARDS:
@@ -51,70 +73,129 @@ def _find(target: str) -> Any:
         try:
             return import_object(target, "reward function", "my_package.rewards:brevity_reward")
         except ValueError as error:
-            raise ParameterError(f"Invalid parameters:\n  - parameter 'reward.functions': {error}") from None
+            raise ParameterError(f"{where}: {error}") from None
     close = difflib.get_close_matches(target, [*REWARD_FUNCTIONS, *TRL_REWARDS], n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    hint = f"did you mean '{close[0]}'? " if close else ""
     raise ParameterError(
-        f"Unknown reward function '{target}' in parameter 'reward.functions'.{hint} Registered rewards: "
-        f"{sorted(REWARD_FUNCTIONS)} (see grpo_pipeline/rewards/__init__.py); TRL's: {list(TRL_REWARDS)}; "
-        "or an import path 'package.module:function'."
+        f"{where}: unknown reward function '{target}'; {hint}registered rewards: {sorted(REWARD_FUNCTIONS)} (see "
+        f"grpo_pipeline/rewards/__init__.py), TRL's: {list(TRL_REWARDS)}, or an import path 'package.module:function'"
     )
 
 
-def resolve_reward(entry: RewardFunctionParams) -> RewardFunction:
-    """The reward ``entry`` names, its ``kwargs`` bound (or passed to the factory that makes it), signature-checked."""
-    candidate = _find(entry.function)
-    where = f"parameter 'reward.functions' entry '{entry.function}'"
+def resolve_function(entry: RewardFunctionParams, where: str) -> Any:
+    """The reward ``entry`` names, its ``kwargs`` bound (or passed to the factory that makes it), signature-checked;
+    a :class:`ParameterError` whose message starts with ``where`` otherwise."""
+    candidate = _find(entry.function, where)
     if _is_reward(candidate):
         parameters = inspect.signature(candidate).parameters
         named = [name for name, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
         # Rewards take **kwargs, which would swallow a misspelt argument without a word.
         unknown = sorted(set(entry.kwargs) - set(named) - {"completions", "completion_ids"})
         if unknown:
-            raise ParameterError(
-                f"Invalid parameters:\n  - {where}: unexpected keyword argument {unknown[0]!r}; it takes {named}"
-            )
+            raise ParameterError(f"{where}: unexpected keyword argument {unknown[0]!r}; it takes {named}")
         function = functools.partial(candidate, **entry.kwargs) if entry.kwargs else candidate
     else:
         try:
             function = candidate(**entry.kwargs)
         except TypeError as error:
             raise ParameterError(
-                f"Invalid parameters:\n  - {where}: calling it with kwargs {entry.kwargs} failed ({error}). A reward "
-                "takes f(completions=..., **kwargs); anything else is called with kwargs as a factory that returns one"
+                f"{where}: calling it with kwargs {entry.kwargs} failed ({error}). A reward takes "
+                "f(completions=..., **kwargs); anything else is called with kwargs as a factory that returns one"
             ) from None
     if not _is_reward(function):
         raise ParameterError(
-            f"Invalid parameters:\n  - {where} is not a reward: GRPOTrainer calls rewards as "
-            "f(completions=..., **kwargs) (or completion_ids=...) and they must accept **kwargs"
+            f"{where} is not a reward: GRPOTrainer calls rewards as f(completions=..., **kwargs) (or "
+            "completion_ids=...), sync or async, and they must accept **kwargs"
         )
     return function
 
 
-def reward_column_checks(reward: RewardParams) -> list[tuple[str, str, ColumnCheck]]:
-    """The column checks the rewards of ``reward`` declare (see rewards/columns.py)."""
-    return column_checks({entry.label: resolve_reward(entry) for entry in reward.entries()})
+@dataclass(frozen=True)
+class Reward:
+    """One reward of the run: its one name, its weight, and either a function (guarded) or a reward model."""
+
+    name: str
+    weight: float
+    function: RewardFunction | None = None
+    model: RewardModelParams | None = None
+    column_checks: dict[str, ColumnCheck] = field(default_factory=dict)
+
+    @property
+    def is_async(self) -> bool:
+        return self.function is not None and is_async_reward(self.function)
 
 
-def get_reward_functions(reward: RewardParams | list[str]) -> list[RewardFunction]:
-    """The rewards of ``reward`` (or of a list of names), each guarded (see rewards/guard.py)."""
-    params = reward if isinstance(reward, RewardParams) else RewardParams(functions=list(reward))
-    return [guarded(entry.label, resolve_reward(entry)) for entry in params.entries()]
+@dataclass(frozen=True)
+class RewardSet:
+    """The run's rewards in TRL's order (functions, then models), each named once; resolved once per process and
+    handed to training, validation, the reward curve and the comparison."""
+
+    rewards: tuple[Reward, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [reward.name for reward in self.rewards]
+
+    @property
+    def weights(self) -> list[float]:
+        """TRL's ``reward_weights``."""
+        return [reward.weight for reward in self.rewards]
+
+    @property
+    def functions(self) -> list[RewardFunction]:
+        return [reward.function for reward in self.rewards if reward.function is not None]
+
+    @property
+    def models(self) -> list[RewardModelParams]:
+        return [reward.model for reward in self.rewards if reward.model is not None]
+
+    def column_checks(self) -> list[tuple[str, str, ColumnCheck]]:
+        """``(reward name, column, check)`` for every column check the rewards declare (rewards/columns.py)."""
+        return [
+            (reward.name, column, check) for reward in self.rewards for column, check in reward.column_checks.items()
+        ]
 
 
-def reward_metric_names(reward: RewardParams) -> list[str]:
-    """The names GRPOTrainer logs each reward under (``rewards/<name>/mean``): a function's own, a model's last path
-    component."""
-    return [function.__name__ for function in get_reward_functions(reward)] + [model.label for model in reward.models]
+def reward_name(entry: RewardFunctionParams, function: Any) -> str:
+    if entry.name is not None:
+        return entry.name
+    return entry.function if entry.function in REWARD_FUNCTIONS else callable_name(function)
+
+
+def resolve_rewards(params: RewardParams, prefix: str = "reward") -> RewardSet:
+    """Every reward of ``params`` resolved, named and weighted; one ParameterError listing every problem."""
+    problems, rewards = [], []
+    weights = params.weights or [1.0] * len(params.functions)
+    for index, (entry, weight) in enumerate(zip(params.entries(), weights, strict=True)):
+        where = f"parameter '{prefix}.functions[{index}]' ({entry.function})"
+        try:
+            function = resolve_function(entry, where)
+        except ParameterError as error:
+            problems.append(str(error))
+            continue
+        name = reward_name(entry, function)
+        checks = getattr(getattr(function, "func", function), CHECKS_ATTRIBUTE, {})
+        rewards.append(Reward(name, weight, function=guarded(name, function), column_checks=checks))
+    rewards += [Reward(model.label, model.weight, model=model) for model in params.models]
+    names = [reward.name for reward in rewards]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        problems.append(
+            f"parameter '{prefix}': more than one reward is named {repeated} (TRL would log them as one metric); "
+            "list each reward once, or tell them apart with `name:` on an entry"
+        )
+    if not problems and not all(math.isfinite(weight) for weight in (reward.weight for reward in rewards)):
+        problems.append(f"parameter '{prefix}.weights': weights must be finite numbers")
+    if problems:
+        raise invalid_parameters(problems)
+    return RewardSet(tuple(rewards))
 
 
 __all__ = [
     "REWARD_FUNCTIONS",
     "TRL_REWARDS",
+    "Reward",
     "RewardError",
     "RewardFunction",
-    "get_reward_functions",
-    "resolve_reward",
-    "reward_column_checks",
-    "reward_metric_names",
+    "RewardSet",
+    "resolve_rewards",
 ]

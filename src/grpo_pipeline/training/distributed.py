@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from trl import GRPOConfig
 
 from grpo_pipeline.atomic import atomic_directory
-from grpo_pipeline.config.schema import DistributedParams, TrainingParams
+from grpo_pipeline.config.schema import DistributedParams
 from grpo_pipeline.interruption import RunInterrupted
 from grpo_pipeline.models.checkpoint import load_checkpoint
 from grpo_pipeline.training.checkpoints import complete_checkpoints, read_marker
@@ -76,7 +77,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def launch_command(distributed: DistributedParams, training: TrainingParams, job_file: Path) -> list[str]:
+def launch_command(distributed: DistributedParams, training: GRPOConfig, job_file: Path) -> list[str]:
     """``accelerate launch`` for the worker.
 
     Without a config file it uses accelerate's torchrun launcher (``--multi_gpu``). On the CPU that is
@@ -111,10 +112,7 @@ def launch_command(distributed: DistributedParams, training: TrainingParams, job
 
 
 def launch_training(
-    request: TrainingRequest,
-    distributed: DistributedParams,
-    mlflow_tracking_uri: str | None,
-    mlflow_run_id: str | None,
+    request: TrainingRequest, mlflow_tracking_uri: str | None, mlflow_run_id: str | None
 ) -> TrainingResult:
     """Train under ``accelerate launch`` with ``distributed.num_processes`` processes; same result as in-process.
 
@@ -122,15 +120,16 @@ def launch_training(
     machine saves the model and results on its own disk (``save_on_each_node``), so that each run goes on to
     validate and report as on one machine; only the main process writes MLflow records.
     """
+    distributed = request.config.params.distributed
     if distributed.num_machines > 1:
-        training = TrainingParams.model_validate({**request.training.model_dump(), "save_on_each_node": True})
-        request = dataclasses.replace(request, training=training)
-    launch_dir = Path(request.training.output_dir) / LAUNCH_DIR
+        request = dataclasses.replace(request, config=request.config.replace_training(save_on_each_node=True))
+    training = request.config.grpo_config
+    launch_dir = Path(training.output_dir) / LAUNCH_DIR
     shutil.rmtree(launch_dir, ignore_errors=True)
     launch_dir.mkdir(parents=True)
     job = TrainingJob(request, mlflow_tracking_uri, mlflow_run_id, result_dir=str(launch_dir / RESULT_DIR))
     job_file = job.write(launch_dir)
-    command = launch_command(distributed, request.training, job_file)
+    command = launch_command(distributed, training, job_file)
     logger.info(
         "Training on %d processes (machine %d of %d): %s",
         distributed.num_processes,
@@ -145,12 +144,12 @@ def launch_training(
         # The training processes stop as this one would (SIGTERM: after the current step and a checkpoint).
         process.send_signal(interrupted.signal_number)
         process.wait()
-        saved = complete_checkpoints(request.training.output_dir)
+        saved = complete_checkpoints(training.output_dir)
         if interrupted.signal_number != signal.SIGTERM or not saved:
             raise
         # They stopped at the step of their last checkpoint.
         step = int(read_marker(saved[-1])["global_step"])
-        raise RunInterrupted(interrupted.signal_number, step, request.training.max_steps) from None
+        raise RunInterrupted(interrupted.signal_number, step, training.max_steps) from None
     if returncode != 0:
         raise RuntimeError(
             f"accelerate launch exited with {returncode}; the training processes' output is above. "
@@ -160,16 +159,13 @@ def launch_training(
 
 
 def run_training(
-    request: TrainingRequest,
-    distributed: DistributedParams,
-    mlflow_tracking_uri: str | None,
-    mlflow_run_id: str | None,
+    request: TrainingRequest, mlflow_tracking_uri: str | None, mlflow_run_id: str | None
 ) -> TrainingResult:
     """Train in this process, or under ``accelerate launch`` with more than one process or machine; first refuse
     a held-out set that a warm-started base model has trained on."""
     check_held_out(request.base_model_path, request.eval_dataset)
-    if distributed.launches:
-        return launch_training(request, distributed, mlflow_tracking_uri, mlflow_run_id)
+    if request.config.params.distributed.launches:
+        return launch_training(request, mlflow_tracking_uri, mlflow_run_id)
     return train(request, mlflow_run_id).result(request.export_merged)
 
 

@@ -15,14 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from grpo_pipeline.config.schema import (
-    ModelParams,
-    PeftParams,
-    RewardParams,
-    RunParams,
-    TrainingParams,
-    WarmStartParams,
-)
+from grpo_pipeline.config.run_config import RunConfig
+from grpo_pipeline.config.schema import ModelParams
 from grpo_pipeline.errors import ProjectError
 
 # GRPOConfig fields that say where and how often to write or log, which trackers see the run, or how to
@@ -109,32 +103,24 @@ def package_versions() -> dict[str, str | None]:
     return {f"versions.{package}": _version(package) for package in PACKAGES}
 
 
-def run_fingerprint(
-    model: ModelParams,
-    peft: PeftParams | None,
-    training: TrainingParams,
-    run: RunParams,
-    reward: RewardParams,
-    seed: int,
-    train_dataset: pd.DataFrame | None = None,
-    warm_start: WarmStartParams | None = None,
-) -> dict[str, Any]:
+def run_fingerprint(config: RunConfig, train_dataset: pd.DataFrame | None = None) -> dict[str, Any]:
     """Flat ``{name: value}``: learning parameters, model identity, data hash (when given) and package versions.
     Of the ``run`` section only the rollout counts: the rest says how the run is driven, not what it learns."""
-    learning = training.model_dump(exclude=set(NOT_LEARNING))
+    params = config.params
+    learning = params.training.model_dump(exclude=set(NOT_LEARNING))
     return {
-        **model_identity(model),
-        **_flat("warm_start", warm_start.model_dump() if warm_start else None),
-        **_flat("peft", peft.model_dump(exclude={"merge_and_export"}) if peft else None),
+        **model_identity(params.model),
+        **_flat("warm_start", params.warm_start.model_dump() if params.warm_start else None),
+        **_flat("peft", params.peft.model_dump(exclude={"merge_and_export"}) if params.peft else None),
         **_flat("training", learning),
-        "run.rollout_func": run.rollout_func,
-        "reward.functions": reward.model_dump()["functions"],
-        "reward.weights": reward.all_weights(),
+        "run.rollout_func": params.run.rollout_func,
+        "reward.functions": params.reward.model_dump()["functions"],
+        "reward.weights": config.rewards.weights,
         "reward.models": [
             {**entry.model_dump(), "config_sha256": _file_sha256(Path(entry.name_or_path) / "config.json")}
-            for entry in reward.models
+            for entry in params.reward.models
         ],
-        "seed": seed,
+        "seed": params.seed,
         **({"data.sha256": data_sha256(train_dataset)} if train_dataset is not None else {}),
         **package_versions(),
     }

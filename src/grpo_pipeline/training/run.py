@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +17,13 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from grpo_pipeline.config.schema import (
-    ModelParams,
-    PeftParams,
-    RewardParams,
-    RunParams,
-    TrainingParams,
-    WarmStartParams,
-)
+from grpo_pipeline.config.run_config import RunConfig
+from grpo_pipeline.config.schema import ParameterError
 from grpo_pipeline.evaluation import sampling_settings
 from grpo_pipeline.interruption import graceful_stop_window, raise_if_stopped, stop_requested
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_tokenizer, loading_choices
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
-from grpo_pipeline.rewards import get_reward_functions
 from grpo_pipeline.rewards.models import load_reward_model
 from grpo_pipeline.training.checkpoints import (
     is_auto_resume,
@@ -53,7 +46,6 @@ from grpo_pipeline.training.trainer import (
     CheckpointCompletionCallback,
     StepTimer,
     StopOnSignalCallback,
-    build_grpo_config,
     build_lora_config,
     close_progress_bars,
     peak_memory_mb,
@@ -67,37 +59,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingRequest:
-    """One training run's inputs: the formatted prompts, the base model and the typed parameters."""
+    """One training run's inputs: the formatted prompts, the model training starts from, the run configuration."""
 
     train_dataset: pd.DataFrame
     base_model_path: str
-    model: ModelParams
-    peft: PeftParams | None
-    training: TrainingParams
-    reward: RewardParams
-    seed: int
-    run: RunParams = field(default_factory=RunParams)
-    warm_start: WarmStartParams | None = None  # how base_model_path was made from model, when it was
-    seed_config_mapping: list[str] = field(default_factory=list)
+    config: RunConfig
     eval_dataset: pd.DataFrame | None = None  # scored during training when training.eval_strategy is not "no"
 
     @property
     def export_merged(self) -> bool:
         """Whether the checkpoint is to hold base+adapter merged as well (LoRA with ``merge_and_export``)."""
-        return bool(self.peft and self.peft.merge_and_export)
+        peft = self.config.params.peft
+        return bool(peft and peft.merge_and_export)
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides the weights this run produces (see training/fingerprint.py)."""
-        return run_fingerprint(
-            self.model,
-            self.peft,
-            self.training,
-            self.run,
-            self.reward,
-            self.seed,
-            _trainer_columns(self.train_dataset),
-            self.warm_start,
-        )
+        return run_fingerprint(self.config, _trainer_columns(self.train_dataset))
 
     def to_json(self, train_file: Path) -> dict[str, Any]:
         """The request as JSON, its prompts written to ``train_file`` (and the eval prompts beside it, JSON Lines):
@@ -110,14 +87,7 @@ class TrainingRequest:
             "train_dataset": str(train_file),
             "eval_dataset": str(eval_file) if self.eval_dataset is not None else None,
             "base_model_path": self.base_model_path,
-            "model": self.model.model_dump(),
-            "peft": self.peft.model_dump() if self.peft else None,
-            "training": self.training.model_dump(),
-            "run": self.run.model_dump(),
-            "warm_start": self.warm_start.model_dump() if self.warm_start else None,
-            "reward": self.reward.model_dump(),
-            "seed": self.seed,
-            "seed_config_mapping": self.seed_config_mapping,
+            "config": self.config.to_json(),
         }
 
     @classmethod
@@ -127,16 +97,9 @@ class TrainingRequest:
 
         return cls(
             train_dataset=read(payload["train_dataset"]),
-            eval_dataset=read(payload["eval_dataset"]) if payload["eval_dataset"] else None,
             base_model_path=payload["base_model_path"],
-            model=ModelParams.model_validate(payload["model"]),
-            peft=PeftParams.model_validate(payload["peft"]) if payload["peft"] else None,
-            training=TrainingParams.model_validate(payload["training"]),
-            run=RunParams.model_validate(payload["run"]),
-            warm_start=WarmStartParams.model_validate(payload["warm_start"]) if payload["warm_start"] else None,
-            reward=RewardParams.model_validate(payload["reward"]),
-            seed=payload["seed"],
-            seed_config_mapping=payload["seed_config_mapping"],
+            config=RunConfig.from_json(payload["config"]),
+            eval_dataset=read(payload["eval_dataset"]) if payload["eval_dataset"] else None,
         )
 
 
@@ -194,36 +157,38 @@ def step_metrics(log_history: list[dict[str, Any]]) -> pd.DataFrame:
 def build_trainer(
     request: TrainingRequest, mlflow_run_id: str | None, fingerprint: dict[str, Any]
 ) -> tuple[TimedGRPOTrainer, StepTimer]:
-    """``GRPOTrainer`` for ``request``, with the project's callbacks; checks rewards and vLLM before loading."""
-    training_params, reward_params, model_params = request.training, request.reward, request.model
-    reward_functions = get_reward_functions(reward_params)
-    config = build_grpo_config(training_params, reward_params, model_params, request.seed)
-    check_vllm_generation(training_params, request.base_model_path)
-    run_params = request.run
-    if run_params.torch_num_threads:
-        torch.set_num_threads(run_params.torch_num_threads)
-    reward_models = [load_reward_model(params) for params in reward_params.models]
+    """``GRPOTrainer`` for ``request``, with the project's callbacks; checks vLLM before loading."""
+    run_config, params = request.config, request.config.params
+    config = run_config.build_grpo_config()
+    check_vllm_generation(config, request.base_model_path, run_config.variant)
+    if params.run.torch_num_threads:
+        torch.set_num_threads(params.run.torch_num_threads)
+    rewards = run_config.rewards
+    reward_models = [load_reward_model(model) for model in rewards.models]
     evaluates = config.eval_strategy != "no"
     if evaluates and (request.eval_dataset is None or request.eval_dataset.empty):
-        raise ValueError("training.eval_strategy is set but there are no eval prompts to score")
+        raise ParameterError(
+            f"Invalid parameters:\n  - parameter '{run_config.where('training.eval_strategy')}' = "
+            f"{config.eval_strategy!r}, but there are no held-out prompts to score; set data.eval_size, or 'no'"
+        )
     step_timer = StepTimer()
     trainer = TimedGRPOTrainer(
-        model=request.base_model_path,  # TRL loads it with config.model_init_kwargs (models/loading.py)
-        reward_funcs=[*reward_functions, *(model for model, _ in reward_models)],
-        reward_processing_classes=[None] * len(reward_functions) + [tokenizer for _, tokenizer in reward_models],
+        model=request.base_model_path,  # TRL loads it with config.model_init_kwargs
+        reward_funcs=[*rewards.functions, *(model for model, _ in reward_models)],
+        reward_processing_classes=[None] * len(rewards.functions) + [tokenizer for _, tokenizer in reward_models],
         args=config,
         train_dataset=_as_dataset(request.train_dataset),
         eval_dataset=_as_dataset(request.eval_dataset) if evaluates else None,
-        processing_class=load_tokenizer(request.base_model_path, model_params.revision, model_params.trust_remote_code),
-        peft_config=build_lora_config(request.peft) if request.peft else None,
-        rollout_func=load_rollout_func(run_params.rollout_func) if run_params.rollout_func else None,
+        processing_class=load_tokenizer(request.base_model_path, params.model.revision, params.model.trust_remote_code),
+        peft_config=build_lora_config(params.peft) if params.peft else None,
+        rollout_func=load_rollout_func(params.run.rollout_func) if params.run.rollout_func else None,
         callbacks=[
             step_timer,
             MlflowStepMetricsCallback(mlflow_run_id),
             CheckpointCompletionCallback(mlflow_run_id, fingerprint),
         ],
-        samples_every=run_params.completion_samples_every,
-        samples_per_step=run_params.completion_samples_per_step,
+        samples_every=params.run.completion_samples_every,
+        samples_per_step=params.run.completion_samples_per_step,
     )
     use_reward_progress_bar(trainer)
     # Added once the trainer exists: a distributed run shares a stop request over its processes.
@@ -249,14 +214,13 @@ def checked_resume_checkpoint(
 ) -> Path | None:
     """The checkpoint to resume from: with ``auto`` only one of this very run (same fingerprint); a named one
     whatever it is, with the differences logged and tagged on the MLflow run."""
-    setting = request.run.resume_from_checkpoint
-    resume_from = resolve_resume_checkpoint(setting, request.training.output_dir)
+    setting = request.config.params.run.resume_from_checkpoint
+    resume_from = resolve_resume_checkpoint(setting, request.config.grpo_config.output_dir)
     if resume_from is None:
         return None
     recorded = read_marker(resume_from).get("fingerprint")
     if is_auto_resume(setting):
-        # The node does not know its namespace; the pre-run hook, which does, names it for parameter changes.
-        check_resume(resume_from, recorded, fingerprint, "<variant>.run")
+        check_resume(resume_from, recorded, fingerprint, request.config.where("run"))
     elif changed := differences(recorded or {}, fingerprint):
         logger.warning("Resuming %s, which a run with other settings wrote: %s", resume_from, "; ".join(changed))
         tag_run(mlflow_run_id, {"grpo.resume_differences": "; ".join(changed)[:5000]})
@@ -336,7 +300,7 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     logger.info("Model loaded as: %s", ", ".join(f"{key}={value}" for key, value in choices.items()))
     if trainer.accelerator.is_main_process:
         tag_run(mlflow_run_id, {f"grpo.model.{key}": value for key, value in choices.items()})
-    tag_run(mlflow_run_id, {f"seed_config.{line.split(':')[0]}": line for line in request.seed_config_mapping})
+    tag_run(mlflow_run_id, {f"seed_config.{line.split(':')[0]}": line for line in request.config.seed_config_mapping})
     if trainer.accelerator.is_main_process:
         log_fingerprint(mlflow_run_id, fingerprint, fingerprint_hash(fingerprint))
         log_grpo_config(mlflow_run_id, trainer.args.to_dict())
@@ -371,5 +335,7 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     state["run_fingerprint"] = fingerprint
     state["mlflow_run_id"] = mlflow_run_id  # which run wrote these weights
     state["sampling"] = sampling_settings(trainer.args)  # validation samples as training did
+    # How the weights are loaded (quantization, attention): validation reloads base and checkpoint the same way.
+    state["model_init_kwargs"] = request.config.grpo_config_kwargs()["model_init_kwargs"]
     timings = run_timings(trainer, step_timer, wall_seconds, resumed_from_step)
     return GrpoRun(trainer, trainer.processing_class, metrics, timings, state)

@@ -1,4 +1,4 @@
-"""Building and running ``trl.GRPOTrainer`` from the project's typed parameters."""
+"""The project's callbacks around ``trl.GRPOTrainer``, and its LoRA configuration."""
 
 from __future__ import annotations
 
@@ -13,63 +13,12 @@ import torch
 from peft import LoraConfig
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOTrainer
 
 from grpo_pipeline.atomic import follow_umask
-from grpo_pipeline.config.schema import (
-    ModelParams,
-    ParameterError,
-    PeftParams,
-    RewardParams,
-    TrainingParams,
-    TrlConfigSection,
-)
+from grpo_pipeline.config.schema import PeftParams
 from grpo_pipeline.interruption import confirm_stop, record_progress, stop_requested
-from grpo_pipeline.models.loading import MODEL_SECTION_KEYS, model_init_kwargs
 from grpo_pipeline.training.checkpoints import PREFIX_CHECKPOINT_DIR, write_marker
-
-
-def section_model_init_kwargs(model: ModelParams, section: TrlConfigSection, prefix: str) -> dict[str, Any]:
-    """``model_init_kwargs`` for a TRL config: the model section's choices plus the section's own
-    ``model_init_kwargs``, which may not repeat them."""
-    extra = (section.model_extra or {}).get("model_init_kwargs") or {}
-    if repeated := sorted(set(extra) & set(MODEL_SECTION_KEYS)):
-        raise ParameterError(
-            f"Invalid parameters:\n  - parameter '{prefix}.model_init_kwargs' sets {repeated}: the model section "
-            "decides those (model.revision, model.dtype, model.trust_remote_code); set them there"
-        )
-    return model_init_kwargs(model, extra)
-
-
-def build_grpo_config(
-    training: TrainingParams, reward: RewardParams, model: ModelParams, seed: int, prefix: str = "training"
-) -> GRPOConfig:
-    """``trl.GRPOConfig`` from the training section; GRPOConfig's own checks
-    become a :class:`ParameterError` naming the section."""
-    requested = (training.model_extra or {}).get("report_to") or []
-    # MLflow always gets every metric, through MlflowStepMetricsCallback into the run kedro-mlflow opened;
-    # TRL's own MLflow callback would log them a second time into a run of its own.
-    report_to = [requested] if isinstance(requested, str) else list(requested)
-    if "all" in report_to:
-        raise ParameterError(
-            f"Invalid parameters:\n  - parameter '{prefix}.report_to' = 'all': list the trackers to add, e.g. "
-            "[tensorboard, wandb]; MLflow is always on"
-        )
-    report_to = [tracker for tracker in report_to if tracker not in ("mlflow", "none")]
-    init_kwargs = section_model_init_kwargs(model, training, prefix)
-    try:
-        return GRPOConfig(
-            # Every parameter takes part in every forward pass; True would only cost DDP an extra graph traversal.
-            **{"ddp_find_unused_parameters": False} | training.model_dump(exclude={"report_to", "model_init_kwargs"}),
-            model_init_kwargs=init_kwargs,
-            reward_weights=reward.all_weights(),
-            seed=seed,
-            data_seed=seed,
-            report_to=report_to or "none",
-            save_only_model=False,
-        )
-    except (TypeError, ValueError) as error:
-        raise ParameterError(f"Invalid parameters:\n  - trl.GRPOConfig rejected '{prefix}': {error}") from None
 
 
 def build_lora_config(peft: PeftParams) -> LoraConfig:

@@ -16,9 +16,9 @@ from typing import Any
 
 import requests
 import torch
+from trl import GRPOConfig
 from trl.import_utils import is_vllm_available
 
-from grpo_pipeline.config.schema import TrainingParams
 from grpo_pipeline.errors import ProjectError
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class VllmUnavailableError(ProjectError, RuntimeError):
     """vLLM generation was asked for but cannot work here; the message says how to fix it."""
 
 
-def serve_command(model_path: str, training: TrainingParams, trust_remote_code: bool = False) -> str:
+def serve_command(model_path: str, training: GRPOConfig, trust_remote_code: bool = False) -> str:
     """The ``trl vllm-serve`` command that serves ``model_path`` where ``training`` expects the server."""
     arguments = [
         "trl",
@@ -53,7 +53,7 @@ def serve_command(model_path: str, training: TrainingParams, trust_remote_code: 
     return shlex.join(arguments)
 
 
-def server_url(training: TrainingParams) -> str:
+def server_url(training: GRPOConfig) -> str:
     return f"http://{training.vllm_server_host}:{training.vllm_server_port}"
 
 
@@ -63,7 +63,7 @@ def _same_model(served: str, expected: str) -> bool:
     return served == expected
 
 
-def wait_for_server(training: TrainingParams, model_path: str, variant: str | None = None) -> dict[str, Any]:
+def wait_for_server(training: GRPOConfig, model_path: str, variant: str | None = None) -> dict[str, Any]:
     """The server's ``/server_info`` once its ``/health`` answers; fail with the command to start it otherwise.
 
     These are the endpoints TRL's ``VLLMClient.check_server`` and ``get_server_info`` read. The check speaks
@@ -106,9 +106,7 @@ def wait_for_server(training: TrainingParams, model_path: str, variant: str | No
     return info
 
 
-def check_vllm_generation(
-    training: TrainingParams, model_path: str, variant: str | None = None
-) -> dict[str, Any] | None:
+def check_vllm_generation(training: GRPOConfig, model_path: str, variant: str | None = None) -> dict[str, Any] | None:
     """Everything ``use_vllm`` needs, checked in the order a user fixes it; the server's info in server mode."""
     if not training.use_vllm:
         return None

@@ -19,37 +19,19 @@ from typing import Any
 
 import pandas as pd
 from datasets import Dataset
-from trl import SFTConfig, SFTTrainer
+from trl import SFTTrainer
 from trl.data_utils import is_conversational
 
 from grpo_pipeline.atomic import atomic_directory
-from grpo_pipeline.config.schema import ModelParams, ParameterError, WarmStartParams
+from grpo_pipeline.config.run_config import RunConfig
+from grpo_pipeline.config.schema import ModelParams, WarmStartParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.models.loading import load_tokenizer
 from grpo_pipeline.training.fingerprint import data_sha256, fingerprint_hash, model_identity, package_versions
-from grpo_pipeline.training.trainer import section_model_init_kwargs
 
 logger = logging.getLogger(__name__)
 
 FINGERPRINT_FILE = "warm_start_fingerprint.json"
-
-
-def build_sft_config(
-    params: WarmStartParams, model: ModelParams, seed: int, output_dir: str, prefix: str = "warm_start"
-) -> SFTConfig:
-    """``trl.SFTConfig`` from ``warm_start.sft``; SFTConfig's own checks become a :class:`ParameterError`."""
-    sft = params.sft.model_dump(exclude={"model_init_kwargs"})
-    init_kwargs = section_model_init_kwargs(model, params.sft, f"{prefix}.sft")
-    try:
-        return SFTConfig(
-            **{"report_to": "none", "save_strategy": "no"} | sft,
-            output_dir=output_dir,
-            model_init_kwargs=init_kwargs,
-            seed=seed,
-            data_seed=seed,
-        )
-    except (TypeError, ValueError) as error:
-        raise ParameterError(f"Invalid parameters:\n  - trl.SFTConfig rejected '{prefix}.sft': {error}") from None
 
 
 def solved_examples(train_dataset: pd.DataFrame, completion_column: str) -> pd.DataFrame:
@@ -107,11 +89,12 @@ def recorded_fingerprint(output_dir: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text())["fingerprint"] if path.is_file() else None
 
 
-def ensure_warm_start(
-    train_dataset: pd.DataFrame, base_model_path: str, model: ModelParams, params: WarmStartParams, seed: int
-) -> str:
+def ensure_warm_start(train_dataset: pd.DataFrame, base_model_path: str, config: RunConfig) -> str:
     """The warm-started model's directory: reused when its fingerprint matches, otherwise trained and written
     atomically (an interrupted run leaves the previous model or none, never half of one)."""
+    model, params, seed = config.params.model, config.params.warm_start, config.params.seed
+    if params is None:
+        raise ValueError(f"{config.variant} has no warm start")
     examples = solved_examples(train_dataset, params.completion_column)
     fingerprint = warm_start_fingerprint(model, params, seed, examples)
     if recorded_fingerprint(params.output_dir) == fingerprint:
@@ -121,7 +104,7 @@ def ensure_warm_start(
     with tempfile.TemporaryDirectory(prefix="warm_start-") as scratch:
         trainer = SFTTrainer(
             model=base_model_path,
-            args=build_sft_config(params, model, seed, scratch),
+            args=config.build_sft_config(scratch),
             train_dataset=Dataset.from_pandas(examples, preserve_index=False),
             processing_class=tokenizer,
         )

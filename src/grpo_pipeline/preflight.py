@@ -1,0 +1,83 @@
+"""Every check before a run does any work, as one library function the pre-run hook calls.
+
+:func:`preflight` resolves a variant's parameters (names, types, TRL's own config checks, the rewards; see
+config/run_config.py), then checks every row of its raw prompts, the custom rollout, that vLLM generation can
+work, and that an automatic resume would continue this very run. Problems of the parameters come first (nothing
+else can be checked without them); the other checks all run, and what they find is raised together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grpo_pipeline.config.run_config import RunConfig, resolved_once
+from grpo_pipeline.errors import ProjectError
+from grpo_pipeline.prompts import RawPrompts, normalised_rows, source_tables
+
+
+class PreflightError(ProjectError, ValueError):
+    """More than one pre-run check failed; the message holds each one's."""
+
+
+def _data_problems(config: RunConfig, raw_prompts: tuple[RawPrompts, str]) -> None:
+    raw, source = raw_prompts
+    checks = config.rewards.column_checks()
+    for table in source_tables(raw, config.params.data, source):
+        if table is not None:
+            normalised_rows(table, config.params.data, checks)
+
+
+def _rollout_problems(config: RunConfig) -> None:
+    if config.params.run.rollout_func:
+        from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
+
+        check_rollout_func(config.params.run, config.where("run"))
+
+
+def _vllm_problems(config: RunConfig) -> None:
+    if config.grpo_config.use_vllm:
+        from grpo_pipeline.training.vllm_preflight import check_vllm_generation  # noqa: PLC0415 (imports TRL)
+
+        check_vllm_generation(config.grpo_config, config.params.model.name_or_path, config.variant)
+
+
+def _resume_problems(config: RunConfig) -> None:
+    from grpo_pipeline.training.checkpoints import (  # noqa: PLC0415 (imports transformers)
+        is_auto_resume,
+        read_marker,
+        resolve_resume_checkpoint,
+    )
+    from grpo_pipeline.training.fingerprint import check_resume, run_fingerprint  # noqa: PLC0415 (same)
+
+    setting = config.params.run.resume_from_checkpoint
+    checkpoint = resolve_resume_checkpoint(setting, config.grpo_config.output_dir)
+    if checkpoint is not None and is_auto_resume(setting):
+        # The formatted data does not exist yet; training compares its hash once it does.
+        recorded = read_marker(checkpoint).get("fingerprint")
+        check_resume(checkpoint, recorded, run_fingerprint(config), config.where("run"))
+
+
+def preflight(
+    raw_params: dict[str, Any],
+    variant: str,
+    raw_prompts: tuple[RawPrompts, str] | None = None,
+    trains: bool = True,
+) -> RunConfig:
+    """``variant``'s run configuration once every check passed: its parameters ``raw_params``, the rows of
+    ``raw_prompts`` (the table(s) and where they come from) when given, and with ``trains`` what training needs.
+    Raises the one failed check's error, or a :class:`PreflightError` holding each failed check's message."""
+    config = resolved_once(raw_params, variant)
+    checks = [lambda: _data_problems(config, raw_prompts)] if raw_prompts is not None else []
+    if trains:
+        checks += [lambda: _rollout_problems(config), lambda: _vllm_problems(config), lambda: _resume_problems(config)]
+    errors: list[ProjectError] = []
+    for check in checks:
+        try:
+            check()
+        except ProjectError as error:
+            errors.append(error)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise PreflightError("\n\n".join(str(error) for error in errors))
+    return config
