@@ -14,8 +14,12 @@ from typing import Any
 import yaml
 
 from grpo_pipeline.config.schema import ParameterError
+from grpo_pipeline.config.trl_config import trl_default
 
 logger = logging.getLogger(__name__)
+
+# What total_episodes is divided by; a key the section does not set takes TRL's default.
+BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations")
 
 # seed key -> (training parameter it sets, what the mapping means)
 GRPO_MEANING: dict[str, tuple[str, str]] = {
@@ -85,10 +89,9 @@ def apply_seed_config(
         merged[target] = value
         mapping.append(f"{key}: {value} -> {target}={value} ({meaning})")
     if "total_episodes" in overlay:
+        batch = {key: merged.get(key, trl_default("GRPOConfig", key)) for key in BATCH_KEYS}
         prompts_per_step = (
-            merged["per_device_train_batch_size"]
-            * merged.get("gradient_accumulation_steps", 1)
-            / merged["num_generations"]
+            batch["per_device_train_batch_size"] * batch["gradient_accumulation_steps"] / batch["num_generations"]
         )
         merged["max_steps"] = max(1, math.ceil(overlay["total_episodes"] / prompts_per_step))
         mapping.append(

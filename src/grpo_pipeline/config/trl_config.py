@@ -57,6 +57,11 @@ def config_fields(config: TrlConfig) -> dict[str, Any]:
     return {field.name: hints.get(field.name, Any) for field in dataclasses.fields(cls) if field.init}
 
 
+def trl_default(config: TrlConfig, name: str) -> Any:
+    """The default TRL gives ``config``'s field ``name``."""
+    return next(field for field in dataclasses.fields(config_class(config)) if field.name == name).default
+
+
 def _help(config: TrlConfig, name: str) -> str:
     return next(field for field in dataclasses.fields(config_class(config)) if field.name == name).metadata.get(
         "help", ""
@@ -79,7 +84,8 @@ def _value_problem(config: TrlConfig, name: str, value: Any) -> str | None:
         return _type_problem(annotation, value)
     if isinstance(value, bool) and ("`True`" in _help(config, name) or "`False`" in _help(config, name)):
         return None  # a text field whose help documents True/False as values (scale_rewards)
-    choices = documented_choices(config, name)
+    # Only a field typed plain `str` is a choice (report_to, `str | list[str]`, names integrations its help does not).
+    choices = documented_choices(config, name) if annotation is str else None
     if choices is None or not isinstance(value, str):
         return _type_problem(annotation, value)
     return None if value in choices else f"must be one of {sorted(choices)}"
