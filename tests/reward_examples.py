@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 
@@ -18,3 +19,19 @@ def not_a_reward(value: int) -> int:
 def nan_from_step_three(completions: list[Any], trainer_state: Any, **kwargs: Any) -> list[float]:
     """A reward that breaks mid-run: NaN from the third training step on."""
     return [float("nan") if trainer_state.global_step >= 2 else 1.0 for _ in completions]
+
+
+async def judge_async(completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
+    """An LLM-judge-shaped reward: async, awaiting its (here instant) verdicts."""
+    await asyncio.sleep(0)
+    texts = [completion[-1]["content"] if isinstance(completion, list) else completion for completion in completions]
+    return [1.0 if text.strip() == str(reference) else 0.0 for text, reference in zip(texts, answer, strict=True)]
+
+
+def odd_digits_only(completions: list[Any], answer: list[str], **kwargs: Any) -> list[float | None]:
+    """A reward for one kind of problem only (multi-task data): None, not applicable, where the answer is even."""
+    texts = [completion[-1]["content"] if isinstance(completion, list) else completion for completion in completions]
+    return [
+        None if int(reference) % 2 == 0 else float(text.strip() == str(reference))
+        for text, reference in zip(texts, answer, strict=True)
+    ]

@@ -11,8 +11,9 @@ import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
+from trl import GRPOConfig
 
-from grpo_pipeline.config.schema import DistributedParams, ParameterError, TrainingParams, parse_section
+from grpo_pipeline.config.schema import DistributedParams, ParameterError, parse_section
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.distributed import free_port, launch_command
 from tests.conftest import KEDRO, PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
@@ -83,7 +84,7 @@ def test_shipped_accelerate_configs_load(name: str, distributed_type: str) -> No
 
 
 def test_launch_command_uses_torchrun_on_cpu_and_the_config_file_when_given(tmp_path: Path) -> None:
-    training = TrainingParams.model_validate(training_params(tmp_path))
+    training = GRPOConfig(**training_params(tmp_path))
     cpu = launch_command(DistributedParams(num_processes=2), training, tmp_path / "job.json")
     assert cpu[cpu.index("--num_processes") + 1] == "2" and "--multi_gpu" in cpu and "--cpu" not in cpu
     assert cpu[-3:] == ["-m", "grpo_pipeline.training.worker", str(tmp_path / "job.json")]
@@ -180,7 +181,7 @@ def test_each_machine_launches_its_rank_towards_the_main_machine(tmp_path: Path)
     distributed = DistributedParams(
         num_processes=16, num_machines=2, machine_rank=1, main_process_ip="10.0.0.1", main_process_port=29500
     )
-    training = TrainingParams.model_validate(training_params(tmp_path))
+    training = GRPOConfig(**training_params(tmp_path))
     command = launch_command(distributed, training, tmp_path / "job.json")
     options = dict(zip(command[3::2], command[4::2], strict=False))
     assert (options["--num_processes"], options["--num_machines"], options["--machine_rank"]) == ("16", "2", "1")

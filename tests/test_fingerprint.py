@@ -9,27 +9,27 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from grpo_pipeline.config.schema import ModelParams, RewardParams, RunParams, TrainingParams
 from grpo_pipeline.config.trl_config import config_fields
 from grpo_pipeline.training.checkpoints import write_marker
 from grpo_pipeline.training.fingerprint import NOT_LEARNING, ResumeMismatchError
 from grpo_pipeline.training.run import TrainingRequest, checked_resume_checkpoint
-from tests.test_training_and_validation import training_params
+from tests.test_training_and_validation import run_config
 
 
 def request(
-    output_dir: Path, train_dataset: pd.DataFrame, run: RunParams | None = None, **training: Any
+    output_dir: Path,
+    train_dataset: pd.DataFrame,
+    run: dict[str, Any] | None = None,
+    model: str = "x",
+    **training: Any,
 ) -> TrainingRequest:
-    return TrainingRequest(
-        train_dataset=train_dataset,
-        base_model_path="x",
-        model=ModelParams(name_or_path="x"),
-        peft=None,
-        training=TrainingParams.model_validate(training_params(output_dir, save_strategy="steps", **training)),
-        reward=RewardParams(functions=["accuracy", "format"]),
-        seed=0,
-        run=run or RunParams(),
-    )
+    config = run_config(output_dir, {"functions": ["accuracy", "format"]}, run=run, save_strategy="steps", **training)
+    if model != "x":
+        params = config.params.model_copy(
+            update={"model": config.params.model.model_copy(update={"name_or_path": model})}
+        )
+        config = type(config)(config.variant, params)
+    return TrainingRequest(train_dataset, "x", config)
 
 
 @pytest.fixture
@@ -59,8 +59,7 @@ def test_fixed_data_does_not_resume_the_checkpoint_trained_on_the_old(
 
 @pytest.mark.trainer
 def test_another_model_does_not_resume(crashed: tuple[Path, TrainingRequest], tmp_path: Path, datasets: Any) -> None:
-    other = request(tmp_path, datasets[0])
-    other = TrainingRequest(**{**other.__dict__, "model": ModelParams(name_or_path="org/other-model")})
+    other = request(tmp_path, datasets[0], model="org/other-model")
     with pytest.raises(ResumeMismatchError, match=r"model\.name_or_path: 'x' -> 'org/other-model'"):
         checked_resume_checkpoint(other, other.fingerprint(), None)
 
@@ -70,7 +69,7 @@ def test_a_named_checkpoint_resumes_and_logs_what_differs(
     crashed: tuple[Path, TrainingRequest], tmp_path: Path, datasets: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder, _ = crashed
-    named = request(tmp_path, datasets[0], RunParams(resume_from_checkpoint=str(folder)), learning_rate=1e-4)
+    named = request(tmp_path, datasets[0], {"resume_from_checkpoint": str(folder)}, learning_rate=1e-4)
     with caplog.at_level(logging.WARNING):
         assert checked_resume_checkpoint(named, named.fingerprint(), None) == folder
     assert "training.learning_rate: 0.003 -> 0.0001" in caplog.text
@@ -83,7 +82,7 @@ def test_trackers_and_logging_do_not_block_a_resume_but_a_custom_rollout_does(
     folder, _ = crashed
     logged = request(tmp_path, datasets[0], report_to=["tensorboard"], logging_steps=5, run_name="again")
     assert checked_resume_checkpoint(logged, logged.fingerprint(), None) == folder
-    rollout = RunParams(rollout_func="grpo_pipeline.training.rollouts:generate_rollout")
+    rollout = {"rollout_func": "grpo_pipeline.training.rollouts:generate_rollout"}
     rolled = request(tmp_path, datasets[0], rollout)
     with pytest.raises(ResumeMismatchError, match=r"run\.rollout_func: None -> 'grpo_pipeline\.training"):
         checked_resume_checkpoint(rolled, rolled.fingerprint(), None)

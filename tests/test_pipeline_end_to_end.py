@@ -89,7 +89,7 @@ def test_mlflow_store_holds_the_run(debug_run: Run) -> None:
     (run,) = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'grpo_debug'")
     assert run.info.status == "FINISHED"
     assert len(client.get_metric_history(run.info.run_id, "reward")) >= 10
-    assert len(client.get_metric_history(run.info.run_id, "rewards/accuracy_reward/mean")) >= 10
+    assert len(client.get_metric_history(run.info.run_id, "rewards/accuracy/mean")) >= 10
     assert float(run.data.params["debug.training.learning_rate"]) > 0
     assert run.data.params["debug.model.build_tiny.hidden_size"] == "128"
     artifacts = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "reports")}
@@ -173,12 +173,12 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(debug_project:
     [
         (
             f"debug.reward.functions=[formatt],debug.reward.weights=[1],{NO_ACCURACY}",
-            "Unknown reward function 'formatt'",
+            "parameter 'debug.reward.functions[0]' (formatt): unknown reward function 'formatt'",
         ),
         # The misspelt reward is named first, not as validation.accuracy_reward missing from the rewards.
         (
             "debug.reward.functions=[acuracy]",
-            "Unknown reward function 'acuracy' in parameter 'reward.functions'. Did you",
+            "parameter 'debug.reward.functions[0]' (acuracy): unknown reward function 'acuracy'; did you mean 'accuracy'?",
         ),
         (
             "debug.training.output_dir=data/01_raw/largest_digit_prompts.jsonl/out",
@@ -187,9 +187,9 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(debug_project:
         ),
         (
             "debug.reward.functions=[format],debug.reward.weights=[1]",
-            "validation.accuracy_reward 'accuracy' is not one of the run's rewards ['format']; name one of them",
+            "'debug.validation.accuracy_reward' = 'accuracy' is not one of the run's rewards ['format']; name one of",
         ),
-        ("debug.training.max_steps=0", "'debug.training.max_steps' = 0"),
+        ("debug.training.num_generations=3", "generation_batch_size (32) must be divisible by num_generations (3)"),
         (
             f"debug.reward.functions=[my_rewards:brevity],debug.reward.weights=[1],{NO_ACCURACY}",
             "'my_rewards:brevity' cannot be",
@@ -287,7 +287,7 @@ def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_an
     (run,) = mlflow_runs(project, "grpo_debug")
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     for metric in (
-        "rewards/accuracy_reward/mean",
+        "rewards/accuracy/mean",
         "rewards/brevity/mean",
         "rewards/soft_overlong_punishment_reward/mean",
         "rewards/short_answer/mean",
@@ -430,7 +430,7 @@ def test_evaluation_during_training_reaches_mlflow_the_metrics_and_the_reward_cu
     )
     history = client.get_metric_history(run.info.run_id, "eval/reward")
     assert sorted(point.step for point in history) == [0, 10, 20, 30, 40]
-    assert len(client.get_metric_history(run.info.run_id, "eval/rewards/accuracy_reward/mean")) == 5
+    assert len(client.get_metric_history(run.info.run_id, "eval/rewards/accuracy/mean")) == 5
     metrics = pd.read_csv(project / "data/07_model_output/debug/training_metrics.csv")
     assert metrics["eval/reward"].notna().sum() == 5 and metrics["reward"].notna().sum() == 40
     assert (project / "data/08_reporting/debug/reward_curve.png").stat().st_size > 10_000

@@ -9,9 +9,9 @@ from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.config.schema import ParameterError, RewardModelParams, RewardParams
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
-from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError, get_reward_functions
+from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError, RewardSet, resolve_rewards
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
-from grpo_pipeline.rewards.guard import guarded
+from grpo_pipeline.rewards.guard import guarded, is_async_reward
 from grpo_pipeline.rewards.models import load_reward_model, reward_model_scorers
 from tests.reward_models import build_short_answer_reward_model
 
@@ -42,16 +42,43 @@ def test_rewards_stay_in_unit_interval() -> None:
         assert all(0.0 <= value <= 1.0 for value in function(completions, answer=["1"] * len(completions)))
 
 
+def rewards_of(*functions: Any) -> RewardSet:
+    return resolve_rewards(RewardParams(functions=list(functions)), "debug.reward")
+
+
 def test_unknown_reward_name_suggests_the_closest() -> None:
-    with pytest.raises(ValueError, match=r"Unknown reward function 'acuracy'.*Did you mean 'accuracy'"):
-        get_reward_functions(["format", "acuracy"])
+    with pytest.raises(
+        ParameterError, match=r"functions\[1\]' \(acuracy\): unknown reward function 'acuracy'; did you"
+    ):
+        rewards_of("format", "acuracy")
 
 
-def test_rewards_keep_their_names_for_trl_metrics() -> None:
-    assert [function.__name__ for function in get_reward_functions(["accuracy", "format"])] == [
-        "accuracy_reward",
-        "format_reward",
-    ]
+def test_each_reward_has_one_name_which_is_what_trl_logs_and_none_is_trls() -> None:
+    rewards = rewards_of("accuracy", "format", "accuracy_reward", {"function": "length", "name": "short"})
+    assert rewards.names == ["accuracy", "format", "accuracy_reward", "short"]
+    assert [function.__name__ for function in rewards.functions] == rewards.names  # TRL: rewards/<__name__>/mean
+    assert not set(REWARD_FUNCTIONS) & {"accuracy_reward", "think_format_reward", "reasoning_accuracy_reward"}
+
+
+async def async_brevity(completions: list[Any], **kwargs: Any) -> list[float]:
+    return [1.0 if len(text) <= 2 else 0.0 for text in completions]
+
+
+def test_an_async_reward_stays_async_for_trl_to_run_concurrently() -> None:
+    import asyncio
+
+    (reward,) = resolve_rewards(RewardParams(functions=["tests.reward_examples:judge_async"])).functions
+    assert is_async_reward(reward) and reward.__name__ == "judge_async"
+    assert asyncio.run(reward(completions=["12", "1234"], answer=["12", "3"])) == [1.0, 0.0]
+    with pytest.raises(RewardError, match=r"Reward 'async_brevity' returned 1 values for 2 completions"):
+        asyncio.run(guarded("async_brevity", lambda **kwargs: async_brevity(["x"]))(completions=["a", "b"]))
+
+
+def test_none_means_not_applicable_and_passes_the_guard() -> None:
+    reward = guarded(
+        "only_even", lambda completions, **kwargs: [None if i % 2 else 1.0 for i in range(len(completions))]
+    )
+    assert reward(completions=["a", "b", "c"]) == [1.0, None, 1.0]
 
 
 def nan_for_letters(completions: list[Any], **kwargs: Any) -> list[float | None]:
@@ -66,7 +93,7 @@ def divide_by_answer(completions: list[Any], answer: list[str], **kwargs: Any) -
     ("completions", "message"),
     [
         (["1", "x"], r"Reward 'nan_for_letters' returned nan outside training on prompt 'p2', completion 'x'"),
-        (["1", ""], r"Reward 'nan_for_letters' returned None outside training on prompt 'p2', completion ''"),
+        (["1", "x", ""], r"Reward 'nan_for_letters' returned nan outside training on prompt 'p2', completion 'x'"),
     ],
 )
 def test_a_non_finite_reward_names_the_reward_and_the_completion(completions: list[str], message: str) -> None:
@@ -90,13 +117,10 @@ def test_rewards_by_import_path_with_kwargs_and_trl_built_ins() -> None:
             {"function": "get_soft_overlong_punishment", "kwargs": {"max_completion_len": 8, "soft_punish_cache": 4}},
         ]
     )
-    brevity, think, overlong = get_reward_functions(reward)[1:]
-    assert reward.labels() == ["format", "brevity", "think_format_reward", "get_soft_overlong_punishment"]
-    assert [brevity.__name__, think.__name__, overlong.__name__] == [
-        "brevity",
-        "think_format_reward",
-        "soft_overlong_punishment_reward",
-    ]
+    rewards = resolve_rewards(reward)
+    brevity, think, overlong = rewards.functions[1:]
+    assert rewards.names == ["format", "brevity", "think_format_reward", "soft_overlong_punishment_reward"]
+    assert [brevity.__name__, think.__name__, overlong.__name__] == rewards.names[1:]
     assert brevity(["12", "123"]) == [1.0, 0.0]
     assert think([[{"content": "<think>\nx\n</think>\n12"}]]) == [1.0]
     assert overlong(["a", "b"], completion_ids=[[1] * 3, [1] * 6]) == [0.0, -0.5]
@@ -112,15 +136,15 @@ def test_rewards_by_import_path_with_kwargs_and_trl_built_ins() -> None:
         ),
         (
             {"function": "get_soft_overlong_punishment", "kwargs": {"max_len": 8}},
-            r"entry 'get_soft_overlong_punishment': calling it .*unexpected keyword argument 'max_len'",
+            r"\(get_soft_overlong_punishment\): calling it .*unexpected keyword argument 'max_len'",
         ),
         ({"function": "tests.reward_examples:brevity", "kwargs": {"limit": 2}}, r"unexpected keyword argument 'limit'"),
-        ("think_format", r"Unknown reward function 'think_format'.*Did you mean 'think_format_reward'"),
+        ("think_format", r"unknown reward function 'think_format'; did you mean 'think_format_reward'"),
     ],
 )
 def test_bad_reward_entries_are_parameter_errors(entry: Any, message: str) -> None:
     with pytest.raises(ParameterError, match=message):
-        get_reward_functions(RewardParams(functions=[entry]))
+        resolve_rewards(RewardParams(functions=[entry]))
 
 
 @pytest.mark.trainer

@@ -87,7 +87,7 @@ def test_seed_style_three_argument_rollout_trains_through_the_adapter(
     assert templated.startswith("<|user|>") and templated.endswith("<|assistant|>")
     assert all(isinstance(args, GRPOConfig) for args in rollout_examples.SEEN["args"])
     # Half of the scripted answers are right: accuracy reward is 0.5 at every step.
-    assert metrics["rewards/accuracy_reward/mean"].tolist() == [0.5] * 4
+    assert metrics["rewards/accuracy/mean"].tolist() == [0.5] * 4
     assert {"scripted"} <= set(probe.calls[0])
 
 

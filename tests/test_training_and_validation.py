@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 from transformers import TrainerState
 
-from grpo_pipeline.config.schema import ModelParams, RewardParams, TrainingParams, parse_section
+from grpo_pipeline.config.run_config import RunConfig, resolve_run_config
 from grpo_pipeline.evaluation import decode
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer, loading_choices
@@ -36,8 +36,35 @@ def training_params(output_dir: Path, **overrides: Any) -> dict[str, Any]:
         "num_generations": 4,
         "max_completion_length": 6,
         "use_cpu": True,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "lr_scheduler_type": "constant",
         **overrides,
     }
+
+
+def run_config(
+    output_dir: Path,
+    reward: dict[str, Any] = REWARD,
+    validation: dict[str, Any] = VALIDATION,
+    peft: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
+    seed: int = 0,
+    **training: Any,
+) -> RunConfig:
+    """A run configuration as a variant's parameters resolve to one (the model path is the node's input)."""
+    raw = {
+        "seed": seed,
+        "model": {"name_or_path": "x"},
+        "peft": peft,
+        "formatting": {"max_prompt_length": 256},
+        "reward": reward,
+        "training": training_params(output_dir, **training),
+        "run": run or {},
+        "validation": validation,
+        "benchmark": {"mode": "debug"},
+    }
+    return resolve_run_config(raw, "debug")
 
 
 def train_and_save(
@@ -54,12 +81,7 @@ def train_and_save(
         train_dataset,
         train_dataset.head(8),  # scored only when training.eval_strategy asks for it
         str(tiny_model_dir),
-        {"name_or_path": str(tiny_model_dir)},
-        peft,
-        training_params(output / "trainer", **training_overrides),
-        reward,
-        seed=0,
-        run=run,
+        run_config(output / "trainer", reward, peft=peft, run=run, **training_overrides),
     )
     dataset = HFCheckpointDataset(path=str(output / "checkpoint"))
     dataset.save(checkpoint)
@@ -90,9 +112,9 @@ def test_training_records_per_step_metrics(trained: Any) -> None:
         "completions/mean_length",
         "entropy",
         "step_time",
-        "rewards/accuracy_reward/mean",
-        "rewards/format_reward/mean",
-        "rewards/length_reward/mean",
+        "rewards/accuracy/mean",
+        "rewards/format/mean",
+        "rewards/length/mean",
     ):
         assert column in metrics, column
     assert metrics["reward"].between(0, 1).all()
@@ -112,11 +134,7 @@ def test_kl_is_logged_when_beta_is_positive(tiny_model_dir: Path, datasets: Any,
         datasets[0],
         datasets[1],
         str(tiny_model_dir),
-        {"name_or_path": "x"},
-        None,
-        training_params(tmp_path, max_steps=2, beta=0.04),
-        REWARD,
-        seed=0,
+        run_config(tmp_path, max_steps=2, beta=0.04, reward=REWARD),
     )
     assert "kl" in metrics and metrics["kl"].notna().all()
 
@@ -137,9 +155,7 @@ def test_checkpoint_is_a_standard_hf_directory_that_reloads_and_generates(traine
 
 @pytest.mark.trainer
 def test_validation_compares_with_base_model(trained: Any, datasets: Any, tiny_model_dir: Path) -> None:
-    report, markdown = validate_checkpoint(
-        trained[0].load(), str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION
-    )
+    report, markdown = validate_checkpoint(trained[0].load(), str(tiny_model_dir), datasets[1], run_config(Path("out")))
     assert report["eval_prompts"] == 8 and report["passed"]
     assert report["reward_gain"] == pytest.approx(report["trained"]["mean_reward"] - report["base"]["mean_reward"])
     assert set(report["trained"]["rewards"]) == {"accuracy", "format", "length"}
@@ -154,9 +170,7 @@ def test_validation_fails_below_threshold(trained: Any, datasets: Any, tiny_mode
         trained[0].load(),
         str(tiny_model_dir),
         datasets[1],
-        {"name_or_path": "x"},
-        REWARD,
-        {**VALIDATION, "min_eval_reward": 3.5},
+        run_config(Path("out"), validation={**VALIDATION, "min_eval_reward": 3.5}),
     )
     # The failing report, with the samples that explain it, is returned (saved) before the run fails.
     assert report["passed"] is False and report["samples"] and "FAILED: mean eval reward" in markdown
@@ -172,7 +186,7 @@ def test_validation_reports_greedy_and_sampled_accuracy_and_gates_on_them(
     assert checkpoint.trainer_state["sampling"]["temperature"] == 1.0  # recorded by training, read by validation
     gated = {**VALIDATION, "accuracy_reward": "accuracy", "sampled_completions": 4, "min_greedy_accuracy_gain": 0.9}
     report, markdown = validate_checkpoint(
-        checkpoint, str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, gated, seed=3
+        checkpoint, str(tiny_model_dir), datasets[1], run_config(Path("out"), validation=gated, seed=3)
     )
     for model in ("base", "trained"):
         sampled = report[model]["sampled"]
@@ -183,7 +197,7 @@ def test_validation_reports_greedy_and_sampled_accuracy_and_gates_on_them(
     assert report["passed"] is False and "greedy accuracy gain over the base model" in markdown
     assert "| trained | sampled |" in markdown and "held-out sampled accuracy (accuracy)" in markdown
     again, _ = validate_checkpoint(
-        checkpoint, str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, gated, seed=3
+        checkpoint, str(tiny_model_dir), datasets[1], run_config(Path("out"), validation=gated, seed=3)
     )
     assert again["trained"]["sampled"] == report["trained"]["sampled"]  # the seed fixes the samples
 
@@ -193,9 +207,7 @@ def test_validation_fails_on_nan_weights(trained: Any, datasets: Any, tiny_model
     checkpoint = trained[0].load()
     with torch.no_grad():
         checkpoint.model.model.layers[0].mlp.down_proj.weight.fill_(float("nan"))
-    report, _ = validate_checkpoint(
-        checkpoint, str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION
-    )
+    report, _ = validate_checkpoint(checkpoint, str(tiny_model_dir), datasets[1], run_config(Path("out")))
     with pytest.raises(ValueError, match="NaN"):
         check_validation(report)
 
@@ -231,7 +243,7 @@ def test_best_checkpoint_selection_hands_the_best_checkpoint_to_validation(
 
 @pytest.mark.trainer
 def test_benchmark_row_has_the_seed_columns(trained: Any) -> None:
-    table, markdown = benchmark_run(trained[3], {"mode": "debug"})
+    table, markdown = benchmark_run(trained[3], run_config(Path("out")))
     assert list(table.columns[:4]) == ["mode", "steps", "wall_time_s", "s_per_step"]
     row = table.iloc[0]
     assert row["steps"] == 4 and row["s_per_step"] > 0
@@ -240,18 +252,9 @@ def test_benchmark_row_has_the_seed_columns(trained: Any) -> None:
     assert markdown.startswith("# GRPO benchmark")
 
 
-def test_unknown_reward_fails_before_loading_a_model(datasets: Any, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="Unknown reward function 'corectness'"):
-        train_grpo(
-            datasets[0],
-            datasets[1],
-            str(tmp_path / "no-model-here"),
-            {"name_or_path": "x"},
-            None,
-            training_params(tmp_path),
-            {"functions": ["corectness"]},
-            seed=0,
-        )
+def test_unknown_reward_fails_before_loading_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"functions\[0\]' \(corectness\): unknown reward function 'corectness'"):
+        run_config(tmp_path, reward={"functions": ["corectness"]})
 
 
 @pytest.mark.trainer
@@ -261,11 +264,7 @@ def test_trains_on_text_prompts(tiny_model_dir: Path, datasets: Any, tmp_path: P
         text_dataset,
         datasets[1],
         str(tiny_model_dir),
-        {"name_or_path": "x"},
-        None,
-        training_params(tmp_path, max_steps=2),
-        REWARD,
-        seed=0,
+        run_config(tmp_path, max_steps=2, reward=REWARD),
     )
     assert metrics["step"].tolist() == [1, 2]
     assert metrics["completions/mean_length"].gt(0).all()
@@ -279,8 +278,8 @@ def test_training_keeps_sample_completions_with_their_rewards(trained: Any) -> N
     assert len(samples) == 4
     for sample in samples:
         assert sample["prompt"].startswith("What is ")
-        assert {"completion", "accuracy_reward", "format_reward", "length_reward", "advantage"} <= set(sample)
-        assert sample["format_reward"] == pytest.approx(format_reward([sample["completion"]])[0], abs=1e-4)
+        assert {"completion", "accuracy", "format", "length", "advantage"} <= set(sample)
+        assert sample["format"] == pytest.approx(format_reward([sample["completion"]])[0], abs=1e-4)
 
 
 def nan_from_step_two(completions: list[Any], trainer_state: Any, **kwargs: Any) -> list[float]:
@@ -297,11 +296,7 @@ def test_a_nan_reward_stops_training_naming_reward_and_step(
             datasets[0],
             datasets[1],
             str(tiny_model_dir),
-            {"name_or_path": "x"},
-            None,
-            training_params(tmp_path, max_steps=3),
-            {"functions": ["format", "nan_from_step_two"]},
-            seed=0,
+            run_config(tmp_path, max_steps=3, reward={"functions": ["format", "nan_from_step_two"]}),
         )
 
 
@@ -326,9 +321,7 @@ def test_samples_show_the_scored_text_and_what_the_model_generated(
 
     for sample in trained[4]:
         assert without_special(sample["generated"]) == sample["completion"]
-    report, _ = validate_checkpoint(
-        trained[0].load(), str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION
-    )
+    report, _ = validate_checkpoint(trained[0].load(), str(tiny_model_dir), datasets[1], run_config(Path("out")))
     for sample in report["samples"]:
         assert without_special(sample["trained_generated"]) == sample["trained_completion"]
 
@@ -348,15 +341,8 @@ def test_samples_show_the_scored_text_and_what_the_model_generated(
 def test_model_loading_choices_reach_the_model_as_trl_loads_it(
     training: dict[str, Any], expected: dict[str, str], tiny_model_dir: Path, datasets: Any, tmp_path: Path
 ) -> None:
-    request = TrainingRequest(
-        train_dataset=datasets[0],
-        base_model_path=str(tiny_model_dir),
-        model=ModelParams(name_or_path=str(tiny_model_dir)),
-        peft=None,
-        training=parse_section(TrainingParams, training_params(tmp_path, max_steps=1, **training), "training"),
-        reward=RewardParams(functions=["format"]),
-        seed=0,
-    )
+    config = run_config(tmp_path, reward={"functions": ["format"]}, max_steps=1, **training)
+    request = TrainingRequest(datasets[0], str(tiny_model_dir), config)
     choices = loading_choices(train(request).trainer.model)
     assert choices | expected == choices and choices["dtype"] == "float32"
 

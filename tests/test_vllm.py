@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import requests
 import torch
+from trl import GRPOConfig
 from trl.import_utils import is_vllm_available
 
 from grpo_pipeline import vllm_serve
-from grpo_pipeline.config.schema import TrainingParams
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.distributed import free_port
 from grpo_pipeline.training.vllm_preflight import VllmUnavailableError, check_vllm_generation, wait_for_server
@@ -69,9 +69,9 @@ def serving(project: Path, port: int, *options: str, env: dict[str, str] | None 
             server.wait()
 
 
-def server_training(port: int, **overrides: object) -> TrainingParams:
+def server_training(port: int, **overrides: object) -> GRPOConfig:
     values = {"use_vllm": True, "vllm_mode": "server", "vllm_server_port": port, "vllm_server_timeout": 2}
-    return TrainingParams.model_validate(training_params(Path("out"), **values, **overrides))
+    return GRPOConfig(**training_params(Path("out"), **values, **overrides))
 
 
 @pytest.mark.kedro_run
@@ -93,11 +93,11 @@ def test_server_mode_preflight_fails_with_the_command_when_no_server_listens(tmp
 
 
 def test_vllm_without_the_extra_or_a_gpu_is_refused_before_loading() -> None:
-    training = TrainingParams.model_validate(training_params(Path("out"), use_vllm=True, vllm_mode="colocate"))
+    training = GRPOConfig(**training_params(Path("out"), use_vllm=True, vllm_mode="colocate"))
     expected = "pip install -e '.[vllm]'" if not is_vllm_available() else "needs a CUDA GPU"
     with pytest.raises(VllmUnavailableError, match=re.escape(expected)):
         check_vllm_generation(training, TINY_MODEL, "debug")
-    assert check_vllm_generation(TrainingParams.model_validate(training_params(Path("out"))), TINY_MODEL) is None
+    assert check_vllm_generation(GRPOConfig(**training_params(Path("out"))), TINY_MODEL) is None
 
 
 def test_vllm_serve_prints_the_variant_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from grpo_pipeline.config.loader import load_parameters
+from grpo_pipeline.config.run_config import RunConfig
 from grpo_pipeline.config.schema import ModelParams, ParameterError, VariantParams, WarmStartParams, parse_section
 from grpo_pipeline.evaluation import decode, generate
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
@@ -20,16 +21,20 @@ from grpo_pipeline.training.warm_start import (
     recorded_fingerprint,
 )
 from tests.conftest import PROJECT_ROOT
-from tests.test_training_and_validation import weights_changed
+from tests.test_training_and_validation import run_config, weights_changed
 
 
-def warm_start_params(output_dir: Path, **sft: Any) -> WarmStartParams:
-    return WarmStartParams.model_validate(
+def warm_start_config(output_dir: Path, model: Path, **sft: Any) -> RunConfig:
+    """A run configuration with a warm start into ``output_dir`` from ``model``."""
+    config = run_config(output_dir / "trainer")
+    warm_start = WarmStartParams.model_validate(
         {
             "output_dir": str(output_dir),
             "sft": {"max_steps": 30, "per_device_train_batch_size": 16, "learning_rate": 3e-3, "use_cpu": True} | sft,
         }
     )
+    model_params = ModelParams(name_or_path=str(model))
+    return RunConfig(config.variant, config.params.model_copy(update={"warm_start": warm_start, "model": model_params}))
 
 
 @pytest.mark.trainer
@@ -37,9 +42,8 @@ def test_the_warm_start_teaches_the_answers_and_is_reused_until_something_change
     tiny_model_dir: Path, datasets: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     train = datasets[0]
-    model = ModelParams(name_or_path=str(tiny_model_dir))
-    params = warm_start_params(tmp_path / "warm")
-    path = ensure_warm_start(train, str(tiny_model_dir), model, params, seed=0)
+    config = warm_start_config(tmp_path / "warm", tiny_model_dir)
+    path = ensure_warm_start(train, str(tiny_model_dir), config)
     warm = load_causal_lm(path)
     assert weights_changed(tiny_model_dir, warm)
     tokenizer = load_tokenizer(path)
@@ -51,10 +55,10 @@ def test_the_warm_start_teaches_the_answers_and_is_reused_until_something_change
     weights = Path(path) / "model.safetensors"
     written = weights.stat().st_mtime_ns
     with caplog.at_level(logging.INFO):
-        assert ensure_warm_start(train, str(tiny_model_dir), model, params, seed=0) == path
+        assert ensure_warm_start(train, str(tiny_model_dir), config) == path
     assert "Warm start: reusing" in caplog.text and weights.stat().st_mtime_ns == written
     recorded = recorded_fingerprint(path)
-    ensure_warm_start(train.head(20), str(tiny_model_dir), model, params, seed=0)  # other data: trained again
+    ensure_warm_start(train.head(20), str(tiny_model_dir), config)  # other data: trained again
     assert (
         weights.stat().st_mtime_ns != written and recorded_fingerprint(path)["data.sha256"] != recorded["data.sha256"]
     )
@@ -70,7 +74,7 @@ def test_the_sft_section_is_checked_against_sft_config_before_anything_runs() ->
         parse_section(WarmStartParams, section, "debug.warm_start")
     message = str(error.value)
     assert "unknown parameter 'debug.warm_start.sft.learning_rat': did you mean 'learning_rate'?" in message
-    assert "'debug.warm_start.sft.loss_type' = 'nl': must be one of ['nll', 'dft']" in message
+    assert "'debug.warm_start.sft.loss_type' = 'nl': must be one of ['dft', 'nll']" in message
     assert "'debug.warm_start.sft.output_dir': the warm start trains in a scratch directory" in message
 
 
