@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -32,9 +33,12 @@ from mlflow.tracking._model_registry.registry import ModelRegistryStoreRegistry
 from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
 
 from grpo_pipeline import sandbox
-from grpo_pipeline.config.schema import TinyModelParams
+from grpo_pipeline.config.loader import load_parameters
+from grpo_pipeline.config.run_config import RunConfig, resolve_run_config
+from grpo_pipeline.config.schema import FormattingParams, TinyModelParams
+from grpo_pipeline.models.loading import load_tokenizer
 from grpo_pipeline.models.tiny import ensure_tiny_model
-from grpo_pipeline.pipelines.grpo.nodes import format_prompts
+from grpo_pipeline.prompts import format_splits
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -216,7 +220,18 @@ def datasets(tiny_model_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     raw = pd.DataFrame(
         {"prompt": [[{"role": "user", "content": q}] for q, _ in questions], "answer": [a for _, a in questions]}
     )
-    train, evaluation, _ = format_prompts(
-        raw.iloc[8:], raw.iloc[:8], str(tiny_model_dir), {"name_or_path": "x"}, {"max_prompt_length": 64}
-    )
+    tokenizer = load_tokenizer(tiny_model_dir)
+    train, evaluation, _ = format_splits(raw.iloc[8:], raw.iloc[:8], tokenizer, FormattingParams(max_prompt_length=64))
     return train, evaluation
+
+
+_DEBUG_PARAMETERS: dict[str, Any] = {}
+
+
+def variant_config(**sections: Any) -> RunConfig:
+    """The shipped debug variant's run configuration with whole ``sections`` replaced (no warm start, no accuracy
+    reward unless given), as a node receives it."""
+    if not _DEBUG_PARAMETERS:
+        _DEBUG_PARAMETERS.update(load_parameters(PROJECT_ROOT / "conf", "base")["debug"])
+    validation = {"max_new_tokens": _DEBUG_PARAMETERS["validation"]["max_new_tokens"]}
+    return resolve_run_config({**_DEBUG_PARAMETERS, "warm_start": None, "validation": validation, **sections}, "debug")

@@ -7,8 +7,7 @@ import pytest
 
 from grpo_pipeline.pipelines.grpo.nodes import format_prompts
 from grpo_pipeline.prompts import PromptDataError
-
-MODEL = {"name_or_path": "unused"}
+from tests.conftest import variant_config
 
 
 def frame(*questions: str) -> pd.DataFrame:
@@ -25,8 +24,7 @@ def test_applies_chat_template_and_counts_tokens(tiny_model_dir: Path) -> None:
         frame("What is 1 + 0?", "What is 2 - 1?"),
         frame("1 + 0 = ?"),
         str(tiny_model_dir),
-        MODEL,
-        {"max_prompt_length": 64},
+        variant_config(formatting={"max_prompt_length": 64}),
     )
     assert train["prompt_text"][0] == "<|user|>What is 1 + 0?<|end|><|assistant|>"
     # character-level tokenizer: one token per character plus three special tokens
@@ -41,8 +39,7 @@ def test_drops_prompts_over_max_length_and_reports_how_many(tiny_model_dir: Path
         frame("What is 1 + 0?", long_question),
         frame("1 + 0 = ?"),
         str(tiny_model_dir),
-        MODEL,
-        {"max_prompt_length": 32},
+        variant_config(formatting={"max_prompt_length": 32}),
     )
     assert len(train) == 1
     assert stats["train"]["dropped_over_max_length"] == 1
@@ -52,7 +49,10 @@ def test_drops_prompts_over_max_length_and_reports_how_many(tiny_model_dir: Path
 def test_every_prompt_over_length_is_an_error(tiny_model_dir: Path) -> None:
     with pytest.raises(PromptDataError, match=r"formatting.max_prompt_length=4 tokens"):
         format_prompts(
-            frame("What is 1 + 0?"), frame("1 + 0 = ?"), str(tiny_model_dir), MODEL, {"max_prompt_length": 4}
+            frame("What is 1 + 0?"),
+            frame("1 + 0 = ?"),
+            str(tiny_model_dir),
+            variant_config(formatting={"max_prompt_length": 4}),
         )
 
 
@@ -61,7 +61,6 @@ def test_text_prompt_format_hands_the_trainer_templated_strings(tiny_model_dir: 
         frame("What is 1 + 0?"),
         frame("1 + 0 = ?"),
         str(tiny_model_dir),
-        MODEL,
-        {"max_prompt_length": 64, "prompt_format": "text"},
+        variant_config(formatting={"max_prompt_length": 64, "prompt_format": "text"}),
     )
     assert train["prompt"][0] == train["prompt_text"][0] == "<|user|>What is 1 + 0?<|end|><|assistant|>"

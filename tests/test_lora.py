@@ -10,7 +10,7 @@ import torch
 
 from grpo_pipeline.models.loading import load_causal_lm
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, validate_checkpoint
-from tests.test_training_and_validation import REWARD, VALIDATION, train_and_save
+from tests.test_training_and_validation import run_config, train_and_save
 
 PEFT = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear", "merge_and_export": True}
 
@@ -53,7 +53,7 @@ def test_merged_export_generates_what_base_plus_adapter_does(
     lora_checkpoint: tuple, datasets: Any, tiny_model_dir: Path
 ) -> None:
     report, markdown = validate_checkpoint(
-        lora_checkpoint[0].load(), str(tiny_model_dir), datasets[1], {"name_or_path": "x"}, REWARD, VALIDATION
+        lora_checkpoint[0].load(), str(tiny_model_dir), datasets[1], run_config(Path("o"))
     )
     assert report["adapter"] is True
     assert report["merged_export"] == {"prompts": 8, "identical_greedy_generations": 8, "matches": True}
@@ -62,7 +62,7 @@ def test_merged_export_generates_what_base_plus_adapter_does(
 
 @pytest.mark.trainer
 def test_benchmark_reports_the_trainable_share(lora_checkpoint: tuple) -> None:
-    table, _ = benchmark_run(lora_checkpoint[1], {"mode": "LoRA"})
+    table, _ = benchmark_run(lora_checkpoint[1], run_config(Path("o")))
     row = table.iloc[0]
     assert 0 < row["trainable_parameters"] < 0.5 * row["total_parameters"]
     assert row["trainable_share"] == pytest.approx(row["trainable_parameters"] / row["total_parameters"], abs=1e-4)

@@ -178,7 +178,7 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(debug_project:
         # The misspelt reward is named first, not as validation.accuracy_reward missing from the rewards.
         (
             "debug.reward.functions=[acuracy]",
-            "parameter 'debug.reward.functions[0]' (acuracy): unknown reward function 'acuracy'; did you mean 'accuracy'?",
+            "'debug.reward.functions[0]' (acuracy): unknown reward function 'acuracy'; did you mean 'accuracy'?",
         ),
         (
             "debug.training.output_dir=data/01_raw/largest_digit_prompts.jsonl/out",

@@ -122,7 +122,7 @@ def test_environment_and_runtime_parameters_apply_before_the_defaults() -> None:
     assert gpu["full"]["training"]["bf16"] is True and gpu["full"]["training"]["max_steps"] == 3
     assert gpu["lora"]["training"]["learning_rate"] == 1e-5 and gpu["lora"]["training"]["max_steps"] == -1
     assert {gpu[variant]["seed"] for variant in VARIANTS} == {7}
-    assert "bf16" not in load_parameters(conf, "base")["debug"]["training"]
+    assert load_parameters(conf, "base")["debug"]["training"]["bf16"] is False  # base is the CPU site
 
 
 # A new process: the variant's name is added to the copy's own package source, which this process has not loaded.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -60,18 +61,16 @@ def test_each_reward_has_one_name_which_is_what_trl_logs_and_none_is_trls() -> N
     assert not set(REWARD_FUNCTIONS) & {"accuracy_reward", "think_format_reward", "reasoning_accuracy_reward"}
 
 
-async def async_brevity(completions: list[Any], **kwargs: Any) -> list[float]:
-    return [1.0 if len(text) <= 2 else 0.0 for text in completions]
+async def async_brevity(completions: list[Any], short: bool = False, **kwargs: Any) -> list[float]:
+    return [1.0 if len(text) <= 2 else 0.0 for text in completions][: 1 if short else None]
 
 
 def test_an_async_reward_stays_async_for_trl_to_run_concurrently() -> None:
-    import asyncio
-
     (reward,) = resolve_rewards(RewardParams(functions=["tests.reward_examples:judge_async"])).functions
     assert is_async_reward(reward) and reward.__name__ == "judge_async"
     assert asyncio.run(reward(completions=["12", "1234"], answer=["12", "3"])) == [1.0, 0.0]
     with pytest.raises(RewardError, match=r"Reward 'async_brevity' returned 1 values for 2 completions"):
-        asyncio.run(guarded("async_brevity", lambda **kwargs: async_brevity(["x"]))(completions=["a", "b"]))
+        asyncio.run(guarded("async_brevity", async_brevity)(completions=["a", "b"], short=True))
 
 
 def test_none_means_not_applicable_and_passes_the_guard() -> None:
@@ -132,7 +131,7 @@ def test_rewards_by_import_path_with_kwargs_and_trl_built_ins() -> None:
         ("no_such_module.rewards:fn", r"'no_such_module.rewards:fn' cannot be imported"),
         (
             "tests.reward_examples:not_a_reward",
-            r"'tests.reward_examples:not_a_reward': calling it with kwargs \{\} failed",
+            r"\(tests.reward_examples:not_a_reward\): calling it with kwargs \{\} failed",
         ),
         (
             {"function": "get_soft_overlong_punishment", "kwargs": {"max_len": 8}},

@@ -16,7 +16,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from grpo_pipeline.config.loader import load_parameters
-from grpo_pipeline.config.run_config import resolve_run_config
+from grpo_pipeline.config.schema import VariantParams, parse_section
+from grpo_pipeline.config.trl_config import trl_values
 from grpo_pipeline.models.tiny import ensure_base_model
 from grpo_pipeline.training.vllm_preflight import serve_command
 from grpo_pipeline.variants import DEFAULT_VARIANT, VARIANTS
@@ -29,9 +30,12 @@ def runtime_params(params: str | None) -> dict:
 
 def variant_serve_command(project: Path, variant: str, env: str | None, params: str | None) -> str:
     raw = load_parameters(project / "conf", env, runtime_params(params))[variant]
-    config = resolve_run_config(raw, variant)
-    model_path = ensure_base_model(config.params.model)
-    return serve_command(model_path, config.grpo_config, config.params.model.trust_remote_code)
+    # Parsed, not built: GRPOConfig checks the training device, and the server may be started on another machine.
+    params = parse_section(VariantParams, raw, variant)
+    model_path = ensure_base_model(params.model)
+    return serve_command(
+        model_path, trl_values("GRPOConfig", params.training.model_dump()), params.model.trust_remote_code
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ import difflib
 import enum
 import functools
 import re
+import types
 import typing
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -60,6 +61,13 @@ def config_fields(config: TrlConfig) -> dict[str, Any]:
 def trl_default(config: TrlConfig, name: str) -> Any:
     """The default TRL gives ``config``'s field ``name``."""
     return next(field for field in dataclasses.fields(config_class(config)) if field.name == name).default
+
+
+def trl_values(config: TrlConfig, values: dict[str, Any]) -> Any:
+    """``values`` over TRL's defaults, read as ``config``'s attributes, without building the config (whose checks
+    look at this machine's devices)."""
+    defaults = {field.name: field.default for field in dataclasses.fields(config_class(config)) if field.init}
+    return types.SimpleNamespace(**(defaults | values))
 
 
 def _help(config: TrlConfig, name: str) -> str:
