@@ -264,11 +264,21 @@ def test_bad_rows_of_a_csv_source_name_its_path_and_rows(tmp_path: Path) -> None
 def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_and_the_report(
     debug_project: Path,
 ) -> None:
+    """Every kind of reward TRL takes, each under one name everywhere: a user's sync and async (LLM-judge shaped)
+    rewards, one that returns None (not applicable) for problems with an even answer, TRL's own, a reward model."""
     project = debug_project
     # A user's own module beside the package: Kedro puts src/ on the path.
     (project / "src/my_rewards.py").write_text(
+        "import asyncio\n\n\n"
         "def brevity(completions, max_chars=4, **kwargs):\n"
-        "    return [1.0 if len(c[-1]['content'].strip()) <= max_chars else 0.0 for c in completions]\n"
+        "    return [1.0 if len(c[-1]['content'].strip()) <= max_chars else 0.0 for c in completions]\n\n\n"
+        "async def judge(completions, answer, trainer_state, **kwargs):\n"
+        "    await asyncio.sleep(0)\n"
+        "    assert trainer_state is not None  # TRL passes it, and so does validation\n"
+        "    return [float(c[-1]['content'].strip() == a) for c, a in zip(completions, answer)]\n\n\n"
+        "def odd_only(completions, answer, **kwargs):\n"
+        "    return [None if int(a) % 2 == 0 else float(c[-1]['content'].strip() == a)\n"
+        "            for c, a in zip(completions, answer)]\n"
     )
     build_short_answer_reward_model(project / "data/06_models/reward/short_answer")
     (project / "conf/local/parameters.yml").write_text(
@@ -278,7 +288,9 @@ def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_an
         "      - accuracy\n"
         "      - {function: 'my_rewards:brevity', kwargs: {max_chars: 3}}\n"
         "      - {function: get_soft_overlong_punishment, kwargs: {max_completion_len: 8, soft_punish_cache: 4}}\n"
-        "    weights: [1.0, 1.0, 1.0]\n"
+        "      - 'my_rewards:judge'\n"
+        "      - 'my_rewards:odd_only'\n"
+        "    weights: [1.0, 1.0, 1.0, 1.0, 1.0]\n"
         "    models:\n"
         "      - {name_or_path: data/06_models/reward/short_answer, weight: 2.0}\n"
         "  validation: {min_greedy_accuracy_gain: null, min_sampled_accuracy_gain: null}\n"
@@ -286,20 +298,21 @@ def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_an
     run_kedro(project, "run", "--pipelines=grpo_debug", "--params=debug.training.max_steps=4")
     (run,) = mlflow_runs(project, "grpo_debug")
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    for metric in (
-        "rewards/accuracy/mean",
-        "rewards/brevity/mean",
-        "rewards/soft_overlong_punishment_reward/mean",
-        "rewards/short_answer/mean",
-    ):
-        assert len(client.get_metric_history(run.info.run_id, metric)) == 4, metric
+    names = ["accuracy", "brevity", "soft_overlong_punishment_reward", "judge", "odd_only", "short_answer"]
+    for name in names:
+        assert len(client.get_metric_history(run.info.run_id, f"rewards/{name}/mean")) == 4, name
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
-    assert set(report["trained"]["rewards"]) == {"accuracy", "brevity", "get_soft_overlong_punishment", "short_answer"}
+    assert list(report["trained"]["rewards"]) == list(report["reward_weights"]) == names  # one name everywhere
     assert report["reward_weights"]["short_answer"] == 2.0
+    eval_answers = pd.read_json(project / "data/03_primary/debug/eval_dataset.jsonl", lines=True, dtype=False)["answer"]
+    evens = sum(int(answer) % 2 == 0 for answer in eval_answers.head(report["eval_prompts"]))
+    assert 0 < evens < report["eval_prompts"]
     for model in ("base", "trained"):
-        weighted = sum(report["reward_weights"][name] * value for name, value in report[model]["rewards"].items())
-        assert report[model]["mean_reward"] == pytest.approx(weighted), report[model]
-    assert "short_answer" in (project / "data/08_reporting/debug/validation_report.md").read_text()
+        skipped = report[model]["skipped"]
+        assert skipped == dict.fromkeys(names, 0) | {"odd_only": evens}, skipped
+        assert report[model]["sampled"]["skipped"]["odd_only"] == evens * report["sampling"]["completions_per_prompt"]
+    markdown = (project / "data/08_reporting/debug/validation_report.md").read_text()
+    assert "short_answer" in markdown and "odd_only skipped" in markdown
 
 
 def shipped_task_as_table() -> pd.DataFrame:
