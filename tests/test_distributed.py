@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 from trl import GRPOConfig
 
-from grpo_pipeline.config.schema import DistributedParams, ParameterError, parse_section
+from grpo_pipeline.config.schema import DistributedParams, parse_section
+from grpo_pipeline.errors import ParameterError
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.distributed import free_port, launch_command
 from tests.conftest import KEDRO, PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro

@@ -8,7 +8,8 @@ import pytest
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from grpo_pipeline.config.schema import ParameterError, RewardModelParams, RewardParams
+from grpo_pipeline.config.schema import RewardModelParams, RewardParams
+from grpo_pipeline.errors import ParameterError
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError, RewardSet, resolve_rewards
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward

@@ -11,7 +11,8 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig
 
-from grpo_pipeline.config.schema import ParameterError, RunParams
+from grpo_pipeline.config.schema import RunParams
+from grpo_pipeline.errors import ParameterError
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
 from grpo_pipeline.training.rollouts import check_rollout_func, generate_rollout, load_rollout_func

@@ -17,7 +17,6 @@ from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.run_config import RunConfig, resolve_run_config
 from grpo_pipeline.config.schema import (
     ModelParams,
-    ParameterError,
     RewardParams,
     RunParams,
     TrainingParams,
@@ -25,6 +24,7 @@ from grpo_pipeline.config.schema import (
     parse_section,
 )
 from grpo_pipeline.config.trl_config import documented_choices
+from grpo_pipeline.errors import ParameterError
 from grpo_pipeline.variants import VARIANTS
 from tests.conftest import PROJECT_ROOT
 

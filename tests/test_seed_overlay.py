@@ -7,7 +7,7 @@ import pytest
 
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.run_config import RunConfig, resolve_run_config
-from grpo_pipeline.config.schema import ParameterError
+from grpo_pipeline.errors import ParameterError
 from tests.conftest import PROJECT_ROOT
 
 DEBUG = load_parameters(PROJECT_ROOT / "conf", "base")["debug"]

@@ -10,7 +10,8 @@ import pytest
 
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.run_config import RunConfig
-from grpo_pipeline.config.schema import ModelParams, ParameterError, VariantParams, WarmStartParams, parse_section
+from grpo_pipeline.config.schema import ModelParams, VariantParams, WarmStartParams, parse_section
+from grpo_pipeline.errors import ParameterError
 from grpo_pipeline.evaluation import decode, generate
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.training.warm_start import (

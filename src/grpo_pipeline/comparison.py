@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.config.schema import CompareRunsParams
+from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.reporting import markdown_table
 from grpo_pipeline.variants import VARIANTS
 
@@ -39,12 +40,16 @@ def _first_csv_row(path: Path) -> dict[str, Any]:
     return pd.read_csv(path).iloc[0].to_dict()
 
 
+class ComparisonError(ProjectError, ValueError):
+    """The runs to compare are not in the tracking store; the message says how to make or name them."""
+
+
 def collect_runs(params: CompareRunsParams) -> list[dict[str, Any]]:
     """The chosen runs with their parameters, reward history, validation report and benchmark row."""
     client = MlflowClient()
     experiment = client.get_experiment_by_name(params.experiment_name)
     if experiment is None:
-        raise ValueError(
+        raise ComparisonError(
             f"No MLflow experiment '{params.experiment_name}' at {mlflow.get_tracking_uri()}: run a GRPO pipeline "
             "first, e.g. `kedro run --pipelines=grpo_debug`."
         )
@@ -60,7 +65,7 @@ def collect_runs(params: CompareRunsParams) -> list[dict[str, Any]]:
                 max_results=params.latest_per_pipeline,
             )
     if not runs:
-        raise ValueError(
+        raise ComparisonError(
             f"No finished runs of {params.pipelines} in experiment '{params.experiment_name}'. Run a pipeline "
             "first or set compare_runs.run_ids."
         )

@@ -5,3 +5,16 @@ from __future__ import annotations
 
 class ProjectError(Exception):
     """Base of every error whose message is written for the user (``kedro run`` prints just the message)."""
+
+
+class ParameterError(ProjectError, ValueError):
+    """Bad parameters: the message names each offending key, its value and what is allowed."""
+
+
+# Every parameter error starts so, one problem per line below it.
+PARAMETER_ERROR_HEADER = "Invalid parameters:"
+
+
+def invalid_parameters(problems: list[str], error: type[ParameterError] = ParameterError) -> ParameterError:
+    """One error for every problem found, one line each, under the header every parameter error has."""
+    return error(PARAMETER_ERROR_HEADER + "\n  - " + "\n  - ".join(problems))

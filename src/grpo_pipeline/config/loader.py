@@ -17,7 +17,7 @@ from typing import Any
 
 from kedro.config import OmegaConfigLoader
 
-from grpo_pipeline.errors import ProjectError
+from grpo_pipeline.errors import ParameterError, invalid_parameters
 from grpo_pipeline.variants import DEFAULTS_KEY, VARIANTS
 
 VARIANT_PLACEHOLDER = "{variant}"
@@ -55,7 +55,7 @@ def for_variant(value: Any, variant: str) -> Any:
     return value
 
 
-class VariantExtendsError(ProjectError, ValueError):
+class VariantExtendsError(ParameterError):
     """A variant's ``extends`` names no variant, or variants that extend each other in a loop."""
 
 
@@ -66,16 +66,16 @@ def own_values(parameters: dict[str, Any], variant: str, extending: tuple[str, .
     if base is None:
         return own
     if base not in VARIANTS:
-        raise VariantExtendsError(
-            f"Invalid parameters:\n  - parameter '{variant}.{EXTENDS_KEY}' = {base!r} is not a variant; name one "
-            f"of {[name for name in VARIANTS if name != variant]}"
-        )
+        others = [name for name in VARIANTS if name != variant]
+        problem = f"parameter '{variant}.{EXTENDS_KEY}' = {base!r} is not a variant; name one of {others}"
+        raise invalid_parameters([problem], VariantExtendsError)
     if base in (*extending, variant):
         loop = " -> ".join((*extending, variant, base))
-        raise VariantExtendsError(
-            f"Invalid parameters:\n  - parameter '{variant}.{EXTENDS_KEY}' = {base!r} closes a loop ({loop}); "
-            "a variant may extend only one that extends none of them"
+        problem = (
+            f"parameter '{variant}.{EXTENDS_KEY}' = {base!r} closes a loop ({loop}); a variant may extend only one "
+            "that extends none of them"
         )
+        raise invalid_parameters([problem], VariantExtendsError)
     return deep_merge(own_values(parameters, base, (*extending, variant)), own)
 
 

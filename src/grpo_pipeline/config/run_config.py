@@ -16,15 +16,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from grpo_pipeline.config.schema import (
-    ModelParams,
-    ParameterError,
-    TrlConfigSection,
-    VariantParams,
-    invalid_parameters,
-    parse_section,
-)
+from grpo_pipeline.config.schema import ModelParams, TrlConfigSection, VariantParams, invalid_parameters, parse_section
 from grpo_pipeline.config.seed_overlay import apply_seed_config
+from grpo_pipeline.errors import ParameterError
 
 if TYPE_CHECKING:
     from trl import GRPOConfig, SFTConfig

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from grpo_pipeline.config.trl_config import TrlConfig
-from grpo_pipeline.errors import ProjectError
+from grpo_pipeline.errors import invalid_parameters
 from grpo_pipeline.variants import VARIANTS, pipeline_name
 
 # A hub repository id: "name" or "organisation/name" (what huggingface_hub accepts), never a path.
@@ -383,15 +383,6 @@ class CompareRunsParams(_Section):
     run_ids: list[str] = Field(default_factory=list, description="compare exactly these runs (overrides the rest)")
     pipelines: list[str] = Field(default_factory=lambda: [pipeline_name(variant) for variant in VARIANTS])
     latest_per_pipeline: int = Field(1, gt=0, description="how many of each pipeline's newest finished runs")
-
-
-class ParameterError(ProjectError, ValueError):
-    """Bad parameters: the message names each offending key, its value and what is allowed."""
-
-
-def invalid_parameters(problems: list[str]) -> ParameterError:
-    """One error for every problem found, one line each, under the header every parameter error has."""
-    return ParameterError("Invalid parameters:\n  - " + "\n  - ".join(problems))
 
 
 def _nested_section(model: type[BaseModel], location: tuple[str | int, ...]) -> type[BaseModel] | None:

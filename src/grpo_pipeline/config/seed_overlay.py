@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from grpo_pipeline.config.schema import ParameterError
 from grpo_pipeline.config.trl_config import trl_default
+from grpo_pipeline.errors import ParameterError
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_pipeline.atomic import atomic_directory
+from grpo_pipeline.errors import ProjectError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 TRAINER_STATE_FILE = "trainer_state.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 MERGED_DIR = "merged"
+
+
+class CheckpointSaveError(ProjectError, ValueError):
+    """The checkpoint cannot be saved as the parameters ask."""
 
 
 @dataclass
@@ -58,7 +63,10 @@ def is_checkpoint(path: str | Path) -> bool:
 def save_checkpoint(checkpoint: HFCheckpoint, path: str | Path) -> None:
     """Write ``checkpoint`` to ``path`` atomically (safetensors only) and record the path on it."""
     if checkpoint.export_merged and not checkpoint.is_adapter:
-        raise ValueError("merge_and_export needs a LoRA (peft) model; this checkpoint is a full model")
+        raise CheckpointSaveError(
+            "peft.merge_and_export needs a LoRA model (peft set), but this checkpoint is a full model; set "
+            "peft.merge_and_export=false or train with peft"
+        )
     with atomic_directory(Path(path)) as staging:
         checkpoint.model.save_pretrained(staging, safe_serialization=True)
         checkpoint.tokenizer.save_pretrained(staging)

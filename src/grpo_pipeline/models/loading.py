@@ -16,13 +16,19 @@ from accelerate.utils import DistributedType
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl.trainer.utils import create_model_from_path
 
+from grpo_pipeline.errors import ProjectError
+
+
+class ModelLoadingError(ProjectError, ValueError):
+    """A model or tokenizer the pipeline cannot use as it is; the message says which and what to use instead."""
+
 
 def load_tokenizer(
     name_or_path: str | Path, revision: str | None = None, trust_remote_code: bool = False
 ) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), revision=revision, trust_remote_code=trust_remote_code)
     if tokenizer.chat_template is None:
-        raise ValueError(
+        raise ModelLoadingError(
             f"The tokenizer of '{name_or_path}' has no chat template. Use an instruct/chat model, or set "
             "model.build_tiny to let the project build its tiny chat model."
         )

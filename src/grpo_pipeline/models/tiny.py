@@ -6,17 +6,16 @@ It is saved as an ordinary Hugging Face directory so that the pipeline loads it 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import string
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from grpo_pipeline.atomic import atomic_directory
 from grpo_pipeline.config.schema import ModelParams, TinyModelParams
+from grpo_pipeline.fingerprinted import ensure_artifact
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -29,10 +28,9 @@ ALPHABET = string.digits + string.ascii_letters + string.punctuation + " "
 FINGERPRINT_FILE = "tiny_model_fingerprint.json"
 
 
-def fingerprint(spec: TinyModelParams) -> str:
+def fingerprint(spec: TinyModelParams) -> dict[str, Any]:
     """What a build depends on: the architecture, the tokenizer's alphabet and the chat template."""
-    payload = json.dumps({"spec": spec.model_dump(), "alphabet": ALPHABET, "template": CHAT_TEMPLATE}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return {"spec": spec.model_dump(), "alphabet": ALPHABET, "template": CHAT_TEMPLATE}
 
 
 def build_tokenizer(vocab_size: int | None = None) -> PreTrainedTokenizerFast:
@@ -90,18 +88,14 @@ def ensure_tiny_model(directory: str | Path, spec: TinyModelParams) -> Path:
 
     The directory is written atomically, so an interrupted build never leaves a half-saved model behind.
     """
-    directory = Path(directory)
-    fingerprint_path = directory / FINGERPRINT_FILE
-    if fingerprint_path.is_file() and json.loads(fingerprint_path.read_text()).get("fingerprint") == fingerprint(spec):
-        return directory
-    model, tokenizer = build_tiny_model(spec)
-    with atomic_directory(directory) as staging:
+
+    def build(staging: Path) -> None:
+        model, tokenizer = build_tiny_model(spec)
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        (staging / FINGERPRINT_FILE).write_text(
-            json.dumps({"fingerprint": fingerprint(spec), "spec": spec.model_dump()}, indent=2)
-        )
-    return directory
+
+    ensure_artifact(directory, FINGERPRINT_FILE, fingerprint(spec), build)
+    return Path(directory)
 
 
 def ensure_base_model(model: ModelParams) -> str:

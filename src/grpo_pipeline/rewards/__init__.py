@@ -17,13 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from grpo_pipeline.config.schema import (
-    ParameterError,
-    RewardFunctionParams,
-    RewardModelParams,
-    RewardParams,
-    invalid_parameters,
-)
+from grpo_pipeline.config.schema import RewardFunctionParams, RewardModelParams, RewardParams, invalid_parameters
+from grpo_pipeline.errors import ParameterError
 from grpo_pipeline.imports import import_object, is_import_path
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
 from grpo_pipeline.rewards.columns import CHECKS_ATTRIBUTE, ColumnCheck

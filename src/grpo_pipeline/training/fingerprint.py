@@ -8,7 +8,6 @@ new run's; otherwise the run stops before loading anything, naming what differs 
 from __future__ import annotations
 
 import hashlib
-import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pandas as pd
 from grpo_pipeline.config.run_config import RunConfig
 from grpo_pipeline.config.schema import ModelParams
 from grpo_pipeline.errors import ProjectError
+from grpo_pipeline.fingerprinted import differences
 
 # GRPOConfig fields that say where and how often to write or log, which trackers see the run, or how to
 # reach a server: not what is learned. Evaluation settings stay in: evaluating consumes random numbers.
@@ -124,15 +124,6 @@ def run_fingerprint(config: RunConfig, train_dataset: pd.DataFrame | None = None
         **({"data.sha256": data_sha256(train_dataset)} if train_dataset is not None else {}),
         **package_versions(),
     }
-
-
-def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``name: old -> new`` for every entry of ``new`` that ``old`` records differently."""
-    return [f"{key}: {old.get(key)!r} -> {value!r}" for key, value in new.items() if old.get(key) != value]
 
 
 def check_resume(checkpoint: Path, recorded: dict[str, Any] | None, current: dict[str, Any], prefix: str) -> None:

@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase
 from trl.data_utils import is_conversational
 from trl.models import unwrap_model_for_generation
 
-from grpo_pipeline.config.schema import ParameterError, RunParams
+from grpo_pipeline.config.schema import RunParams, invalid_parameters
 from grpo_pipeline.imports import import_object
 
 if TYPE_CHECKING:
@@ -203,6 +203,4 @@ def check_rollout_func(run: RunParams, prefix: str = "run") -> None:
     try:
         load_rollout_func(run.rollout_func)
     except ValueError as error:
-        raise ParameterError(
-            f"Invalid parameters:\n  - parameter '{prefix}.rollout_func' = {run.rollout_func!r}: {error}"
-        ) from None
+        raise invalid_parameters([f"parameter '{prefix}.rollout_func' = {run.rollout_func!r}: {error}"]) from None

@@ -18,8 +18,9 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from grpo_pipeline.config.run_config import RunConfig
-from grpo_pipeline.config.schema import ParameterError
+from grpo_pipeline.config.schema import invalid_parameters
 from grpo_pipeline.evaluation import sampling_settings
+from grpo_pipeline.fingerprinted import differences, fingerprint_hash
 from grpo_pipeline.interruption import graceful_stop_window, raise_if_stopped, stop_requested
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_tokenizer, loading_choices
@@ -32,7 +33,7 @@ from grpo_pipeline.training.checkpoints import (
     resolve_resume_checkpoint,
     start_fresh,
 )
-from grpo_pipeline.training.fingerprint import check_resume, differences, fingerprint_hash, run_fingerprint
+from grpo_pipeline.training.fingerprint import check_resume, run_fingerprint
 from grpo_pipeline.training.mlflow_logging import (
     MlflowStepMetricsCallback,
     log_fingerprint,
@@ -167,9 +168,11 @@ def build_trainer(
     reward_models = [load_reward_model(model) for model in rewards.models]
     evaluates = config.eval_strategy != "no"
     if evaluates and (request.eval_dataset is None or request.eval_dataset.empty):
-        raise ParameterError(
-            f"Invalid parameters:\n  - parameter '{run_config.where('training.eval_strategy')}' = "
-            f"{config.eval_strategy!r}, but there are no held-out prompts to score; set data.eval_size, or 'no'"
+        raise invalid_parameters(
+            [
+                f"parameter '{run_config.where('training.eval_strategy')}' = {config.eval_strategy!r}, but there are "
+                "no held-out prompts to score; set data.eval_size, or 'no'"
+            ]
         )
     step_timer = StepTimer()
     trainer = TimedGRPOTrainer(

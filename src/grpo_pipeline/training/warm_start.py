@@ -22,12 +22,12 @@ from datasets import Dataset
 from trl import SFTTrainer
 from trl.data_utils import is_conversational
 
-from grpo_pipeline.atomic import atomic_directory
 from grpo_pipeline.config.run_config import RunConfig
 from grpo_pipeline.config.schema import ModelParams, WarmStartParams
 from grpo_pipeline.errors import ProjectError
+from grpo_pipeline.fingerprinted import ensure_artifact, read_record
 from grpo_pipeline.models.loading import load_tokenizer
-from grpo_pipeline.training.fingerprint import data_sha256, fingerprint_hash, model_identity, package_versions
+from grpo_pipeline.training.fingerprint import data_sha256, model_identity, package_versions
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def check_held_out(model_dir: str | Path, eval_dataset: pd.DataFrame | None) -> 
 
 
 def recorded_fingerprint(output_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(output_dir) / FINGERPRINT_FILE
-    return json.loads(path.read_text())["fingerprint"] if path.is_file() else None
+    record = read_record(output_dir, FINGERPRINT_FILE)
+    return record["fingerprint"] if record else None
 
 
 def ensure_warm_start(train_dataset: pd.DataFrame, base_model_path: str, config: RunConfig) -> str:
@@ -96,38 +96,33 @@ def ensure_warm_start(train_dataset: pd.DataFrame, base_model_path: str, config:
     if params is None:
         raise ValueError(f"{config.variant} has no warm start")
     examples = solved_examples(train_dataset, params.completion_column)
-    fingerprint = warm_start_fingerprint(model, params, seed, examples)
-    if recorded_fingerprint(params.output_dir) == fingerprint:
-        logger.info("Warm start: reusing %s (same model, parameters and data)", params.output_dir)
-        return params.output_dir
-    tokenizer = load_tokenizer(base_model_path, model.revision, model.trust_remote_code)
-    with tempfile.TemporaryDirectory(prefix="warm_start-") as scratch:
-        trainer = SFTTrainer(
-            model=base_model_path,
-            args=config.build_sft_config(scratch),
-            train_dataset=Dataset.from_pandas(examples, preserve_index=False),
-            processing_class=tokenizer,
-        )
-        started = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - started
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    summary = {
-        "steps": trainer.state.global_step,
-        "examples": len(examples),
-        "train_seconds": round(seconds, 2),
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
-    }
-    logger.info("Warm start: %s", summary)
-    with atomic_directory(params.output_dir) as staging:
+
+    def train(staging: Path) -> dict[str, Any]:
+        tokenizer = load_tokenizer(base_model_path, model.revision, model.trust_remote_code)
+        with tempfile.TemporaryDirectory(prefix="warm_start-") as scratch:
+            trainer = SFTTrainer(
+                model=base_model_path,
+                args=config.build_sft_config(scratch),
+                train_dataset=Dataset.from_pandas(examples, preserve_index=False),
+                processing_class=tokenizer,
+            )
+            started = time.perf_counter()
+            trainer.train()
+            seconds = time.perf_counter() - started
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        summary = {
+            "steps": trainer.state.global_step,
+            "examples": len(examples),
+            "train_seconds": round(seconds, 2),
+            "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None,
+        }
+        logger.info("Warm start: %s", summary)
         trainer.model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        record = {
-            "fingerprint": fingerprint,
-            "hash": fingerprint_hash(fingerprint),
-            **summary,
-            "prompt_hashes": prompt_hashes(examples["prompt"]),
-        }
-        (staging / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2))
+        return {**summary, "prompt_hashes": prompt_hashes(examples["prompt"])}
+
+    fingerprint = warm_start_fingerprint(model, params, seed, examples)
+    if ensure_artifact(params.output_dir, FINGERPRINT_FILE, fingerprint, train):
+        logger.info("Warm start: reusing %s (same model, parameters and data)", params.output_dir)
     return params.output_dir
