@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from grpo_pipeline.models.loading import load_causal_lm
+from grpo_pipeline.models.loading import load_causal_lm, loading_choices
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, validate_checkpoint
 from tests.test_training_and_validation import run_config, train_and_save
 
@@ -58,6 +58,25 @@ def test_merged_export_generates_what_base_plus_adapter_does(
     assert report["adapter"] is True
     assert report["merged_export"] == {"prompts": 8, "identical_greedy_generations": 8, "matches": True}
     assert "LoRA merged export: identical greedy generations on 8/8" in markdown
+
+
+@pytest.mark.trainer
+def test_validation_loads_base_and_checkpoint_with_the_runs_model_init_kwargs(
+    tiny_model_dir: Path, datasets: Any, tmp_path: Path
+) -> None:
+    # QLoRA's quantization_config needs a GPU; the attention implementation travels the same way and shows here.
+    kwargs = {"model_init_kwargs": {"attn_implementation": "eager"}}
+    dataset, checkpoint, _, _, _ = train_and_save(
+        tiny_model_dir, datasets[0], tmp_path, peft={"r": 4}, max_steps=1, **kwargs
+    )
+    assert checkpoint.trainer_state["model_init_kwargs"]["attn_implementation"] == "eager"
+    config = run_config(tmp_path / "trainer", peft={"r": 4}, max_steps=1, **kwargs)
+    report, _ = validate_checkpoint(dataset.load(), str(tiny_model_dir), datasets[1], config)
+    assert report["adapter"] is True
+    for model in ("base", "trained"):
+        assert report["model_loading"][model]["attn_implementation"] == "eager", report["model_loading"]
+    # Without the setting the model loads another implementation: the report shows the run's, not a default.
+    assert loading_choices(load_causal_lm(tiny_model_dir))["attn_implementation"] != "eager"
 
 
 @pytest.mark.trainer

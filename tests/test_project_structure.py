@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from grpo_pipeline.config.loader import VariantExtendsError, load_parameters, with_variant_defaults
+from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.variants import VARIANTS
 from tests.conftest import PROJECT_ROOT, copy_project, mlflow_runs, run_kedro_subprocess
 
@@ -155,3 +156,11 @@ def test_a_new_variant_is_one_name_and_one_parameters_file(tmp_path: Path) -> No
     (run,) = mlflow_runs(project, "grpo_tiny_lora")
     assert run.data.params["tiny_lora.training.learning_rate"] == "0.01"
     assert run.data.params["tiny_lora.reward.functions"] == "['accuracy', 'format', 'length']"
+
+
+def test_every_node_takes_its_data_and_the_run_configuration_only() -> None:
+    for name, pipeline in register_pipelines().items():
+        for node in pipeline.nodes:
+            assert len(node.inputs) <= 5, (name, node.name, node.inputs)
+            parameters = [dataset for dataset in node.inputs if dataset.startswith("params:")]
+            assert parameters in ([], [f"params:{node.namespace}"], ["params:compare_runs"]), (node.name, parameters)

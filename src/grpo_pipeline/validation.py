@@ -20,7 +20,7 @@ from grpo_pipeline.config.schema import ValidationParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.evaluation import decode, generate, reward_scorers, sampling_settings, score
 from grpo_pipeline.models.checkpoint import HFCheckpoint
-from grpo_pipeline.models.loading import load_causal_lm
+from grpo_pipeline.models.loading import load_causal_lm, loading_choices
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
 from grpo_pipeline.reporting import DECODINGS, decoded_scores, display_text, plain
 from grpo_pipeline.rewards.guard import scoring_context
@@ -170,6 +170,8 @@ def validate_against_base(
     scorers, sampling, tokenizer = reward_scorers(rewards), sampling_of(checkpoint), checkpoint.tokenizer
     trainer_state = trainer_state_of(checkpoint)
     base_model = load_causal_lm(base_model_path, **config.grpo_config_kwargs()["model_init_kwargs"])
+    # Both as training loaded them: the base with the run's model_init_kwargs, the checkpoint with those it records.
+    model_loading = {"base": loading_choices(base_model), "trained": loading_choices(checkpoint.model)}
     token = scoring_context.set(f"in validation of {checkpoint.path or 'the checkpoint'}")
     try:
         base = assess(base_model, tokenizer, frame, scorers, rewards.weights, params, sampling, seed, trainer_state)
@@ -200,6 +202,7 @@ def validate_against_base(
         if params.accuracy_reward
         else None,
         "adapter": checkpoint.is_adapter,
+        "model_loading": model_loading,
         "merged_export": merged_export,
         "thresholds": {
             key: getattr(params, key)
