@@ -261,6 +261,13 @@ def test_bad_rows_of_a_csv_source_name_its_path_and_rows(tmp_path: Path) -> None
     assert not (project / "data/02_intermediate").exists() and not mlflow_runs(project)
 
 
+def test_a_run_of_chosen_nodes_gets_the_resolved_run_config_from_the_pre_run_checks(debug_project: Path) -> None:
+    # The node that resolves it is not among them; the hook that checked the parameters hands its result over.
+    run_kedro(debug_project, "run", "--pipelines=grpo_debug", "--nodes=debug.resolve_base_model")
+    (run,) = mlflow_runs(debug_project, "grpo_debug")
+    assert run.info.status == "FINISHED"
+
+
 def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_and_the_report(
     debug_project: Path,
 ) -> None:

@@ -101,6 +101,9 @@ class RunChecksHooks:
                 yaml.safe_dump({variant: config.params.model_dump(mode="json")}, sort_keys=False),
             )
             locks.append(RunLock(config.grpo_config.output_dir, variant))
+            if f"{variant}.run_config" in pipeline.inputs():
+                # A run of some nodes only (--nodes, --from-nodes) without the one that resolves it: hand it over here.
+                catalog.save(f"{variant}.run_config", config)
         for lock in locks:
             previous = lock.acquire()
             self._locks.append(lock)
