@@ -22,7 +22,7 @@ from grpo_pipeline.errors import ParameterError
 from grpo_pipeline.imports import import_object, is_import_path
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
 from grpo_pipeline.rewards.columns import CHECKS_ATTRIBUTE, ColumnCheck
-from grpo_pipeline.rewards.guard import RewardError, RewardFunction, guarded, is_async_reward
+from grpo_pipeline.rewards.guard import RewardError, RewardFunction, guarded
 
 # The project's own rewards, by the name each has everywhere (none takes a TRL reward's name).
 REWARD_FUNCTIONS: dict[str, RewardFunction] = {
@@ -114,10 +114,6 @@ class Reward:
     function: RewardFunction | None = None
     model: RewardModelParams | None = None
     column_checks: dict[str, ColumnCheck] = field(default_factory=dict)
-
-    @property
-    def is_async(self) -> bool:
-        return self.function is not None and is_async_reward(self.function)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,3 @@ def checks_columns(**checks: ColumnCheck) -> Callable[[Callable[..., Any]], Call
         return function
 
     return declare
-
-
-def column_checks(rewards: dict[str, Callable[..., Any]]) -> list[tuple[str, str, ColumnCheck]]:
-    """``(reward name, column, check)`` for every check the named rewards declare."""
-    return [
-        (name, column, check)
-        for name, function in rewards.items()
-        for column, check in getattr(getattr(function, "func", function), CHECKS_ATTRIBUTE, {}).items()
-    ]
