@@ -20,7 +20,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
-from grpo_pipeline.config.run_config import forget_resolved
+from grpo_pipeline.config.run_config import forget_resolved, resolved_once
 from grpo_pipeline.interruption import (
     RunInterrupted,
     install_stop_signal_handlers,
@@ -93,13 +93,16 @@ class RunChecksHooks:
             output_dir = (raw_params.get("training") or {}).get("output_dir")
             if isinstance(output_dir, str) and output_dir:
                 RunLock(output_dir, variant).check_free()
-            raw_prompts = _raw_prompts(catalog, variant) if f"{variant}.prepare_prompts" in node_names else None
-            config = preflight(raw_params, variant, raw_prompts, trains=f"{variant}.train_grpo" in node_names)
+            # Logged as soon as they resolve, so that the log holds them whichever later check fails.
             parameters_logger.info(
                 "Resolved parameters of variant '%s':\n%s",
                 variant,
-                yaml.safe_dump({variant: config.params.model_dump(mode="json")}, sort_keys=False),
+                yaml.safe_dump(
+                    {variant: resolved_once(raw_params, variant).params.model_dump(mode="json")}, sort_keys=False
+                ),
             )
+            raw_prompts = _raw_prompts(catalog, variant) if f"{variant}.prepare_prompts" in node_names else None
+            config = preflight(raw_params, variant, raw_prompts, trains=f"{variant}.train_grpo" in node_names)
             locks.append(RunLock(config.grpo_config.output_dir, variant))
             if f"{variant}.run_config" in pipeline.inputs():
                 # A run of some nodes only (--nodes, --from-nodes) without the one that resolves it: hand it over here.
