@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from grpo_pipeline.config.schema import ModelParams, TrlConfigSection, VariantParams, invalid_parameters, parse_section
 from grpo_pipeline.config.seed_overlay import apply_seed_config
+from grpo_pipeline.config.trl_config import build_trl_config
 from grpo_pipeline.errors import ParameterError
 
 if TYPE_CHECKING:
@@ -96,8 +97,6 @@ class RunConfig:
     def build_grpo_config(self, world_size: int | None = None) -> GRPOConfig:
         """``trl.GRPOConfig`` as a training process of this run builds it (``world_size``: as the launched run's
         processes will, from this one); TRL's own checks become a :class:`ParameterError`."""
-        from grpo_pipeline.config.trl_config import build_trl_config  # noqa: PLC0415 (imports TRL)
-
         return build_trl_config("GRPOConfig", self.grpo_config_kwargs(), self.where("training"), world_size)
 
     @cached_property
@@ -107,8 +106,6 @@ class RunConfig:
 
     def build_sft_config(self, output_dir: str) -> SFTConfig:
         """The warm start's ``trl.SFTConfig``, training into ``output_dir``."""
-        from grpo_pipeline.config.trl_config import build_trl_config  # noqa: PLC0415 (imports TRL)
-
         warm_start = self.params.warm_start
         if warm_start is None:
             raise ValueError(f"{self.variant} has no warm start")

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from grpo_pipeline.errors import invalid_parameters
+
 TrlConfig = Literal["GRPOConfig", "SFTConfig"]
 
 # Fields the project fills in itself, and why; setting them in the section would be ignored.
@@ -58,9 +60,13 @@ def config_fields(config: TrlConfig) -> dict[str, Any]:
     return {field.name: hints.get(field.name, Any) for field in dataclasses.fields(cls) if field.init}
 
 
+def _field(config: TrlConfig, name: str) -> dataclasses.Field:
+    return next(field for field in dataclasses.fields(config_class(config)) if field.name == name)
+
+
 def trl_default(config: TrlConfig, name: str) -> Any:
     """The default TRL gives ``config``'s field ``name``."""
-    return next(field for field in dataclasses.fields(config_class(config)) if field.name == name).default
+    return _field(config, name).default
 
 
 def trl_values(config: TrlConfig, values: dict[str, Any]) -> Any:
@@ -71,16 +77,14 @@ def trl_values(config: TrlConfig, values: dict[str, Any]) -> Any:
 
 
 def _help(config: TrlConfig, name: str) -> str:
-    return next(field for field in dataclasses.fields(config_class(config)) if field.name == name).metadata.get(
-        "help", ""
-    )
+    return _field(config, name).metadata.get("help", "")
 
 
 @functools.cache
 def documented_choices(config: TrlConfig, name: str) -> frozenset[str] | None:
     """The values a plain-text field of ``config`` takes, read from its help: the quoted words ('token', `'batch'`)
     when its default is one of them (a field whose help lists its choices); None for a field whose help lists none."""
-    default = next(field for field in dataclasses.fields(config_class(config)) if field.name == name).default
+    default = trl_default(config, name)
     quoted = frozenset(re.findall(r"'(\w+)'", _help(config, name)))
     return quoted if isinstance(default, str) and default in quoted and len(quoted) >= 2 else None
 
@@ -150,8 +154,6 @@ def build_trl_config(config: TrlConfig, kwargs: dict[str, Any], prefix: str, wor
     distributed state); with ``world_size`` the config is built as each process of a run launched on that many will
     build it, so batch divisibility is checked here exactly as TRL checks it there.
     """
-    from grpo_pipeline.config.schema import invalid_parameters  # noqa: PLC0415 (the schema imports this module)
-
     cls = config_class(config)
     if world_size is not None and world_size > 1:
         cls = type(cls.__name__, (cls,), {"world_size": property(lambda self: world_size)})

@@ -1,0 +1,43 @@
+"""The pre-run checks are one library function: every problem of a variant before any work, in-process."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from grpo_pipeline.config.loader import load_parameters
+from grpo_pipeline.errors import ParameterError
+from grpo_pipeline.preflight import PreflightError, preflight
+from grpo_pipeline.prompts import PromptDataError
+from tests.conftest import PROJECT_ROOT
+
+DEBUG = load_parameters(PROJECT_ROOT / "conf", "base")["debug"]
+GOOD_ROWS = pd.DataFrame({"prompt": ["Which is the largest of 1, 2 and 3?"] * 3, "answer": ["3", "3", "3"]})
+
+
+def test_good_parameters_and_rows_give_the_run_config() -> None:
+    config = preflight(DEBUG, "debug", (GOOD_ROWS, "rows.jsonl"))
+    assert config.variant == "debug" and config.rewards.names == ["accuracy"]
+
+
+def test_every_failed_check_is_reported_together() -> None:
+    bad_rows = GOOD_ROWS.assign(answer=["3", "three", "3"])
+    raw = {**DEBUG, "run": {**DEBUG["run"], "rollout_func": "no_such_module:rollout"}}
+    with pytest.raises(PreflightError) as error:
+        preflight(raw, "debug", (bad_rows, "rows.jsonl"))
+    message = str(error.value)
+    assert "'three' is not an integer" in message  # the data check
+    assert "parameter 'debug.run.rollout_func' = 'no_such_module:rollout'" in message  # the rollout check
+
+
+def test_one_failed_check_keeps_its_own_error() -> None:
+    with pytest.raises(PromptDataError, match=r"'three' is not an integer"):
+        preflight(DEBUG, "debug", (GOOD_ROWS.assign(answer=["3", "three", "3"]), "rows.jsonl"))
+
+
+def test_parameter_problems_come_first_and_alone() -> None:
+    raw = {**DEBUG, "training": {**DEBUG["training"], "num_generations": 3}}
+    with pytest.raises(
+        ParameterError, match=r"generation_batch_size \(32\) must be divisible by num_generations \(3\)"
+    ):
+        preflight(raw, "debug", (GOOD_ROWS.assign(answer=["x"] * 3), "rows.jsonl"))
