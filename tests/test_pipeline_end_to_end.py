@@ -307,7 +307,9 @@ def test_rewards_by_import_path_trl_built_ins_and_a_reward_model_reach_mlflow_an
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     names = ["accuracy", "brevity", "soft_overlong_punishment_reward", "judge", "odd_only", "short_answer"]
     for name in names:
-        assert len(client.get_metric_history(run.info.run_id, f"rewards/{name}/mean")) == 4, name
+        logged = client.get_metric_history(run.info.run_id, f"rewards/{name}/mean")
+        # A step whose completions the reward never applied to has no mean (TRL's is NaN) and no point.
+        assert 1 <= len(logged) <= 4 if name == "odd_only" else len(logged) == 4, name
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
     assert list(report["trained"]["rewards"]) == list(report["reward_weights"]) == names  # one name everywhere
     assert report["reward_weights"]["short_answer"] == 2.0

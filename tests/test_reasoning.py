@@ -43,11 +43,9 @@ def test_grpo_reasoning_runs_offline_end_to_end_with_trl_reasoning_rewards(tmp_p
     run_kedro(project, "run", "--pipelines=grpo_reasoning")
     report = json.loads((project / "data/08_reporting/reasoning/validation_report.json").read_text())
     assert report["global_step"] == 8 and report["eval_prompts"] == 32
-    assert set(report["trained"]["rewards"]) == {
-        "accuracy_reward",
-        "think_format_reward",
-        "get_soft_overlong_punishment",
-    }
+    # Each reward under one name, in the report and in MLflow alike.
+    names = ["accuracy_reward", "think_format_reward", "soft_overlong_punishment_reward"]
+    assert list(report["trained"]["rewards"]) == names
     # The held-out prompts are the source's own test split; answers stay text through the JSON round trip.
     evaluation = pd.read_json(project / "data/03_primary/reasoning/eval_dataset.jsonl", lines=True, dtype=False)
     test = pd.read_parquet(WORD_PROBLEMS / "test.parquet")
@@ -55,7 +53,7 @@ def test_grpo_reasoning_runs_offline_end_to_end_with_trl_reasoning_rewards(tmp_p
     assert all(isinstance(solution, str) for solution in evaluation["solution"])
     (run,) = mlflow_runs(project, "grpo_reasoning")
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    for reward in ("accuracy_reward", "think_format_reward", "soft_overlong_punishment_reward"):
+    for reward in names:
         assert len(client.get_metric_history(run.info.run_id, f"rewards/{reward}/mean")) == 8, reward
 
 
