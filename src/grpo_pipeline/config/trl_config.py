@@ -80,13 +80,21 @@ def _help(config: TrlConfig, name: str) -> str:
     return _field(config, name).metadata.get("help", "")
 
 
+# The sentence of a field's help that lists its values ("Supported values are 'grpo', 'dapo', ...").
+LISTED_VALUES = re.compile(r"(?:Supported (?:values|options) are|Must be one of|Possible values are|Options:)[^.]*")
+
+
 @functools.cache
 def documented_choices(config: TrlConfig, name: str) -> frozenset[str] | None:
     """The values a plain-text field of ``config`` takes, read from its help: the quoted words ('token', `'batch'`)
-    when its default is one of them (a field whose help lists its choices); None for a field whose help lists none."""
-    default = trl_default(config, name)
-    quoted = frozenset(re.findall(r"'(\w+)'", _help(config, name)))
-    return quoted if isinstance(default, str) and default in quoted and len(quoted) >= 2 else None
+    of the sentence that lists them, or of the whole help, when its default is one of them (a field whose help
+    lists its choices); None for a field whose help lists none."""
+    default, help_text = trl_default(config, name), _help(config, name)
+    for text in (*(match.group() for match in LISTED_VALUES.finditer(help_text)), help_text):
+        quoted = frozenset(re.findall(r"'(\w+)'", text))
+        if isinstance(default, str) and default in quoted and len(quoted) >= 2:
+            return quoted
+    return None
 
 
 def _value_problem(config: TrlConfig, name: str, value: Any) -> str | None:
