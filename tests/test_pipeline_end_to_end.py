@@ -19,6 +19,8 @@ from mlflow.entities import Run as MlflowRun
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
+from grpo_pipeline import rewards as rewards_module
+from grpo_pipeline.config import run_config as run_config_module
 from grpo_pipeline.io import PromptJSONLinesDataset
 from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
@@ -149,8 +151,17 @@ def test_every_variant_resolves_in_registry_and_kedro_viz(viz_build: Path) -> No
         assert {"train_grpo", "validate_checkpoint", "benchmark_run"} <= names, names
 
 
-def test_a_failed_validation_writes_its_report_then_fails_the_run(debug_project: Path) -> None:
+def test_a_failed_validation_writes_its_report_then_fails_the_run(
+    debug_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = debug_project
+    # This run also shows that a run parses its parameters once (one parse of the whole variant, every section in
+    # it) and resolves its rewards once, though the hook and six nodes use them.
+    parsed: list[str] = []
+    resolved: list[object] = []
+    parse, resolve = run_config_module.parse_section, rewards_module.resolve_rewards
+    monkeypatch.setattr(run_config_module, "parse_section", lambda *args: parsed.append(args[2]) or parse(*args))
+    monkeypatch.setattr(rewards_module, "resolve_rewards", lambda *args: resolved.append(args) or resolve(*args))
     result = invoke_kedro(
         project,
         "run",
@@ -158,6 +169,7 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(debug_project:
         f"--params=debug.training.max_steps=2,debug.validation.min_eval_reward=3.5,{NO_GATES}",
     )
     assert result.returncode != 0 and "validation.min_eval_reward=3.5" in result.stdout + result.stderr
+    assert parsed == ["debug"] and len(resolved) == 1
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
     assert report["passed"] is False and report["global_step"] == 2 and report["samples"]
     assert "FAILED" in (project / "data/08_reporting/debug/validation_report.md").read_text()
