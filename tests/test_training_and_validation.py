@@ -20,6 +20,7 @@ from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer, loading
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, check_validation, train_grpo, validate_checkpoint
 from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError
 from grpo_pipeline.rewards.arithmetic import format_reward
+from grpo_pipeline.training.checkpoints import complete_checkpoints
 from grpo_pipeline.training.mlflow_logging import MlflowStepMetricsCallback
 from grpo_pipeline.training.run import TrainingRequest, train
 
@@ -239,6 +240,25 @@ def test_best_checkpoint_selection_hands_the_best_checkpoint_to_validation(
     validated = dataset.load().model.state_dict()
     assert all(torch.equal(validated[name], tensor) for name, tensor in best.items())
     assert any(not torch.equal(final[name], tensor) for name, tensor in best.items())
+
+
+@pytest.mark.trainer
+def test_save_strategy_best_trains_as_trl_does(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> None:
+    # TRL (transformers) saves a checkpoint whenever the metric improves; each is a complete recovery checkpoint.
+    _, checkpoint, _, _, _ = train_and_save(
+        tiny_model_dir,
+        datasets[0],
+        tmp_path,
+        max_steps=4,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="best",
+        metric_for_best_model="reward",
+    )
+    state = checkpoint.trainer_state
+    assert state["global_step"] == 4 and state["best_model_checkpoint"] is not None
+    saved = complete_checkpoints(tmp_path / "trainer")
+    assert saved and Path(state["best_model_checkpoint"]).name in {folder.name for folder in saved}
 
 
 @pytest.mark.trainer
