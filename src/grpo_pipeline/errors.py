@@ -8,7 +8,12 @@ class ProjectError(Exception):
 
 
 class ParameterError(ProjectError, ValueError):
-    """Bad parameters: the message names each offending key, its value and what is allowed."""
+    """Bad parameters: the message names each offending key, its value and what is allowed; ``problems`` holds one
+    line per problem, for a caller that gathers them into one error."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else [message]
 
 
 # Every parameter error starts so, one problem per line below it.
@@ -17,4 +22,4 @@ PARAMETER_ERROR_HEADER = "Invalid parameters:"
 
 def invalid_parameters(problems: list[str], error: type[ParameterError] = ParameterError) -> ParameterError:
     """One error for every problem found, one line each, under the header every parameter error has."""
-    return error(PARAMETER_ERROR_HEADER + "\n  - " + "\n  - ".join(problems))
+    return error(PARAMETER_ERROR_HEADER + "\n  - " + "\n  - ".join(problems), problems)

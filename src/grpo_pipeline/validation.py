@@ -169,7 +169,7 @@ def validate_against_base(
     frame = eval_dataset.head(params.max_prompts).reset_index(drop=True)
     scorers, sampling, tokenizer = reward_scorers(rewards), sampling_of(checkpoint), checkpoint.tokenizer
     trainer_state = trainer_state_of(checkpoint)
-    base_model = load_causal_lm(base_model_path, **config.grpo_config_kwargs()["model_init_kwargs"])
+    base_model = load_causal_lm(base_model_path, **config.model_init_kwargs)
     # Both as training loaded them: the base with the run's model_init_kwargs, the checkpoint with those it records.
     model_loading = {"base": loading_choices(base_model), "trained": loading_choices(checkpoint.model)}
     token = scoring_context.set(f"in validation of {checkpoint.path or 'the checkpoint'}")

@@ -65,6 +65,11 @@ class RunConfig:
 
         return resolve_rewards(self.params.reward, self.where("reward"))
 
+    @property
+    def model_init_kwargs(self) -> dict[str, Any]:
+        """How the run loads its model (``GRPOConfig.model_init_kwargs``): the trainer, and validation for the base."""
+        return model_init_kwargs(self.params.model, self.params.training, self.where("training"))
+
     def grpo_config_kwargs(self) -> dict[str, Any]:
         """``trl.GRPOConfig``'s arguments: the training section as written, plus what the project sets from the other
         sections (seed, reward weights, model loading) and its trackers."""
@@ -85,7 +90,7 @@ class RunConfig:
             # Every parameter takes part in every forward pass; True would only cost DDP an extra graph traversal.
             "ddp_find_unused_parameters": False,
             **training,
-            "model_init_kwargs": model_init_kwargs(self.params.model, self.params.training, self.where("training")),
+            "model_init_kwargs": self.model_init_kwargs,
             "reward_weights": self.rewards.weights,
             "seed": self.params.seed,
             "data_seed": self.params.seed,
@@ -158,7 +163,7 @@ def _cross_section_problems(config: RunConfig) -> list[str]:
     try:
         names = config.rewards.names
     except ParameterError as error:
-        return [line.removeprefix("  - ") for line in str(error).splitlines()[1:]]
+        return error.problems
     accuracy = config.params.validation.accuracy_reward
     if accuracy is not None and accuracy not in names:
         problems.append(
@@ -172,7 +177,7 @@ def _cross_section_problems(config: RunConfig) -> list[str]:
         try:
             check()
         except ParameterError as error:
-            problems += [line.removeprefix("  - ") for line in str(error).splitlines()[1:]]
+            problems += error.problems
     return problems
 
 

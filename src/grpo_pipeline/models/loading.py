@@ -39,7 +39,7 @@ def load_tokenizer(
 
 def load_causal_lm(name_or_path: str | Path, **model_init_kwargs: Any) -> PreTrainedModel:
     """The model as TRL's ``create_model_from_path`` makes it from ``model_init_kwargs`` (a run's: dtype,
-    quantization, attention, see ``RunConfig.grpo_config_kwargs``); safetensors only unless they say otherwise."""
+    quantization, attention, see ``RunConfig.model_init_kwargs``); safetensors only unless they say otherwise."""
     kwargs: dict[str, Any] = {"dtype": "float32", "use_safetensors": True, **model_init_kwargs}
     # As GRPOTrainer does: under DDP/DeepSpeed each process holds the whole model, so no device_map="auto".
     if PartialState().distributed_type in (DistributedType.MULTI_GPU, DistributedType.DEEPSPEED):

@@ -53,10 +53,10 @@ def _is_reward(candidate: Any) -> bool:
 
 
 def callable_name(function: Any) -> str:
-    """The name TRL gives a reward (``trl.trainer.utils.get_callable_name``): partials unwrapped, an object's class."""
-    while isinstance(function, functools.partial):
-        function = function.func
-    return getattr(function, "__name__", type(function).__name__)
+    """The name GRPOTrainer gives a reward function in its metrics."""
+    from trl.trainer.utils import get_callable_name  # noqa: PLC0415 (TRL takes seconds to import; `kedro` starts without)
+
+    return get_callable_name(function)
 
 
 def _find(target: str, where: str) -> Any:
@@ -162,7 +162,7 @@ def resolve_rewards(params: RewardParams, prefix: str = "reward") -> RewardSet:
         try:
             function = resolve_function(entry, where)
         except ParameterError as error:
-            problems.append(str(error))
+            problems += error.problems
             continue
         name = reward_name(entry, function)
         checks = getattr(getattr(function, "func", function), CHECKS_ATTRIBUTE, {})

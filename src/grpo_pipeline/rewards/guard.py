@@ -12,8 +12,6 @@ NaN, inf, a value that is not a number, or the wrong number of values.
 from __future__ import annotations
 
 import contextvars
-import functools
-import inspect
 import math
 import numbers
 from collections.abc import Awaitable, Callable
@@ -29,12 +27,10 @@ class RewardError(ProjectError, RuntimeError):
 
 
 def is_async_reward(function: Any) -> bool:
-    """Whether calling ``function`` returns a coroutine, as TRL decides it (``trl.trainer.utils.is_async_callable``:
-    partials unwrapped, a callable object's ``__call__`` looked at)."""
-    while isinstance(function, functools.partial):
-        function = function.func
-    call = type(function).__call__ if not inspect.isroutine(function) else None
-    return inspect.iscoroutinefunction(function) or (call is not None and inspect.iscoroutinefunction(call))
+    """Whether calling ``function`` returns a coroutine, decided as GRPOTrainer decides it."""
+    from trl.trainer.utils import is_async_callable  # noqa: PLC0415 (TRL takes seconds to import; `kedro` starts without)
+
+    return is_async_callable(function)
 
 
 # Where rewards are being called when it is not training (e.g. "in validation"), for their error messages.

@@ -339,6 +339,6 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     state["mlflow_run_id"] = mlflow_run_id  # which run wrote these weights
     state["sampling"] = sampling_settings(trainer.args)  # validation samples as training did
     # How the weights are loaded (quantization, attention): validation reloads base and checkpoint the same way.
-    state["model_init_kwargs"] = request.config.grpo_config_kwargs()["model_init_kwargs"]
+    state["model_init_kwargs"] = request.config.model_init_kwargs
     timings = run_timings(trainer, step_timer, wall_seconds, resumed_from_step)
     return GrpoRun(trainer, trainer.processing_class, metrics, timings, state)
