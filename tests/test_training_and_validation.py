@@ -213,6 +213,10 @@ def test_validation_fails_on_nan_weights(trained: Any, datasets: Any, tiny_model
         check_validation(report)
 
 
+# The held-out prompts scored every two steps, the best checkpoint the one with the best training reward.
+BEST_BY_REWARD_EVERY_TWO_STEPS = {"eval_strategy": "steps", "eval_steps": 2, "metric_for_best_model": "reward"}
+
+
 @pytest.mark.trainer
 def test_best_checkpoint_selection_hands_the_best_checkpoint_to_validation(
     tiny_model_dir: Path, datasets: Any, tmp_path: Path
@@ -222,12 +226,10 @@ def test_best_checkpoint_selection_hands_the_best_checkpoint_to_validation(
         datasets[0],
         tmp_path,
         max_steps=6,
-        eval_strategy="steps",
-        eval_steps=2,
+        **BEST_BY_REWARD_EVERY_TWO_STEPS,
         save_strategy="steps",
         save_steps=2,
         load_best_model_at_end=True,
-        metric_for_best_model="reward",
         greater_is_better=False,  # the worst reward: an early checkpoint, so not the last step's weights
     )
     state = checkpoint.trainer_state
@@ -250,10 +252,8 @@ def test_save_strategy_best_trains_as_trl_does(tiny_model_dir: Path, datasets: A
         datasets[0],
         tmp_path,
         max_steps=4,
-        eval_strategy="steps",
-        eval_steps=2,
+        **BEST_BY_REWARD_EVERY_TWO_STEPS,
         save_strategy="best",
-        metric_for_best_model="reward",
     )
     state = checkpoint.trainer_state
     assert state["global_step"] == 4 and state["best_model_checkpoint"] is not None

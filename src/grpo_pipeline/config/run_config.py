@@ -149,8 +149,8 @@ class RunConfig:
 
 def _seed_config_applied(raw: dict[str, Any], variant: str) -> tuple[dict[str, Any], list[str]]:
     """``raw`` with ``run.seed_config`` applied to its training section, and the overlay's mapping lines."""
-    seed_config = (raw.get("run") or {}).get("seed_config") if isinstance(raw.get("run"), dict) else None
-    training = raw.get("training")
+    run, training = raw.get("run"), raw.get("training")
+    seed_config = run.get("seed_config") if isinstance(run, dict) else None
     if not isinstance(seed_config, str) or not isinstance(training, dict):
         return raw, []
     merged, mapping = apply_seed_config(training, seed_config, f"{variant}.run")
