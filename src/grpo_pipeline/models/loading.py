@@ -1,8 +1,9 @@
 """Loading a causal LM and its tokenizer from a hub id or a local directory, the same way for both.
 
-Training hands ``GRPOTrainer`` the model's path and :func:`model_init_kwargs` as ``GRPOConfig.model_init_kwargs``,
-so TRL loads the policy (and a reference model) itself: dtype, ``attn_implementation``, kernels,
-``quantization_config`` for QLoRA. Elsewhere :func:`load_causal_lm` loads through the same TRL function. Safe
+Training hands ``GRPOTrainer`` the model's path and the run's ``model_init_kwargs`` (``RunConfig.model_init_kwargs``)
+as ``GRPOConfig.model_init_kwargs``, so TRL loads the policy (and a reference model) itself: dtype,
+``attn_implementation``, kernels, ``quantization_config`` for QLoRA. Elsewhere :func:`load_causal_lm` loads through
+the same TRL function with the same arguments (validation, a reloaded checkpoint). Safe
 defaults: safetensors only, remote code only when ``model.trust_remote_code`` says so.
 """
 
