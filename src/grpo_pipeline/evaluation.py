@@ -92,8 +92,8 @@ def call_rewards(scorers: dict[str, RewardFunction], completions: list[Any], inp
     """Each reward's values for ``completions``, the rewards called as ``GRPOTrainer._calculate_rewards`` calls them:
     same arguments, the async ones run concurrently on an event loop."""
     kwargs = {"completions": completions, **inputs, "log_extra": _no_op, "log_metric": _no_op}
-    values = {name: function(**kwargs) for name, function in scorers.items() if not is_async_reward(function)}
     pending = {name: function for name, function in scorers.items() if is_async_reward(function)}
+    values = {name: function(**kwargs) for name, function in scorers.items() if name not in pending}
     if pending:
 
         async def gather() -> list[Any]:
