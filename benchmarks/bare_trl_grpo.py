@@ -38,7 +38,7 @@ from grpo_pipeline.config.schema import TinyModelParams
 from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
 from grpo_pipeline.runtime import configure_runtime
-from grpo_pipeline.variants import DEFAULT_VARIANT, VARIANTS
+from grpo_pipeline.variants import DEFAULT_VARIANT, unknown_variant
 
 
 def variant_params(project: Path, variant: str, env: str | None) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", type=Path, default=Path())
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS)
+    parser.add_argument("--variant", default=DEFAULT_VARIANT, help="a variant found in the project's conf/")
     parser.add_argument("--env", default=None, help="a Kedro environment whose parameters apply on top, e.g. gpu")
     parser.add_argument("--model", default=None, help="model path or id instead of the variant's")
     parser.add_argument("--random-lfm2-350m", action="store_true", help="build and use a random LFM2-350M")
@@ -67,6 +67,8 @@ def main() -> None:
         help="override one parameter, e.g. training.per_device_train_batch_size=4 (value parsed as YAML)",
     )
     args = parser.parse_args()
+    if problem := unknown_variant(args.variant, args.project / "conf"):
+        parser.error(problem)
     started = time.perf_counter()
     configure_runtime()
 

@@ -73,7 +73,7 @@ def main() -> None:
                 "processes": runs[0]["world_size"],
                 "s/step (median of runs)": round(float(np.median([run["step_seconds_median"] for run in runs])), 4),
                 "vs trl-generate": round(float(np.median([run["step_seconds_median"] for run in runs]) / baseline), 3),
-                "generation share": round(float(np.median([run["generation_share"] for run in runs])), 3),
+                "generation share": round(float(np.median([run["shares"]["generation"] for run in runs])), 3),
                 "train wall s": round(float(np.median([run["train_wall_seconds"] for run in runs])), 2),
             }
             for name, runs in measured.items()

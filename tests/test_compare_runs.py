@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from grpo_pipeline.variants import VARIANTS, pipeline_name
+from grpo_pipeline.variants import pipeline_name, variant_names
 from tests.conftest import NO_GATES, copy_project, invoke_kedro, run_kedro
 
 pytestmark = pytest.mark.kedro_run
@@ -46,5 +46,5 @@ def test_no_runs_to_compare_is_a_clear_error(tmp_path: Path) -> None:
     result = invoke_kedro(project, "run", "--pipelines=compare_runs")
     assert result.returncode != 0
     # kedro-mlflow has created the experiment for the comparison run itself, so it is the runs that are missing.
-    every_variant = [pipeline_name(variant) for variant in VARIANTS]
+    every_variant = [pipeline_name(variant) for variant in variant_names(project / "conf")]
     assert f"No finished runs of {every_variant}" in result.stdout + result.stderr

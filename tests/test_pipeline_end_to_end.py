@@ -26,6 +26,7 @@ from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
 from grpo_pipeline.prompts import normalise_prompt
 from grpo_pipeline.training.checkpoints import complete_checkpoints
+from grpo_pipeline.training.run import PHASES
 from tests.conftest import (
     NO_GATES,
     PROJECT_ROOT,
@@ -48,7 +49,8 @@ def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     assert "[debug] held-out greedy accuracy (accuracy): base" in result.stdout
     assert "[debug] held-out sampled accuracy (accuracy): base" in result.stdout
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
-    assert report["passed"]
+    assert report["passed"] and report["status"] == "PASSED"
+    assert "[debug] validation: PASSED (min_greedy_accuracy_gain 0.15, min_sampled_accuracy_gain 0.25)" in result.stdout
     # Correct on held-out problems, not just well formatted: accuracy is the only reward, and the warm-started
     # base already answers every prompt with a bare digit.
     assert report["accuracy_gain"]["greedy"] >= 0.15 and report["accuracy_gain"]["sampled"] >= 0.25, report
@@ -468,6 +470,11 @@ def test_evaluation_during_training_reaches_mlflow_the_metrics_and_the_reward_cu
     metrics = pd.read_csv(project / "data/07_model_output/debug/training_metrics.csv")
     assert metrics["eval/reward"].notna().sum() == 5 and metrics["reward"].notna().sum() == 40
     assert (project / "data/08_reporting/debug/reward_curve.png").stat().st_size > 10_000
+    # The training's wall time by phase: evaluation measured apart from the training batches' generation.
+    benchmark = pd.read_csv(project / "data/08_reporting/debug/benchmark.csv").iloc[0]
+    shares = {phase: benchmark[f"{phase}_share"] for phase in PHASES}
+    assert all(0 <= share <= 1 for share in shares.values()) and sum(shares.values()) == pytest.approx(1, abs=0.003)
+    assert shares["evaluation"] > 0.05 and shares["generation"] > 0.05, shares
 
 
 def test_sigterm_stops_after_a_checkpoint_and_the_rerun_ends_as_an_uninterrupted_run(

@@ -12,10 +12,11 @@ import pytest
 
 from grpo_pipeline.config.loader import VariantExtendsError, load_parameters, with_variant_defaults
 from grpo_pipeline.pipeline_registry import register_pipelines
-from grpo_pipeline.variants import VARIANTS
+from grpo_pipeline.variants import variant_names
 from tests.conftest import PROJECT_ROOT, copy_project, mlflow_runs, run_kedro_subprocess
 
 PACKAGE = PROJECT_ROOT / "src" / "grpo_pipeline"
+VARIANTS = ("debug", "full", "lora")
 HEAVY_MODULES = ("torch", "transformers", "trl", "peft", "mlflow", "datasets")
 
 
@@ -76,10 +77,11 @@ def test_variants_take_the_shared_defaults_under_their_own_values() -> None:
             "training": {"learning_rate": 1e-6, "output_dir": "data/06_models/{variant}/trainer_output"},
             "peft": None,
         },
+        "full": None,  # a variant file's empty section: the defaults alone
         "lora": {"training": {"learning_rate": 1e-5}, "peft": {"r": 8}},
         "compare_runs": {"experiment_name": "grpo_pipeline"},
     }
-    merged = with_variant_defaults(parameters)
+    merged = with_variant_defaults(parameters, VARIANTS)
     assert merged["full"]["training"] == {"learning_rate": 1e-6, "output_dir": "data/06_models/full/trainer_output"}
     assert merged["lora"]["training"]["learning_rate"] == 1e-5 and merged["lora"]["peft"] == {"r": 8}
     assert merged["lora"]["training"]["output_dir"] == "data/06_models/lora/trainer_output"
@@ -92,7 +94,7 @@ def test_a_variant_that_extends_another_starts_from_its_values() -> None:
         "debug": {"model": {"name_or_path": "tiny"}, "training": {"learning_rate": 2e-4, "max_steps": 150}},
         "lora": {"extends": "debug", "peft": {"r": 8}, "training": {"learning_rate": 2e-3}},
     }
-    lora = with_variant_defaults(parameters)["lora"]
+    lora = with_variant_defaults(parameters, VARIANTS)["lora"]
     assert "extends" not in lora and lora["seed"] == 1 and lora["model"] == {"name_or_path": "tiny"}
     assert lora["training"] == {"learning_rate": 2e-3, "output_dir": "out/lora", "max_steps": 150}
     for extends, message in (
@@ -100,7 +102,7 @@ def test_a_variant_that_extends_another_starts_from_its_values() -> None:
         ("lora", r"'lora.extends' = 'debug' closes a loop \(debug -> lora -> debug\)"),
     ):
         with pytest.raises(VariantExtendsError, match=message):
-            with_variant_defaults({**parameters, "debug": {"extends": extends}})
+            with_variant_defaults({**parameters, "debug": {"extends": extends}}, VARIANTS)
 
 
 def test_the_tiny_environment_runs_full_and_lora_as_debug_runs() -> None:
@@ -122,7 +124,7 @@ def test_environment_and_runtime_parameters_apply_before_the_defaults() -> None:
     gpu = load_parameters(conf, "gpu", runtime)
     assert gpu["full"]["training"]["bf16"] is True and gpu["full"]["training"]["max_steps"] == 3
     assert gpu["lora"]["training"]["learning_rate"] == 1e-5 and gpu["lora"]["training"]["max_steps"] == -1
-    assert {gpu[variant]["seed"] for variant in VARIANTS} == {7}
+    assert {gpu[variant]["seed"] for variant in variant_names(conf)} == {7}
     assert load_parameters(conf, "base")["debug"]["training"]["bf16"] is False  # base is the CPU site
 
 

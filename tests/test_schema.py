@@ -25,7 +25,7 @@ from grpo_pipeline.config.schema import (
 )
 from grpo_pipeline.config.trl_config import documented_choices
 from grpo_pipeline.errors import ParameterError
-from grpo_pipeline.variants import VARIANTS
+from grpo_pipeline.variants import variant_names
 from tests.conftest import PROJECT_ROOT
 
 DEBUG = load_parameters(PROJECT_ROOT / "conf", "base")["debug"]
@@ -38,13 +38,13 @@ def resolve(training: dict[str, Any] | None = None, **sections: Any) -> RunConfi
 
 
 @pytest.mark.parametrize("env", ["base", "tiny"])
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", variant_names(PROJECT_ROOT / "conf"))
 def test_shipped_parameters_resolve(variant: str, env: str) -> None:
     config = resolve_run_config(load_parameters(PROJECT_ROOT / "conf", env)[variant], variant)
     assert config.grpo_config.output_dir == f"data/06_models/{variant}/trainer_output"
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", variant_names(PROJECT_ROOT / "conf"))
 def test_shipped_gpu_parameters_parse(variant: str) -> None:
     # TRL itself refuses bf16 where there is no GPU, so on this machine the gpu site's sections are parsed only.
     parse_section(VariantParams, load_parameters(PROJECT_ROOT / "conf", "gpu")[variant], variant)

@@ -40,7 +40,8 @@ def trainer(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> TimedGRPOTra
 def test_the_installed_trl_has_what_the_project_reads(trainer: TimedGRPOTrainer) -> None:
     check_trl_internals(trainer)
     trainer.train()
-    assert trainer.generation_timing.completion_tokens > 0 and trainer.completion_samples
+    timing = trainer.phase_timing
+    assert timing.completion_tokens > 0 and timing.reward_seconds > 0 and trainer.completion_samples
 
 
 @pytest.mark.trainer

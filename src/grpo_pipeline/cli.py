@@ -10,7 +10,7 @@ full traceback. Kedro loads ``cli.py``'s ``run`` in place of its own (kedro.fram
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -19,6 +19,8 @@ from kedro.io import DatasetError
 
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.interruption import RunInterrupted
+from grpo_pipeline.pipelines.grpo import STAGES
+from grpo_pipeline.variants import PIPELINE_PREFIX, unknown_variant
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
+            _check_pipelines_exist(kwargs.get("pipelines"))
             return callback(*args, **kwargs)
         except RunInterrupted as interrupted:
             _end_open_runs_killed()
@@ -37,6 +40,22 @@ def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
             raise SystemExit(1) from None
 
     return run
+
+
+class UnknownPipelineError(ProjectError, ValueError):
+    """``--pipelines`` names a pipeline the project does not have."""
+
+
+def _check_pipelines_exist(names: Sequence[str] | None) -> None:
+    from kedro.framework.project import pipelines  # noqa: PLC0415 (the registry, once the project is configured)
+
+    for name in names or ():
+        if name not in pipelines:
+            stages = ", ".join(f"_{stage}" for stage in STAGES)
+            raise UnknownPipelineError(
+                f"no pipeline '{name}'; {unknown_variant(name.removeprefix(PIPELINE_PREFIX))}. Each variant's "
+                f"pipeline is grpo_<name>, with its stages as grpo_<name>{{{stages}}}; `kedro registry list` lists them"
+            )
 
 
 def _end_open_runs_killed() -> None:

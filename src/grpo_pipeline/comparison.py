@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from grpo_pipeline.config.schema import CompareRunsParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.reporting import markdown_table
-from grpo_pipeline.variants import VARIANTS
+from grpo_pipeline.variants import PIPELINE_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +100,13 @@ def collect_runs(params: CompareRunsParams) -> list[dict[str, Any]]:
 def _config_differences(compared_runs: list[dict[str, Any]]) -> pd.DataFrame:
     """Parameters whose value is not the same in every run; keys are shown without the variant prefix."""
 
-    def strip(key: str) -> str:
-        return key.split(".", 1)[1] if key.split(".", 1)[0] in VARIANTS else key
+    def strip(key: str, variant: str) -> str:
+        return key.removeprefix(f"{variant}.")
 
-    tables = [{strip(key): value for key, value in run["params"].items()} for run in compared_runs]
+    tables = [
+        {strip(key, run["run_name"].removeprefix(PIPELINE_PREFIX)): value for key, value in run["params"].items()}
+        for run in compared_runs
+    ]
     keys = sorted(set().union(*tables))
     differing = [key for key in keys if len({table.get(key) for table in tables}) > 1]
     return pd.DataFrame(

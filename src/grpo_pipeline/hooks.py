@@ -21,6 +21,7 @@ from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
 from grpo_pipeline.config.run_config import forget_resolved, resolved_once
+from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.interruption import (
     RunInterrupted,
     install_stop_signal_handlers,
@@ -31,14 +32,31 @@ from grpo_pipeline.prompts import SOURCE_ATTR, RawPrompts
 from grpo_pipeline.run_lock import RunLock
 from grpo_pipeline.tracking_store import check_sqlite_store, remove_if_unused, sqlite_store
 from grpo_pipeline.training.checkpoints import resolve_resume_checkpoint
+from grpo_pipeline.variants import find_variants
 
 logger = logging.getLogger(__name__)
+# The catalog entry of each variant's data source (conf/base/catalog.yml, or the variant folder's own catalog.yml).
+RAW_PROMPTS = "raw_prompts"
 # The resolved parameters are long: conf/logging.yml sends this logger to the log file only (MLflow holds them too).
 parameters_logger = logging.getLogger("grpo_pipeline.parameters")
 
 
 def _variants(pipeline: Pipeline) -> list[str]:
     return sorted({node.namespace.split(".")[0] for node in pipeline.nodes if node.namespace})
+
+
+class VariantNotReadError(ProjectError, ValueError):
+    """A variant defined in an environment the run does not read."""
+
+
+def variant_outside_environments(variant: str, env: str | None) -> str:
+    """Where ``variant`` is defined and how to run it, for a run whose environments (base and ``env``) lack it."""
+    folders = [folder.parent.name for folder in find_variants().get(variant, [])]
+    return (
+        f"variant '{variant}' is defined in {', '.join(f'conf/{name}/{variant}' for name in folders)}, which this run "
+        f"does not read (it reads conf/base and conf/{env or 'local'}): run it with "
+        f"--env={folders[0] if folders else '<env>'}, or move the folder to conf/base or conf/local"
+    )
 
 
 class RunChecksHooks:
@@ -75,7 +93,7 @@ class RunChecksHooks:
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         try:
-            self._check_and_lock(pipeline, catalog)
+            self._check_and_lock(pipeline, catalog, run_params.get("env"))
         except BaseException:
             # A refused run leaves nothing behind: not even the tracking store kedro-mlflow created for it.
             self._release()
@@ -83,10 +101,12 @@ class RunChecksHooks:
                 remove_if_unused(self._new_store)
             raise
 
-    def _check_and_lock(self, pipeline: Pipeline, catalog: DataCatalog) -> None:
+    def _check_and_lock(self, pipeline: Pipeline, catalog: DataCatalog, env: str | None) -> None:
         node_names = {node.name for node in pipeline.nodes}
         locks = []
         for variant in _variants(pipeline):
+            if f"params:{variant}" not in catalog:
+                raise VariantNotReadError(variant_outside_environments(variant, env))
             raw_params = catalog.load(f"params:{variant}")
             # A variant already running stops this run at once, before the (seconds-long) parameter checks;
             # an output_dir that is not a usable string fails those checks instead.
@@ -151,7 +171,7 @@ class RunChecksHooks:
 
 def _raw_prompts(catalog: DataCatalog, variant: str) -> tuple[RawPrompts, str]:
     """The variant's raw prompts, and where they come from (the catalog entry's path) for messages."""
-    name = f"{variant}.raw_prompts"
+    name = f"{variant}.{RAW_PROMPTS}"
     raw = catalog.load(name)
     config = catalog.config_resolver.resolve_pattern(name)
     location = next((str(config[key]) for key in ("filepath", "path", "dataset_name") if config.get(key)), None)
@@ -262,6 +282,34 @@ def _checkpoint_on_disk(catalog: DataCatalog, name: str) -> dict[str, Any] | Non
     return {"path": str(path), "global_step": state.get("global_step"), "mlflow_run_id": state.get("mlflow_run_id")}
 
 
+class LineageHooks:
+    """Each variant's data source logged to its MLflow run as dataset inputs when the run reads it (lineage.py): the
+    catalog entry's type and location, the splits used, their rows and content hash."""
+
+    def __init__(self) -> None:
+        self._catalog: DataCatalog | None = None
+
+    @hook_impl
+    def before_pipeline_run(self, catalog: DataCatalog, **kwargs: Any) -> None:
+        self._catalog = catalog
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any, **kwargs: Any) -> None:
+        variant, _, dataset = dataset_name.rpartition(".")
+        if dataset != RAW_PROMPTS or self._catalog is None:
+            return
+        import mlflow  # noqa: PLC0415 (see the module doc)
+
+        from grpo_pipeline.lineage import log_data_source  # noqa: PLC0415 (same)
+
+        if mlflow.active_run() is None:
+            return
+        config = resolved_once(self._catalog.load(f"params:{variant}"), variant)
+        entry = self._catalog.config_resolver.resolve_pattern(dataset_name)
+        for logged in log_data_source(data, config.params.data, dataset_name, entry):
+            logger.info("[%s] %s data: %s", variant, logged["context"], logged)
+
+
 class RunSummaryHooks:
     """Print what a person wants after ``kedro run``: rewards before/after, wall time, where outputs went."""
 
@@ -276,7 +324,7 @@ class RunSummaryHooks:
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         import mlflow  # noqa: PLC0415 (see the module doc)
 
-        from grpo_pipeline.reporting import accuracy_lines, plain, signed  # noqa: PLC0415 (imports matplotlib)
+        from grpo_pipeline.reporting import accuracy_lines, plain, signed, status_text  # noqa: PLC0415 (imports matplotlib)
 
         wall = time.perf_counter() - self._started
         lines = [f"Run finished in {wall:.1f} s."]
@@ -291,6 +339,7 @@ class RunSummaryHooks:
                 f"{report['eval_prompts']} held-out prompts; checkpoint: {report['checkpoint']}"
             )
             lines += [f"[{variant}] held-out {line}" for line in accuracy_lines(report)]
+            lines.append(f"[{variant}] validation: {status_text(report).replace('**', '')}")
         run = mlflow.active_run() or mlflow.last_active_run()
         if run is not None:
             lines.append(

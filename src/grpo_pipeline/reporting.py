@@ -95,6 +95,19 @@ def failed_run_report(
     }
 
 
+def status_text(report: dict[str, Any]) -> str:
+    """How the validation ended, as the report and the run's summary say it."""
+    if report["failures"]:
+        return "**FAILED**: " + "; ".join(report["failures"])
+    if report.get("passed") is None:
+        return (
+            "**no gate set: nothing checked** beyond finite logits; set validation.min_eval_reward, min_reward_gain, "
+            "min_greedy_accuracy_gain or min_sampled_accuracy_gain to gate the checkpoint"
+        )
+    gates = ", ".join(f"{gate} {value}" for gate, value in report["thresholds"].items() if value is not None)
+    return f"**PASSED** ({gates})"
+
+
 def failed_run_markdown(report: dict[str, Any]) -> str:
     checkpoint = report["checkpoint"]
     return "\n".join(
@@ -117,7 +130,6 @@ def validation_markdown(report: dict[str, Any]) -> str:
     rewards = pd.DataFrame(_score_rows(report))
     sampling = report.get("sampling") or {}
     samples = pd.DataFrame(report["samples"])
-    status = "PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"])
     return "\n".join(
         [
             "# Checkpoint validation",
@@ -140,7 +152,7 @@ def validation_markdown(report: dict[str, Any]) -> str:
                 if report.get("merged_export")
                 else []
             ),
-            f"- status: **{status}**",
+            f"- status: {status_text(report)}",
             "",
             "## Scores (each reward raw; mean_reward is their weighted sum, weights: "
             + ", ".join(f"{name} {weight:g}" for name, weight in report["reward_weights"].items())
@@ -167,8 +179,8 @@ def benchmark_table(timings: dict[str, Any], mode: str) -> pd.DataFrame:
         "step_s_min": round(timings["step_seconds_min"], 4),
         "step_s_median": round(timings["step_seconds_median"], 4),
         "step_s_max": round(timings["step_seconds_max"], 4),
-        "generation_share": round(timings["generation_share"], 3),
-        "optimisation_share": round(1 - timings["generation_share"], 3),
+        # The training's wall time by phase, summing to 1 (training/run.py, phase_shares).
+        **{f"{phase}_share": round(share, 3) for phase, share in timings["shares"].items()},
         "generated_tokens_per_s": round(timings["generated_tokens_per_second"], 1),
         "batch_size": timings["batch_size"],
         "num_generations": timings["num_generations"],

@@ -81,6 +81,18 @@ def failures_of(
     return failures
 
 
+# The validation parameters that gate the checkpoint; with none set the report says nothing was checked.
+GATES = ("min_eval_reward", "min_reward_gain", "min_greedy_accuracy_gain", "min_sampled_accuracy_gain")
+PASSED, FAILED, NO_GATE = "PASSED", "FAILED", "NO GATE"
+
+
+def outcome(failures: list[str], params: ValidationParams) -> str:
+    """FAILED with any failure, PASSED when a gate was set and met, NO GATE when none was set (nothing checked)."""
+    if failures:
+        return FAILED
+    return PASSED if any(getattr(params, gate) is not None for gate in GATES) else NO_GATE
+
+
 def reward_gain(base: dict[str, Any], trained: dict[str, Any]) -> float | None:
     """Trained minus base mean reward, None where either has none (no reward applied)."""
     if base["mean_reward"] is None or trained["mean_reward"] is None:
@@ -204,11 +216,10 @@ def validate_against_base(
         "adapter": checkpoint.is_adapter,
         "model_loading": model_loading,
         "merged_export": merged_export,
-        "thresholds": {
-            key: getattr(params, key)
-            for key in ("min_eval_reward", "min_reward_gain", "min_greedy_accuracy_gain", "min_sampled_accuracy_gain")
-        },
-        "passed": not failures,
+        "thresholds": {gate: getattr(params, gate) for gate in GATES},
+        "status": outcome(failures, params),
+        # Whether the gates were met: null when none was set, so that nothing reads an unchecked run as passed.
+        "passed": None if outcome(failures, params) == NO_GATE else not failures,
         "failures": failures,
         "samples": [
             {

@@ -20,7 +20,7 @@ from grpo_pipeline.config.schema import VariantParams, parse_section
 from grpo_pipeline.config.trl_config import trl_values
 from grpo_pipeline.models.tiny import ensure_base_model
 from grpo_pipeline.training.vllm_preflight import serve_command
-from grpo_pipeline.variants import DEFAULT_VARIANT, VARIANTS
+from grpo_pipeline.variants import DEFAULT_VARIANT, unknown_variant
 
 
 def runtime_params(params: str | None) -> dict:
@@ -40,7 +40,7 @@ def variant_serve_command(project: Path, variant: str, env: str | None, params: 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS)
+    parser.add_argument("--variant", default=DEFAULT_VARIANT, help="a variant found in the project's conf/")
     parser.add_argument("--env", default=None, help="Kedro environment, e.g. gpu")
     parser.add_argument(
         "--params", default=None, help="as kedro run --params, e.g. full.training.vllm_server_port=8001"
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--print-only", action="store_true", help="print the command instead of running it")
     args = parser.parse_args(argv)
+    if problem := unknown_variant(args.variant, args.project / "conf"):
+        parser.error(problem)
     command = variant_serve_command(args.project.resolve(), args.variant, args.env, args.params)
     print(command, flush=True)
     if not args.print_only:

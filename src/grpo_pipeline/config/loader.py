@@ -12,13 +12,14 @@ variant's own values instead of the defaults alone (``conf/tiny`` runs full and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
 
 from grpo_pipeline.errors import ParameterError, invalid_parameters
-from grpo_pipeline.variants import DEFAULTS_KEY, VARIANTS
+from grpo_pipeline.variants import DEFAULTS_KEY, find_variants
 
 VARIANT_PLACEHOLDER = "{variant}"
 # `extends: debug` in a variant's section: that variant's own values under this one's (see conf/tiny).
@@ -59,14 +60,17 @@ class VariantExtendsError(ParameterError):
     """A variant's ``extends`` names no variant, or variants that extend each other in a loop."""
 
 
-def own_values(parameters: dict[str, Any], variant: str, extending: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``variant``'s own section, over the section of the variant it ``extends`` (if any), recursively."""
+def own_values(
+    parameters: dict[str, Any], variant: str, variants: Sequence[str], extending: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``variant``'s own section, over the section of the variant it ``extends`` (one of ``variants``, if any),
+    recursively."""
     own = dict(parameters.get(variant) or {})
     base = own.pop(EXTENDS_KEY, None)
     if base is None:
         return own
-    if base not in VARIANTS:
-        others = [name for name in VARIANTS if name != variant]
+    if base not in variants:
+        others = [name for name in variants if name != variant]
         problem = f"parameter '{variant}.{EXTENDS_KEY}' = {base!r} is not a variant; name one of {others}"
         raise invalid_parameters([problem], VariantExtendsError)
     if base in (*extending, variant):
@@ -76,25 +80,32 @@ def own_values(parameters: dict[str, Any], variant: str, extending: tuple[str, .
             "that extends none of them"
         )
         raise invalid_parameters([problem], VariantExtendsError)
-    return deep_merge(own_values(parameters, base, (*extending, variant)), own)
+    return deep_merge(own_values(parameters, base, variants, (*extending, variant)), own)
 
 
-def with_variant_defaults(parameters: dict[str, Any]) -> dict[str, Any]:
-    """``parameters`` with every variant's section merged over the shared ``variant_defaults`` (and over the
-    section of the variant it ``extends``, when it names one)."""
+def with_variant_defaults(parameters: dict[str, Any], variants: Sequence[str]) -> dict[str, Any]:
+    """``parameters`` with the section of each of ``variants`` that has one merged over the shared
+    ``variant_defaults`` (and over the section of the variant it ``extends``, when it names one)."""
     defaults = parameters.get(DEFAULTS_KEY) or {}
     merged = {
-        variant: for_variant(deep_merge(defaults, own_values(parameters, variant)), variant) for variant in VARIANTS
+        variant: for_variant(deep_merge(defaults, own_values(parameters, variant, variants)), variant)
+        for variant in variants
+        if variant in parameters
     }
     return {**parameters, **merged}
 
 
 class VariantConfigLoader(OmegaConfigLoader):
-    """``OmegaConfigLoader`` whose ``parameters`` carry the shared variant defaults (see the module doc)."""
+    """``OmegaConfigLoader`` whose ``parameters`` carry the shared variant defaults (see the module doc); the
+    variants are those defined in the environments it reads (grpo_pipeline/variants.py)."""
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         config = super().__getitem__(key)
-        return with_variant_defaults(config) if key == "parameters" else config
+        return with_variant_defaults(config, self.variants()) if key == "parameters" else config
+
+    def variants(self) -> list[str]:
+        environments = (self.base_env, self.env or self.default_run_env)
+        return sorted(find_variants(Path(self.conf_source), [env for env in environments if env]))
 
 
 def load_parameters(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from grpo_pipeline.config.trl_config import TrlConfig
 from grpo_pipeline.errors import invalid_parameters
-from grpo_pipeline.variants import VARIANTS, pipeline_name
+from grpo_pipeline.variants import pipeline_name, variant_names
 
 # A hub repository id: "name" or "organisation/name" (what huggingface_hub accepts), never a path.
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
@@ -341,6 +341,14 @@ class ValidationParams(_Section):
     )
 
 
+class ModelRegistryParams(_Section):
+    """The checkpoint that passed validation, registered in the MLflow model registry (models/registry.py)."""
+
+    enabled: bool = Field(True, description="log and register a checkpoint that passed validation; false: never")
+    name: str | None = Field(None, min_length=1, description="the registered model's name; null: the variant's name")
+    alias: str = Field("validated", min_length=1, description="the alias the new version gets")
+
+
 class BenchmarkParams(_Section):
     mode: str = Field(min_length=1, description="row label in the benchmark table, e.g. debug / full / LoRA")
 
@@ -357,6 +365,7 @@ class VariantParams(_Section):
     run: RunParams = Field(default_factory=RunParams)
     distributed: DistributedParams = Field(default_factory=DistributedParams)
     validation: ValidationParams
+    model_registry: ModelRegistryParams = Field(default_factory=ModelRegistryParams)
     benchmark: BenchmarkParams
 
     @model_validator(mode="after")
@@ -381,7 +390,7 @@ class CompareRunsParams(_Section):
 
     experiment_name: str = "grpo_pipeline"
     run_ids: list[str] = Field(default_factory=list, description="compare exactly these runs (overrides the rest)")
-    pipelines: list[str] = Field(default_factory=lambda: [pipeline_name(variant) for variant in VARIANTS])
+    pipelines: list[str] = Field(default_factory=lambda: [pipeline_name(variant) for variant in variant_names()])
     latest_per_pipeline: int = Field(1, gt=0, description="how many of each pipeline's newest finished runs")
 
 

@@ -52,7 +52,7 @@ from grpo_pipeline.training.trainer import (
     peak_memory_mb,
     use_reward_progress_bar,
 )
-from grpo_pipeline.training.trl_internals import TimedGRPOTrainer
+from grpo_pipeline.training.trl_internals import PhaseTiming, TimedGRPOTrainer
 from grpo_pipeline.training.vllm_preflight import check_vllm_generation
 
 logger = logging.getLogger(__name__)
@@ -259,13 +259,31 @@ def prepare_resume(trainer: TimedGRPOTrainer, resume_from: Path | None, mlflow_r
     return int(marker["global_step"])
 
 
+PHASES = ("generation", "reward_scoring", "optimisation", "evaluation", "other")
+
+
+def phase_shares(timing: PhaseTiming, step_seconds: float, wall_seconds: float) -> dict[str, float]:
+    """Each phase's share of the training's wall time, summing to 1: generation and reward scoring of the training
+    batches, optimisation (the rest of each step: log-probabilities, loss, backward, optimizer), evaluation, and
+    other (between steps: checkpoints, logging)."""
+    seconds = {
+        "generation": timing.generation_seconds,
+        "reward_scoring": timing.reward_seconds,
+        "optimisation": max(step_seconds - timing.generation_seconds - timing.reward_seconds, 0.0),
+        "evaluation": timing.evaluation_seconds,
+        "other": max(wall_seconds - step_seconds - timing.evaluation_seconds, 0.0),
+    }
+    total = sum(seconds.values())
+    return {phase: value / total if total else 0.0 for phase, value in seconds.items()}
+
+
 def run_timings(
     trainer: TimedGRPOTrainer, step_timer: StepTimer, wall_seconds: float, resumed_from_step: int
 ) -> dict[str, Any]:
-    """Wall time, per-step spread, generation share, throughput, parameters and memory of the run."""
+    """Wall time, per-step spread, the share of each phase, throughput, parameters and memory of the run."""
     # Zero steps is possible: a run killed after its final checkpoint but before it was marked finished.
     step_seconds = np.array(step_timer.step_seconds or [0.0])
-    timing = trainer.generation_timing
+    timing = trainer.phase_timing
     return {
         "steps": int(trainer.state.global_step),
         "resumed_from_step": resumed_from_step,
@@ -277,10 +295,12 @@ def run_timings(
         "step_seconds_min": float(step_seconds.min()),
         "step_seconds_median": float(np.median(step_seconds)),
         "step_seconds_max": float(step_seconds.max()),
-        "generation_seconds": timing.seconds,
-        "generation_share": timing.seconds / step_seconds.sum() if step_seconds.sum() else 0.0,
+        "generation_seconds": timing.generation_seconds,
+        "shares": phase_shares(timing, float(step_seconds.sum()), wall_seconds),
         "generated_tokens": timing.completion_tokens,
-        "generated_tokens_per_second": timing.completion_tokens / timing.seconds if timing.seconds else 0.0,
+        "generated_tokens_per_second": (
+            timing.completion_tokens / timing.generation_seconds if timing.generation_seconds else 0.0
+        ),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "total_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "device": str(trainer.accelerator.device),

@@ -1,7 +1,8 @@
 """Everything the project reads from ``trl.GRPOTrainer``'s private parts, in one place.
 
 TRL offers no public hook for two things the project reports (and transformers' Trainer none for a third):
-- the time spent generating (``_generate``: TRL's profiler logs it to W&B/trackio only),
+- the time spent generating and scoring rewards (``_generate``, ``_calculate_rewards``: TRL's profiler logs them
+  to W&B/trackio only),
 - sample completions with each reward and the advantage as a step scored them (the ``_logs`` buffer;
   ``log_completions`` prints a rich table and writes a parquet file per step instead), and
 - resuming a model with tied embeddings without a false "missing keys ['lm_head.weight']" warning
@@ -28,6 +29,10 @@ from grpo_pipeline.reporting import display_text
 # The TRL release this module was written against; a newer one may work, the check says if it does not.
 WRITTEN_FOR_TRL = "1.16"
 _LOG_BUFFERS = ("prompt", "completion", "rewards", "advantages")
+_TIMED_METHODS = {
+    "_generate": ("prompts",),
+    "_calculate_rewards": ("inputs", "prompts", "completions", "completion_ids_list"),
+}
 
 
 class TrlInternalsChangedError(ProjectError, RuntimeError):
@@ -37,9 +42,10 @@ class TrlInternalsChangedError(ProjectError, RuntimeError):
 def check_trl_internals(trainer: GRPOTrainer) -> None:
     """Raise :class:`TrlInternalsChangedError` unless ``trainer`` has the private parts this module uses."""
     problems = []
-    generate = getattr(type(trainer), "_generate", None)
-    if generate is None or list(inspect.signature(generate).parameters) != ["self", "prompts"]:
-        problems.append("GRPOTrainer._generate(self, prompts) is gone or takes other arguments")
+    for method, parameters in _TIMED_METHODS.items():
+        found = getattr(type(trainer), method, None)
+        if found is None or list(inspect.signature(found).parameters) != ["self", *parameters]:
+            problems.append(f"GRPOTrainer.{method}(self, {', '.join(parameters)}) is gone or takes other arguments")
     logs = getattr(trainer, "_logs", None)
     if not isinstance(logs, dict) or any(key not in logs for key in _LOG_BUFFERS):
         problems.append(f"GRPOTrainer._logs no longer holds the buffers {list(_LOG_BUFFERS)}")
@@ -57,13 +63,19 @@ def check_trl_internals(trainer: GRPOTrainer) -> None:
 
 
 @dataclass
-class GenerationTiming:
-    seconds: float = 0.0
+class PhaseTiming:
+    """Seconds spent in each phase of training, measured apart: generating and scoring the training batches, and
+    evaluating (``trainer.evaluate``, its own generation and scoring included)."""
+
+    generation_seconds: float = 0.0
+    reward_seconds: float = 0.0
+    evaluation_seconds: float = 0.0
     completion_tokens: int = 0
+    evaluating: bool = False
 
 
 class TimedGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` that times its generation phase and keeps sample completions with their rewards.
+    """``GRPOTrainer`` that times its phases (:class:`PhaseTiming`) and keeps sample completions with their rewards.
 
     Every ``samples_every`` steps it copies ``samples_per_step`` of the completions the step just
     scored (prompt, completion, each reward, advantage) from TRL's own ``_logs`` buffer.
@@ -72,7 +84,7 @@ class TimedGRPOTrainer(GRPOTrainer):
     def __init__(self, *args: Any, samples_every: int = 10, samples_per_step: int = 4, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         check_trl_internals(self)
-        self.generation_timing = GenerationTiming()
+        self.phase_timing = PhaseTiming()
         self.samples_every = samples_every
         self.samples_per_step = samples_per_step
         self.completion_samples: list[dict[str, Any]] = []
@@ -118,7 +130,24 @@ class TimedGRPOTrainer(GRPOTrainer):
     def _generate(self, prompts: list) -> tuple:
         started = time.perf_counter()
         output = super()._generate(prompts)
-        self.generation_timing.seconds += time.perf_counter() - started
-        self.generation_timing.completion_tokens += sum(len(ids) for ids in output[1])
-        self.last_completion_ids = output[1]
+        if not self.phase_timing.evaluating:
+            self.phase_timing.generation_seconds += time.perf_counter() - started
+            self.phase_timing.completion_tokens += sum(len(ids) for ids in output[1])
+            self.last_completion_ids = output[1]
         return output
+
+    def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
+        started = time.perf_counter()
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if not self.phase_timing.evaluating:
+            self.phase_timing.reward_seconds += time.perf_counter() - started
+        return rewards
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        started = time.perf_counter()
+        self.phase_timing.evaluating = True
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self.phase_timing.evaluating = False
+            self.phase_timing.evaluation_seconds += time.perf_counter() - started

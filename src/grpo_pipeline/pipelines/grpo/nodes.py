@@ -94,6 +94,21 @@ def check_validation(validation_report: dict[str, Any]) -> None:
     raise_if_failed(validation_report)
 
 
+def register_model(
+    checkpoint: HFCheckpoint, validation_report: dict[str, Any], run_config: RunConfig
+) -> dict[str, Any]:
+    """Log the checkpoint that passed validation to MLflow as a model and register it under the variant's name, with
+    its alias; the record of what was registered, or why nothing was."""
+    registry = run_config.params.model_registry
+    if not registry.enabled:
+        return {"registered": False, "reason": "model_registry.enabled is false"}
+    from grpo_pipeline.models.registry import register_validated_model
+    from grpo_pipeline.training.mlflow_logging import active_run_id
+
+    name = registry.name or run_config.variant
+    return register_validated_model(checkpoint, validation_report, name, registry.alias, active_run_id())
+
+
 def plot_reward_curve(training_metrics: pd.DataFrame, run_config: RunConfig) -> Any:
     """A matplotlib figure: mean reward per step with its spread across the group, and each reward's mean."""
     from grpo_pipeline.reporting import reward_curve_figure

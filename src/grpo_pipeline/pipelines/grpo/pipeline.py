@@ -80,6 +80,13 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
                 tags="validate",
             ),
             Node(
+                nodes.register_model,
+                inputs=["checkpoint", "validation_report", "run_config"],
+                outputs="registered_model",
+                name="register_model",
+                tags="validate",
+            ),
+            Node(
                 nodes.plot_reward_curve,
                 inputs=["training_metrics", "run_config"],
                 outputs="reward_curve",
