@@ -14,24 +14,25 @@ from tests.conftest import NO_GATES, copy_project, invoke_kedro, run_kedro
 pytestmark = pytest.mark.kedro_run
 
 
-def test_compares_two_debug_runs_with_different_learning_rates(debug_project: Path) -> None:
+def test_compares_two_debug_runs_that_differ_in_their_rewards(debug_project: Path) -> None:
     project = debug_project
-    for learning_rate in ("0.003", "0.001"):
-        run_kedro(
-            project,
-            "run",
-            "--pipelines=grpo_debug",
-            f"--params=debug.training.learning_rate={learning_rate},debug.training.max_steps=20,{NO_GATES}",
-        )
+    short = f"--params=debug.training.max_steps=20,{NO_GATES}"
+    run_kedro(project, "run", "--pipelines=grpo_debug", short)
+    # A list is written in a parameters file: `--params` splits its value at commas.
+    (project / "conf/local/parameters.yml").write_text("debug:\n  reward:\n    functions: [accuracy, format]\n")
+    run_kedro(project, "run", "--pipelines=grpo_debug", short)
     run_kedro(project, "run", "--pipelines=compare_runs", "--params=compare_runs.latest_per_pipeline=2")
     reporting = project / "data/08_reporting/compare_runs"
     table = pd.read_csv(reporting / "comparison.csv")
     assert len(table) == 2
-    assert table["run"].str.contains("training.learning_rate=0.003").sum() == 1
-    assert table["run"].str.contains("training.learning_rate=0.001").sum() == 1
+    # The curves are named by what sets the runs apart, the rewards first, whatever else differs.
+    assert table["run"].str.endswith("(reward.functions=['accuracy'])").sum() == 1, table["run"]
+    assert table["run"].str.endswith("(reward.functions=['accuracy', 'format'])").sum() == 1, table["run"]
+    assert table["data"].str.match(r"data/01_raw/largest_digit_prompts.jsonl \(1000 rows, [0-9a-f]{8}\)").all()
     assert table["eval_reward_trained"].notna().all() and table["s_per_step"].gt(0).all()
     report = (reporting / "comparison.md").read_text()
-    assert "| training.learning_rate | 0.003 | 0.001 |" in report
+    assert "| reward.functions | ['accuracy'] | ['accuracy', 'format'] |" in report
+    assert "| data source |" not in report  # the same data: not a difference
     assert (reporting / "comparison_reward_curves.png").read_bytes()[:4] == b"\x89PNG"
 
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")

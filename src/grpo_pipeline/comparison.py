@@ -20,6 +20,8 @@ from grpo_pipeline.reporting import markdown_table
 from grpo_pipeline.variants import PIPELINE_PREFIX
 
 logger = logging.getLogger(__name__)
+# The pseudo-parameter holding each run's data sources in the comparison.
+DATA_SOURCE = "data source"
 
 
 def _read_artifact(client: MlflowClient, run_id: str, path: str, reader: Callable[[Path], Any]) -> Any:
@@ -82,6 +84,7 @@ def collect_runs(params: CompareRunsParams) -> list[dict[str, Any]]:
                 "start_time": run.info.start_time,
                 "wall_time_s": (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None,
                 "params": dict(run.data.params),
+                "data_sources": data_sources(run),
                 "reward_history": sorted((point.step, point.value) for point in history),
                 "eval_reward_history": sorted((point.step, point.value) for point in eval_history),
                 "validation": _read_artifact(client, run_id, "reports/validation_report.json", _json),
@@ -90,30 +93,71 @@ def collect_runs(params: CompareRunsParams) -> list[dict[str, Any]]:
         )
     differences = _config_differences(collected)
     for run in collected:
-        # Name each curve by what sets it apart, e.g. "grpo_debug 2b9ac8c1 (training.learning_rate=0.001)".
-        distinct = ", ".join(f"{row['parameter']}={row[run['label']]}" for _, row in differences.head(3).iterrows())
+        # Name each curve by what sets it apart most, e.g. "grpo_debug 2b9ac8c1 (reward.functions=['accuracy'])".
+        distinct = ", ".join(
+            f"{row['parameter']}={_shortened(row[run['label']])}"
+            for _, row in differences.head(LABEL_PARAMETERS).iterrows()
+        )
         run["label"] += f" ({distinct})" if distinct else ""
     logger.info("Comparing %d runs: %s", len(collected), "; ".join(run["label"] for run in collected))
     return collected
 
 
+def data_sources(run: Any) -> list[dict[str, str]]:
+    """The run's dataset inputs (lineage.py logs them): name, context and the project's tags (location, rows, hash)."""
+    sources = []
+    for dataset_input in run.inputs.dataset_inputs:
+        tags = {tag.key: tag.value for tag in dataset_input.tags}
+        sources.append(
+            {"name": dataset_input.dataset.name, "context": tags.get("mlflow.data.context", "")}
+            | {key.removeprefix("grpo."): value for key, value in tags.items() if key.startswith("grpo.")}
+        )
+    return sources
+
+
+def _source_text(sources: list[dict[str, str]]) -> str:
+    """``data/01_raw/task.parquet (1000 rows, fd604f14)``, one per table the run used."""
+    return "; ".join(
+        f"{source.get('location', source['name'])}{f'[{split}]' if (split := source.get('split')) else ''} "
+        f"({source.get('rows', '?')} rows, {source.get('content_hash', '?')[:8]})"
+        for source in sources
+    )
+
+
+# What most often sets runs apart, first: the labels of the curves show the first differing ones.
+IMPORTANCE = ("reward.", "model.", "peft", DATA_SOURCE, "data.", "training.learning_rate", "warm_start", "training.")
+LABEL_PARAMETERS = 3
+MISSING = "(unset)"
+
+
+def _importance(parameter: str) -> tuple[int, str]:
+    rank = next((rank for rank, prefix in enumerate(IMPORTANCE) if parameter.startswith(prefix)), len(IMPORTANCE))
+    return rank, parameter
+
+
+def _shortened(value: str, width: int = 48) -> str:
+    return value if len(value) <= width else value[: width - 3] + "..."
+
+
 def _config_differences(compared_runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Parameters whose value is not the same in every run; keys are shown without the variant prefix."""
+    """Parameters (and data sources) whose value is not the same in every run, the most telling first (rewards,
+    model, data, learning rate, ...); keys are shown without the variant prefix."""
 
     def strip(key: str, variant: str) -> str:
         return key.removeprefix(f"{variant}.")
 
     tables = [
         {strip(key, run["run_name"].removeprefix(PIPELINE_PREFIX)): value for key, value in run["params"].items()}
+        | ({DATA_SOURCE: _source_text(run["data_sources"])} if run.get("data_sources") else {})
         for run in compared_runs
     ]
-    keys = sorted(set().union(*tables))
+    keys = sorted(set().union(*tables), key=_importance)
     differing = [key for key in keys if len({table.get(key) for table in tables}) > 1]
     return pd.DataFrame(
         [
             {
                 "parameter": key,
-                **{run["label"]: table.get(key, "") for run, table in zip(compared_runs, tables, strict=True)},
+                **{run["label"]: table.get(key, MISSING) for run, table in zip(compared_runs, tables, strict=True)},
             }
             for key in differing
         ]
@@ -128,6 +172,7 @@ def comparison_report(compared_runs: list[dict[str, Any]]) -> tuple[pd.DataFrame
         rows.append(
             {
                 "run": run["label"],
+                "data": _source_text(run["data_sources"]) or None,
                 "final_reward": round(run["reward_history"][-1][1], 4) if run["reward_history"] else None,
                 "final_eval_reward_during_training": (
                     round(run["eval_reward_history"][-1][1], 4) if run["eval_reward_history"] else None

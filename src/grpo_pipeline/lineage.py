@@ -26,13 +26,19 @@ HUB_KEYS = ("name", "revision", "split", "data_dir")
 
 def describe_source(entry: dict[str, Any]) -> dict[str, Any]:
     """Where a catalog entry's data comes from: its type, location and, for a hub dataset, config and revision."""
-    location = next((str(entry[key]) for key in LOCATION_KEYS if entry.get(key)), None)
+    location = next((_project_relative(str(entry[key])) for key in LOCATION_KEYS if entry.get(key)), None)
     hub = {key: entry.get("dataset_kwargs", {}).get(key) for key in HUB_KEYS}
     described = {"type": str(entry.get("type")), "location": location}
     described |= {f"hub_{key}": str(value) for key, value in hub.items() if value is not None}
     if entry.get("split") is not None:
         described["split"] = str(entry["split"])
     return described
+
+
+def _project_relative(location: str) -> str:
+    """A path inside the project as Kedro's catalog holds it relative (the same on every machine), else as it is."""
+    path = Path(location)
+    return str(path.relative_to(Path.cwd())) if path.is_absolute() and path.is_relative_to(Path.cwd()) else location
 
 
 def content_hash(frame: pd.DataFrame) -> str:

@@ -262,7 +262,11 @@ def comparison_figure(runs: list[dict[str, Any]]) -> Figure:
                 axis.plot(
                     steps, values, linestyle="--", marker="o", color=line.get_color(), label=f"{run['label']} eval"
                 )
-    return _with_legend(figure, axis)
+    # Below the plot, not over the curves: the labels name what sets each run apart and are long.
+    figure.set_size_inches(10, 5 + 0.25 * len(axis.get_legend_handles_labels()[1]))
+    figure.set_layout_engine("constrained")
+    figure.legend(loc="outside lower center", fontsize=8)
+    return figure
 
 
 def completion_samples_html(samples: list[dict[str, Any]]) -> str:
