@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import mlflow
+import mlflow.transformers
 import pandas as pd
 import pytest
 import torch
@@ -21,6 +23,7 @@ from safetensors.torch import load_file
 
 from grpo_pipeline import rewards as rewards_module
 from grpo_pipeline.config import run_config as run_config_module
+from grpo_pipeline.evaluation import decode, generate
 from grpo_pipeline.io import PromptJSONLinesDataset
 from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
@@ -31,6 +34,7 @@ from tests.conftest import (
     NO_GATES,
     PROJECT_ROOT,
     copy_project,
+    inside,
     invoke_kedro,
     invoke_kedro_subprocess,
     mlflow_runs,
@@ -103,6 +107,33 @@ def test_mlflow_store_holds_the_run(debug_run: Run) -> None:
     samples = json.loads((project / "data/08_reporting/debug/training_completions.json").read_text())
     assert [sample["step"] for sample in samples] == [step for step in (1, *range(10, 151, 10)) for _ in range(4)]
     assert "<table" in (project / "data/08_reporting/debug/training_completions.html").read_text()
+    # Lineage: the data source as the run's dataset input, with its location, rows and content hash.
+    (data,) = run.inputs.dataset_inputs
+    tags = {tag.key: tag.value for tag in data.tags}
+    assert data.dataset.name == "debug.raw_prompts" and tags["mlflow.data.context"] == "training"
+    assert tags["grpo.location"] == "data/01_raw/largest_digit_prompts.jsonl" and tags["grpo.rows"] == "1000"
+    assert tags["grpo.type"] == "grpo_pipeline.io.PromptJSONLinesDataset" and len(tags["grpo.content_hash"]) == 16
+
+
+def test_the_validated_model_is_registered_and_generates_as_validated_when_loaded_by_its_alias(debug_run: Run) -> None:
+    project, _ = debug_run
+    record = json.loads((project / "data/08_reporting/debug/registered_model.json").read_text())
+    assert record["registered"] and record["model_uri"] == "models:/debug@validated", record
+    report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+    eval_dataset = pd.read_json(project / "data/03_primary/debug/eval_dataset.jsonl", lines=True, dtype=False)
+    with inside(project):
+        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        version = MlflowClient().get_model_version_by_alias("debug", "validated")
+        assert version.run_id == report["mlflow_run_id"] == record["mlflow_run_id"]
+        assert float(version.tags["validation/greedy_accuracy_gain"]) == pytest.approx(
+            report["accuracy_gain"]["greedy"]
+        )
+        assert "validation PASSED (min_greedy_accuracy_gain 0.15" in version.description
+        model = mlflow.transformers.load_model("models:/debug@validated", return_type="components")
+    # The registered model answers the held-out prompts as the validated checkpoint did (greedy).
+    prompts = eval_dataset["prompt_text"].head(len(report["samples"])).tolist()
+    completions, _ = generate(model["model"], model["tokenizer"], prompts, report["max_new_tokens"])
+    assert decode(model["tokenizer"], completions) == [sample["trained_completion"] for sample in report["samples"]]
 
 
 def test_all_variants_and_stages_are_registered() -> None:
@@ -363,14 +394,47 @@ def test_parquet_and_save_to_disk_copies_give_the_same_eval_prompts_as_json_line
     assert prepared_eval_prompts(parquet, parquet_entry) == expected
     disk_entry = "debug.raw_prompts:\n  type: grpo_pipeline.io.HFDiskDataset\n  path: data/01_raw/task_hf\n"
     assert prepared_eval_prompts(on_disk, disk_entry) == expected
-    run_kedro(
-        parquet,
-        "run",
-        "--pipelines=grpo_debug",
-        f"--params=debug.training.max_steps=4,{NO_GATES}",
+    # Those two runs were of the prepare stage only; the parquet copy trains below as a new experiment.
+
+
+def test_a_new_experiment_is_a_folder_with_its_own_data_and_no_package_edit(tmp_path: Path, debug_run: Run) -> None:
+    project = copy_project(tmp_path / "project", models_from=debug_run[0])
+    # As a user does it: copy the debug variant's folder, rename its top key, point its own catalog at a Parquet file.
+    shutil.copytree(project / "conf/base/debug", project / "conf/local/mytask")
+    parameters = project / "conf/local/mytask/parameters.yml"
+    parameters.write_text(parameters.read_text().replace("\ndebug:\n", "\nmytask:\n"))
+    shipped_task_as_table().rename(columns={"prompt": "question"}).to_parquet(project / "data/01_raw/mytask.parquet")
+    (project / "conf/local/mytask/catalog.yml").write_text(
+        "mytask.raw_prompts:\n  type: pandas.ParquetDataset\n  filepath: data/01_raw/mytask.parquet\n"
     )
-    report = json.loads((parquet / "data/08_reporting/debug/validation_report.json").read_text())
+    source = {path: path.read_bytes() for path in (project / "src").rglob("*.py")}
+    assert "- grpo_mytask\n" in run_kedro(project, "registry", "list").stdout
+    no_gates = NO_GATES.replace("debug.", "mytask.")
+    result = run_kedro(
+        project,
+        "run",
+        "--pipelines=grpo_mytask",
+        f"--params=mytask.training.max_steps=4,mytask.data.columns.question=prompt,{no_gates}",
+    )
+    assert {path: path.read_bytes() for path in (project / "src").rglob("*.py")} == source
+    report = json.loads((project / "data/08_reporting/mytask/validation_report.json").read_text())
     assert report["global_step"] == 4 and report["eval_prompts"] == 200
+    # No gate set: nothing was checked, and every record says so instead of PASSED.
+    assert report["status"] == "NO GATE" and report["passed"] is None and not report["failures"]
+    markdown = (project / "data/08_reporting/mytask/validation_report.md").read_text()
+    assert "- status: **no gate set: nothing checked**" in markdown and "PASSED" not in markdown
+    assert "[mytask] validation: no gate set: nothing checked" in result.stdout
+    registered = json.loads((project / "data/08_reporting/mytask/registered_model.json").read_text())
+    assert registered["registered"] is False and "no validation gate was set" in registered["reason"]
+    (run,) = mlflow_runs(project, "grpo_mytask")
+    (data,) = run.inputs.dataset_inputs
+    tags = {tag.key: tag.value for tag in data.tags}
+    assert tags["grpo.location"] == "data/01_raw/mytask.parquet" and tags["grpo.type"] == "pandas.ParquetDataset"
+    assert tags["grpo.rows"] == "1000"
+    # An unknown experiment gets one message naming the variants and where they are defined.
+    unknown = invoke_kedro(project, "run", "--pipelines=grpo_mytsak")
+    assert unknown.returncode == 1 and "grpo_mytask (conf/local/mytask)" in unknown.stderr
+    assert "Traceback" not in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.kedro_run

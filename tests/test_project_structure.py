@@ -13,7 +13,7 @@ import pytest
 from grpo_pipeline.config.loader import VariantExtendsError, load_parameters, with_variant_defaults
 from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.variants import variant_names
-from tests.conftest import PROJECT_ROOT, copy_project, mlflow_runs, run_kedro_subprocess
+from tests.conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "src" / "grpo_pipeline"
 VARIANTS = ("debug", "full", "lora")
@@ -126,38 +126,6 @@ def test_environment_and_runtime_parameters_apply_before_the_defaults() -> None:
     assert gpu["lora"]["training"]["learning_rate"] == 1e-5 and gpu["lora"]["training"]["max_steps"] == -1
     assert {gpu[variant]["seed"] for variant in variant_names(conf)} == {7}
     assert load_parameters(conf, "base")["debug"]["training"]["bf16"] is False  # base is the CPU site
-
-
-# A new process: the variant's name is added to the copy's own package source, which this process has not loaded.
-@pytest.mark.subprocess
-@pytest.mark.kedro_run
-@pytest.mark.trainer
-def test_a_new_variant_is_one_name_and_one_parameters_file(tmp_path: Path) -> None:
-    project = copy_project(tmp_path)
-    variants_module = project / "src/grpo_pipeline/variants.py"
-    source = variants_module.read_text()
-    assert source.count('"lora", "reasoning")') == 1
-    variants_module.write_text(source.replace('"lora", "reasoning")', '"lora", "reasoning", "tiny_lora")'))
-    (project / "conf/base/tiny_lora").mkdir()
-    (project / "conf/base/tiny_lora/parameters.yml").write_text(
-        "# LoRA on a tiny model the pipeline builds itself, for a quick offline check.\n"
-        "tiny_lora:\n"
-        "  model: {name_or_path: data/06_models/tiny_lora/base_model, build_tiny: {}}\n"
-        "  peft: {r: 4, lora_alpha: 8, target_modules: all-linear}\n"
-        "  formatting: {max_prompt_length: 64}\n"
-        "  training: {use_cpu: true, max_steps: 3, learning_rate: 0.01, per_device_train_batch_size: 8,\n"
-        "             num_generations: 4, max_completion_length: 4}\n"
-        "  validation: {max_prompts: 8, max_new_tokens: 4}\n"
-        "  benchmark: {mode: tiny LoRA}\n"
-    )
-    assert "grpo_tiny_lora" in run_kedro_subprocess(project, "registry", "list").stdout
-    run_kedro_subprocess(project, "run", "--pipelines=grpo_tiny_lora")
-    report = json.loads((project / "data/08_reporting/tiny_lora/validation_report.json").read_text())
-    assert report["adapter"] is True and report["global_step"] == 3
-    assert (project / "data/06_models/tiny_lora/trainer_output/training_finished.json").is_file()
-    (run,) = mlflow_runs(project, "grpo_tiny_lora")
-    assert run.data.params["tiny_lora.training.learning_rate"] == "0.01"
-    assert run.data.params["tiny_lora.reward.functions"] == "['accuracy', 'format', 'length']"
 
 
 def test_every_node_takes_its_data_and_the_run_configuration_only() -> None:

@@ -1,4 +1,5 @@
-"""``python -m grpo_pipeline`` runs the project like ``kedro run``."""
+"""``python -m grpo_pipeline`` runs the project like ``kedro run``; ``python -m grpo_pipeline import-recipe ...`` is
+``kedro import-recipe ...``."""
 
 from __future__ import annotations
 
@@ -19,4 +20,9 @@ def main(*args: str, **kwargs: object) -> object:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["import-recipe"]:
+        from grpo_pipeline.cli import cli
+
+        cli(prog_name="python -m grpo_pipeline")
+    else:
+        main()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,7 +21,14 @@ from kedro.io import DatasetError
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.interruption import RunInterrupted
 from grpo_pipeline.pipelines.grpo import STAGES
-from grpo_pipeline.variants import PIPELINE_PREFIX, unknown_variant
+from grpo_pipeline.variants import (
+    DEFAULTS_KEY,
+    OTHER_PIPELINES,
+    PIPELINE_PREFIX,
+    conf_root,
+    find_variants,
+    unknown_variant,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +89,47 @@ cli.add_command(
         short_help=kedro_run.short_help,
     )
 )
+
+
+@cli.command("import-recipe")
+@click.argument("recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="the experiment's (variant's) name: its folder and pipeline grpo_<name>")
+@click.option("--env", default="base", show_default=True, help="the environment folder to write it in (conf/<env>/)")
+@click.option("--tiny", is_flag=True, help="also write conf/tiny/<name>/: the recipe offline on the tiny model")
+@click.option("--force", is_flag=True, help="replace the experiment's files if they exist")
+def import_recipe(recipe: Path, name: str, env: str, tiny: bool, force: bool) -> None:
+    """Turn a TRL CLI or open-r1 GRPO recipe (YAML) into an experiment folder conf/<env>/<name>/."""
+    from grpo_pipeline import recipes  # noqa: PLC0415 (imports TRL to read its config classes)
+
+    try:
+        conf = conf_root()
+        problem = _name_problem(name, env, conf)
+        if problem and not force:
+            raise recipes.RecipeError(problem)
+        imported = recipes.import_recipe(recipes.read_recipe(recipe), name)
+        written = recipes.write_experiment(imported, conf, env, recipe, tiny, force)
+    except ProjectError as error:
+        click.secho(f"import-recipe failed: {error}", err=True, fg="red")
+        raise SystemExit(1) from None
+    click.echo(f"Read {recipe} ({imported.style} recipe); wrote {', '.join(map(str, written))}.")
+    for key, reason in imported.not_carried.items():
+        click.echo(f"  not carried over: {key}: {reason}")
+    for note in imported.notes:
+        click.echo(f"  note: {note}")
+    for run_env, how in ((env, "Run it"), *((("tiny", "Offline on the tiny model"),) if tiny else ())):
+        command = f"kedro run --pipelines={PIPELINE_PREFIX}{name}" + (f" --env={run_env}" if run_env != "base" else "")
+        problem = recipes.check_experiment(conf, None if run_env in ("base", "local") else run_env, name)
+        click.echo(f"{how}: {command}" + (f"\n  on this machine it would stop with: {problem}" if problem else ""))
+
+
+def _name_problem(name: str, env: str, conf: Path) -> str | None:
+    """Why ``name`` cannot name a new experiment in ``conf/<env>/``, or None."""
+    if not name.isidentifier():
+        return f"--name {name!r}: use letters, digits and underscores (it names a Kedro namespace and pipeline)"
+    if name in (*OTHER_PIPELINES, DEFAULTS_KEY):
+        return f"--name {name!r} is taken by the project's own configuration; choose another"
+    folders = find_variants(conf).get(name)
+    if folders and (conf / env / name) not in folders:
+        where = ", ".join(str(folder.relative_to(conf.parent)) for folder in folders)
+        return f"a variant '{name}' is already defined in {where}; choose another --name"
+    return None

@@ -27,9 +27,11 @@ HUB_KEYS = ("name", "revision", "split", "data_dir")
 def describe_source(entry: dict[str, Any]) -> dict[str, Any]:
     """Where a catalog entry's data comes from: its type, location and, for a hub dataset, config and revision."""
     location = next((_project_relative(str(entry[key])) for key in LOCATION_KEYS if entry.get(key)), None)
-    hub = {key: entry.get("dataset_kwargs", {}).get(key) for key in HUB_KEYS}
     described = {"type": str(entry.get("type")), "location": location}
-    described |= {f"hub_{key}": str(value) for key, value in hub.items() if value is not None}
+    if entry.get("dataset_name"):  # a Hugging Face dataset: a hub id (or a local folder load_dataset reads)
+        hub = {key: (entry.get("dataset_kwargs") or {}).get(key) for key in HUB_KEYS}
+        described |= {f"hub_{key}": str(value) for key, value in hub.items() if value is not None}
+        described["hub"] = str(not Path(location).exists())
     if entry.get("split") is not None:
         described["split"] = str(entry["split"])
     return described
@@ -110,7 +112,7 @@ def _mlflow_source(source: dict[str, Any], split: str | None) -> Any:
     from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource  # noqa: PLC0415
 
     location = source.get("location") or source["type"]
-    if "huggingface" in source["type"].lower() and not Path(location).exists():
+    if source.get("hub") == "True":
         return HuggingFaceDatasetSource(
             path=location,
             config_name=source.get("hub_name"),

@@ -2,6 +2,7 @@
 
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
 from grpo_pipeline.io.hf_disk_dataset import HFDiskDataset
+from grpo_pipeline.io.hf_hub_dataset import HFHubDataset
 from grpo_pipeline.io.prompt_dataset import PromptJSONLinesDataset
 from grpo_pipeline.io.report_datasets import (
     CSVTableDataset,
@@ -14,6 +15,7 @@ __all__ = [
     "CSVTableDataset",
     "HFCheckpointDataset",
     "HFDiskDataset",
+    "HFHubDataset",
     "JSONReportDataset",
     "PNGFigureDataset",
     "PromptJSONLinesDataset",

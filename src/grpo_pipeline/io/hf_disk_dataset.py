@@ -15,6 +15,25 @@ from kedro.io import AbstractDataset, DatasetError
 from grpo_pipeline.prompts import SOURCE_ATTR
 
 
+def as_frames(dataset: Any, source: str, split: str | None) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """A Hugging Face ``Dataset`` as a DataFrame, a ``DatasetDict`` as one per split (or only ``split``), each
+    labelled with ``source`` for messages."""
+    from datasets import DatasetDict  # noqa: PLC0415 (datasets is heavy; only loading needs it)
+
+    def frame(table: Any, split: str | None) -> pd.DataFrame:
+        loaded = table.to_pandas()
+        loaded.attrs[SOURCE_ATTR] = source + (f" split '{split}'" if split else "")
+        return loaded
+
+    if isinstance(dataset, DatasetDict) and split is None:
+        return {name: frame(table, name) for name, table in dataset.items()}
+    if isinstance(dataset, DatasetDict):
+        if split not in dataset:
+            raise DatasetError(f"{source} holds the splits {sorted(dataset)}; set `split:` to one of them")
+        return frame(dataset[split], split)
+    return frame(dataset, None)
+
+
 class HFDiskDataset(AbstractDataset[None, pd.DataFrame | dict[str, pd.DataFrame]]):
     """``datasets.load_from_disk(path)`` as a DataFrame; a DatasetDict as one DataFrame per split, or only its
     ``split`` when one is given. Read-only."""
@@ -25,24 +44,13 @@ class HFDiskDataset(AbstractDataset[None, pd.DataFrame | dict[str, pd.DataFrame]
         self.metadata = metadata
 
     def load(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
-        from datasets import DatasetDict, load_from_disk  # noqa: PLC0415 (datasets is heavy; only loading needs it)
+        from datasets import load_from_disk  # noqa: PLC0415 (datasets is heavy; only loading needs it)
 
         try:
             dataset = load_from_disk(str(self._path))
         except FileNotFoundError as error:
             raise DatasetError(f"{self._path}: not a `save_to_disk` directory ({error})") from None
-        if isinstance(dataset, DatasetDict) and self._split is None:
-            return {split: self._frame(table, split) for split, table in dataset.items()}
-        if isinstance(dataset, DatasetDict):
-            if self._split not in dataset:
-                raise DatasetError(f"{self._path} holds the splits {sorted(dataset)}; set `split:` to one of them")
-            return self._frame(dataset[self._split], self._split)
-        return self._frame(dataset, None)
-
-    def _frame(self, dataset: Any, split: str | None) -> pd.DataFrame:
-        frame = dataset.to_pandas()
-        frame.attrs[SOURCE_ATTR] = str(self._path) + (f" split '{split}'" if split else "")
-        return frame
+        return as_frames(dataset, str(self._path), self._split)
 
     def save(self, data: None) -> None:
         raise DatasetError(f"{self._path} is a raw dataset; the pipeline reads it and never writes it")
