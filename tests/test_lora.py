@@ -5,12 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import mlflow.transformers
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
+from grpo_pipeline.evaluation import decode, generate
 from grpo_pipeline.models.loading import load_causal_lm, loading_choices
+from grpo_pipeline.models.registry import register_validated_model
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, validate_checkpoint
-from tests.test_training_and_validation import run_config, train_and_save
+from tests.conftest import inside
+from tests.test_training_and_validation import VALIDATION, run_config, train_and_save
 
 PEFT = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear", "merge_and_export": True}
 
@@ -85,3 +91,25 @@ def test_benchmark_reports_the_trainable_share(lora_checkpoint: tuple) -> None:
     row = table.iloc[0]
     assert 0 < row["trainable_parameters"] < 0.5 * row["total_parameters"]
     assert row["trainable_share"] == pytest.approx(row["trainable_parameters"] / row["total_parameters"], abs=1e-4)
+
+
+@pytest.mark.trainer
+def test_a_validated_lora_checkpoint_is_registered_merged_with_its_adapter_beside_it(
+    lora_checkpoint: tuple, datasets: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    checkpoint = lora_checkpoint[0].load()
+    gated = run_config(Path("o"), validation={**VALIDATION, "min_eval_reward": -100.0})
+    report, _ = validate_checkpoint(checkpoint, str(tiny_model_dir), datasets[1], gated)
+    assert report["status"] == "PASSED"
+    with inside(tmp_path):
+        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        with mlflow.start_run() as run:
+            record = register_validated_model(checkpoint, report, "tiny_lora", "validated", run.info.run_id)
+        assert record["registered"] and record["version"] == 1 and record["model_uri"] == "models:/tiny_lora@validated"
+        adapter = {Path(item.path).name for item in MlflowClient().list_artifacts(run.info.run_id, "adapter")}
+        assert {"adapter_model.safetensors", "adapter_config.json"} <= adapter
+        loaded = mlflow.transformers.load_model("models:/tiny_lora@validated", return_type="components")
+    # The registered model is base+adapter merged: it answers as the validated adapter checkpoint does (greedy).
+    prompts = datasets[1]["prompt_text"].head(len(report["samples"])).tolist()
+    completions, _ = generate(loaded["model"], loaded["tokenizer"], prompts, VALIDATION["max_new_tokens"])
+    assert decode(loaded["tokenizer"], completions) == [sample["trained_completion"] for sample in report["samples"]]
