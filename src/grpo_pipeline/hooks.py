@@ -27,6 +27,7 @@ from grpo_pipeline.interruption import (
     install_stop_signal_handlers,
     restore_signal_handlers,
 )
+from grpo_pipeline.lineage import describe_source
 from grpo_pipeline.preflight import preflight
 from grpo_pipeline.prompts import SOURCE_ATTR, RawPrompts
 from grpo_pipeline.run_lock import RunLock
@@ -173,8 +174,7 @@ def _raw_prompts(catalog: DataCatalog, variant: str) -> tuple[RawPrompts, str]:
     """The variant's raw prompts, and where they come from (the catalog entry's path) for messages."""
     name = f"{variant}.{RAW_PROMPTS}"
     raw = catalog.load(name)
-    config = catalog.config_resolver.resolve_pattern(name)
-    location = next((str(config[key]) for key in ("filepath", "path", "dataset_name") if config.get(key)), None)
+    location = describe_source(catalog.config_resolver.resolve_pattern(name))["location"]
     source = f"{location} ({name})" if location else name
     if isinstance(raw, pd.DataFrame):
         raw.attrs.setdefault(SOURCE_ATTR, source)

@@ -19,6 +19,7 @@ from typing import Any
 
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.reporting import DECODINGS, decoded_scores
+from grpo_pipeline.validation import PASSED
 
 logger = logging.getLogger(__name__)
 # The flavour's requirements, written here: MLflow's inference of them imports every package of the process.
@@ -50,7 +51,7 @@ def register_validated_model(
     from mlflow.tracking import MlflowClient  # noqa: PLC0415
 
     record: dict[str, Any] = {"name": name, "alias": alias, "mlflow_run_id": run_id, "checkpoint": checkpoint.path}
-    if report.get("status") != "PASSED":
+    if report.get("status") != PASSED:
         reason = "validation failed" if report.get("failures") else "no validation gate was set, nothing was checked"
         logger.info("Not registering the checkpoint as '%s': %s", name, reason)
         return record | {"registered": False, "reason": reason}
