@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 
 from grpo_pipeline.config.loader import VariantExtendsError, load_parameters, with_variant_defaults
 from grpo_pipeline.pipeline_registry import register_pipelines
-from grpo_pipeline.variants import variant_names
-from tests.conftest import PROJECT_ROOT
+from grpo_pipeline.variants import find_variants, unknown_variant, variant_names
+from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro
 
 PACKAGE = PROJECT_ROOT / "src" / "grpo_pipeline"
 VARIANTS = ("debug", "full", "lora")
@@ -134,3 +135,39 @@ def test_every_node_takes_its_data_and_the_run_configuration_only() -> None:
             assert len(node.inputs) <= 5, (name, node.name, node.inputs)
             parameters = [dataset for dataset in node.inputs if dataset.startswith("params:")]
             assert parameters in ([], [f"params:{node.namespace}"], ["params:compare_runs"]), (node.name, parameters)
+
+
+def test_variants_are_the_folders_of_conf_that_define_one(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    for folder, content in (
+        ("base/debug", "debug: {seed: 1}\n"),
+        ("base/compare_runs", "compare_runs: {}\n"),  # the comparison's own folder: not a variant
+        ("base/notes", "something_else: {}\n"),  # a folder without its own section: not a variant
+        ("gpu/big", "big: {seed: 2}\n"),
+    ):
+        (conf / folder).mkdir(parents=True)
+        (conf / folder / "parameters.yml").write_text(content)
+    (conf / "base/parameters.yml").write_text("variant_defaults: {seed: 0}\n")
+    (conf / "local").mkdir()
+    assert find_variants(conf) == {"big": [conf / "gpu/big"], "debug": [conf / "base/debug"]}
+    assert list(find_variants(conf, ["base", "local"])) == ["debug"]
+    # The loader merges the defaults under the variants of the environments it reads.
+    assert load_parameters(conf, "gpu")["big"] == {"seed": 2} and "big" not in load_parameters(conf)
+    assert "no variant 'bgi' in conf/: the variants are grpo_big (conf/gpu/big), grpo_debug (conf/base/debug)" in (
+        unknown_variant("bgi", conf) or ""
+    )
+
+
+@pytest.mark.kedro_run
+def test_a_variant_of_an_environment_the_run_does_not_read_is_named_with_the_way_to_run_it(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    shutil.copytree(project / "conf/base/debug", project / "conf/gpu/mine")
+    parameters = project / "conf/gpu/mine/parameters.yml"
+    parameters.write_text(parameters.read_text().replace("\ndebug:\n", "\nmine:\n"))
+    result = invoke_kedro(project, "run", "--pipelines=grpo_mine")
+    assert result.returncode == 1
+    assert (
+        "variant 'mine' is defined in conf/gpu/mine, which this run does not read (it reads conf/base and "
+        "conf/local): run it with --env=gpu" in result.stderr
+    )
+    assert not (project / "data/02_intermediate/mine").exists()
