@@ -102,6 +102,8 @@ def register_model(
     registry = run_config.params.model_registry
     if not registry.enabled:
         return {"registered": False, "reason": "model_registry.enabled is false"}
+    if (rank := run_config.params.distributed.machine_rank) != 0:
+        return {"registered": False, "reason": f"machine {rank} validates; the main machine (rank 0) registers"}
     from grpo_pipeline.models.registry import register_validated_model
     from grpo_pipeline.training.mlflow_logging import active_run_id
 
