@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.recipes import grpo_config_fields, import_recipe, read_recipe
 from tests.conftest import PROJECT_ROOT, invoke_kedro, mlflow_runs, run_kedro
 
@@ -55,8 +56,12 @@ def test_an_open_r1_recipe_maps_every_key_or_names_why_not() -> None:
 
 
 def test_a_trl_cli_recipe_maps_lora_splits_and_the_scripts_reward_arguments() -> None:
-    imported = import_recipe(read_recipe(RECIPES / "trl_grpo_cli.yaml"), "deepmath")
+    project_training = load_parameters(PROJECT_ROOT / "conf")["variant_defaults"]["training"]
+    imported = import_recipe(read_recipe(RECIPES / "trl_grpo_cli.yaml"), "deepmath", project_training)
     section = imported.parameters["deepmath"]
+    # Where the recipe is silent it trains as TRL would: TRL's defaults over the project's, but its safe server host.
+    assert project_training["logging_steps"] == 1 and section["training"]["logging_steps"] == 10
+    assert section["training"]["save_steps"] == 500 and "vllm_server_host" not in section["training"]
     assert imported.style == "TRL" and imported.not_carried.keys() == {"output_dir"}
     assert section["peft"] == {"r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     assert section["data"] == {

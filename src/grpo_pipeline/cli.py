@@ -18,6 +18,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.io import DatasetError
 
+from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.interruption import RunInterrupted
 from grpo_pipeline.pipelines.grpo import STAGES
@@ -106,7 +107,8 @@ def import_recipe(recipe: Path, name: str, env: str, tiny: bool, force: bool) ->
         problem = _name_problem(name, env, conf)
         if problem and not force:
             raise recipes.RecipeError(problem)
-        imported = recipes.import_recipe(recipes.read_recipe(recipe), name)
+        defaults = load_parameters(conf).get(DEFAULTS_KEY) or {}
+        imported = recipes.import_recipe(recipes.read_recipe(recipe), name, defaults.get("training"))
         written = recipes.write_experiment(imported, conf, env, recipe, tiny, force)
     except ProjectError as error:
         click.secho(f"import-recipe failed: {error}", err=True, fg="red")

@@ -81,6 +81,9 @@ OPEN_R1_REWARD_ARGUMENTS = (
     "soft_punish_cache",
 )
 OPEN_R1_KEYS = {"system_prompt", "dataset_prompt_column", "dataset_configs", "num_processes"} | set(OPEN_R1_NOT_CARRIED)
+# Project defaults an imported recipe keeps where it is silent: its own output folder, and a vLLM server bound to
+# 127.0.0.1 (TRL's default listens on every interface).
+KEPT_PROJECT_DEFAULTS = ("output_dir", "vllm_server_host")
 # The project writes every run of a variant under data/06_models/<name>/: its checkpoints are its lineage.
 OUTPUT_DIR_REASON = "the experiment writes under data/06_models/<name>/trainer_output (training.output_dir's default)"
 # What the tiny model needs to run any recipe offline on a CPU in seconds: the wiring, not the learning.
@@ -94,6 +97,7 @@ TINY_OVERLAY: dict[str, Any] = {
         "fp16": False,
         "use_vllm": False,
         "max_steps": 4,
+        "logging_steps": 1,
         "per_device_train_batch_size": 8,
         "gradient_accumulation_steps": 1,
         "num_generations": 4,
@@ -164,8 +168,10 @@ def read_recipe(path: Path) -> dict[str, Any]:
     return recipe
 
 
-def import_recipe(recipe: dict[str, Any], name: str) -> ImportedRecipe:
-    """``recipe`` (a TRL CLI or open-r1 GRPO recipe) as the variant ``name``: see the module doc."""
+def import_recipe(recipe: dict[str, Any], name: str, project_training: dict[str, Any] | None = None) -> ImportedRecipe:
+    """``recipe`` (a TRL CLI or open-r1 GRPO recipe) as the variant ``name``: see the module doc. ``project_training``
+    is the training section every variant starts from (``variant_defaults``): where it sets a GRPOConfig field the
+    recipe leaves to TRL, the experiment states TRL's default, so that it trains as TRL would."""
     style = "open-r1" if OPEN_R1_KEYS & set(recipe) else "TRL"
     imported = ImportedRecipe(name, style, {}, {})
     section: dict[str, Any] = {"benchmark": {"mode": name}}
@@ -202,7 +208,12 @@ def import_recipe(recipe: dict[str, Any], name: str) -> ImportedRecipe:
             )
     if model_init:
         training["model_init_kwargs"] = {**model_init, **(training.get("model_init_kwargs") or {})}
-    section["training"] = training
+    restored = _trl_defaults_under(project_training or {}, training)
+    if restored:
+        imported.notes.append(
+            f"{', '.join(sorted(restored))}: not in the recipe, written with TRL's defaults (variant_defaults differ)"
+        )
+    section["training"] = training | restored
     completion_length = training.get("max_completion_length")
     section["validation"] = {
         "accuracy_reward": next((reward for reward in _function_names(section) if reward in SOLUTION_REWARDS), None),
@@ -210,6 +221,25 @@ def import_recipe(recipe: dict[str, Any], name: str) -> ImportedRecipe:
     }
     imported.parameters = {name: section}
     return imported
+
+
+def _trl_defaults_under(project_training: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
+    """TRL's default of each GRPOConfig field ``project_training`` sets to another value and the recipe does not set."""
+    from grpo_pipeline.config.trl_config import trl_default  # noqa: PLC0415 (imports TRL)
+
+    restored = {}
+    for key, value in project_training.items():
+        if (
+            key in training
+            or key in KEPT_PROJECT_DEFAULTS
+            or key in SET_BY_PROJECT["GRPOConfig"]
+            or key not in grpo_config_fields()
+        ):
+            continue
+        default = trl_default("GRPOConfig", key)
+        if default is not dataclasses.MISSING and default != value:
+            restored[key] = default
+    return restored
 
 
 def _function_names(section: dict[str, Any]) -> list[str]:
