@@ -103,6 +103,7 @@ def test_a_validated_lora_checkpoint_is_registered_merged_with_its_adapter_besid
     assert report["status"] == "PASSED"
     with inside(tmp_path):
         mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        mlflow.set_experiment("registry")  # an earlier in-process run leaves another store's experiment active
         with mlflow.start_run() as run:
             record = register_validated_model(checkpoint, report, "tiny_lora", "validated", run.info.run_id)
         assert record["registered"] and record["version"] == 1 and record["model_uri"] == "models:/tiny_lora@validated"
