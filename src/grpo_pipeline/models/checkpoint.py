@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 TRAINER_STATE_FILE = "trainer_state.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 MERGED_DIR = "merged"
 
 
@@ -60,6 +61,12 @@ def is_checkpoint(path: str | Path) -> bool:
     return (path / "config.json").is_file() or (path / ADAPTER_CONFIG_FILE).is_file()
 
 
+def merged_copy(adapter_model: Any) -> PreTrainedModel:
+    """Base+adapter merged into one plain model, the adapter model left intact (``merge_and_unload`` rewrites the
+    layers it merges, so a copy is merged)."""
+    return copy.deepcopy(adapter_model).merge_and_unload()
+
+
 def save_checkpoint(checkpoint: HFCheckpoint, path: str | Path) -> None:
     """Write ``checkpoint`` to ``path`` atomically (safetensors only) and record the path on it."""
     if checkpoint.export_merged and not checkpoint.is_adapter:
@@ -72,8 +79,7 @@ def save_checkpoint(checkpoint: HFCheckpoint, path: str | Path) -> None:
         checkpoint.tokenizer.save_pretrained(staging)
         (staging / TRAINER_STATE_FILE).write_text(json.dumps(checkpoint.trainer_state, indent=2))
         if checkpoint.export_merged:
-            # merge_and_unload rewrites the layers it merges; merge a copy to keep the adapter model intact.
-            merged = copy.deepcopy(checkpoint.model).merge_and_unload()
+            merged = merged_copy(checkpoint.model)
             merged.save_pretrained(staging / MERGED_DIR, safe_serialization=True)
             checkpoint.tokenizer.save_pretrained(staging / MERGED_DIR)
     checkpoint.path = str(path)
@@ -127,7 +133,7 @@ def save_weights(model: Any, directory: str | Path) -> None:
     if isinstance(model, PeftModel):
         model.peft_config["default"].save_pretrained(str(directory))
         weights = get_peft_model_state_dict(model)
-        safetensors.torch.save_file(weights, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+        safetensors.torch.save_file(weights, str(directory / ADAPTER_WEIGHTS_FILE), metadata={"format": "pt"})
         return
     model.config.save_pretrained(str(directory))
     if model.generation_config is not None:

@@ -10,14 +10,12 @@ one no gate checked, is not registered; the record says why.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from grpo_pipeline.models.checkpoint import HFCheckpoint
+from grpo_pipeline.models.checkpoint import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, HFCheckpoint, merged_copy
 from grpo_pipeline.reporting import DECODINGS, decoded_scores
 from grpo_pipeline.validation import PASSED
 
@@ -58,10 +56,9 @@ def register_validated_model(
     if run_id is None:
         return record | {"registered": False, "reason": "the run has no MLflow run to log the model to"}
     metrics = validation_metrics(report)
-    model = checkpoint.merged_model or checkpoint.model
-    if checkpoint.is_adapter and checkpoint.merged_model is None:
-        # merge_and_unload rewrites the layers it merges; merge a copy to keep the checkpoint's model intact.
-        model = copy.deepcopy(checkpoint.model).merge_and_unload()
+    model = checkpoint.model
+    if checkpoint.is_adapter:
+        model = checkpoint.merged_model or merged_copy(checkpoint.model)
     active = mlflow.active_run()
     # The run's own process logs into its open run; anything else (a notebook, a later process) reopens it.
     opened = contextlib.nullcontext() if active and active.info.run_id == run_id else mlflow.start_run(run_id=run_id)
@@ -74,10 +71,9 @@ def register_validated_model(
             pip_requirements=list(PIP_REQUIREMENTS),
             metadata={"grpo.checkpoint": str(checkpoint.path), "grpo.adapter": checkpoint.is_adapter},
         )
-        if checkpoint.is_adapter:
-            with tempfile.TemporaryDirectory() as scratch:
-                checkpoint.model.save_pretrained(scratch, safe_serialization=True)
-                mlflow.log_artifacts(scratch, ADAPTER_ARTIFACT)
+        if checkpoint.is_adapter:  # the adapter's own files, as the checkpoint on disk holds them
+            for file_name in (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE):
+                mlflow.log_artifact(str(Path(str(checkpoint.path)) / file_name), ADAPTER_ARTIFACT)
     version = mlflow.register_model(
         info.model_uri,
         name,
