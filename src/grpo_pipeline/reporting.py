@@ -95,17 +95,25 @@ def failed_run_report(
     }
 
 
+# How a validation ends (validation.py decides): its gates set and met, not met, or none set (nothing checked).
+PASSED, FAILED, NO_GATE = "PASSED", "FAILED", "NO GATE"
+
+
+def gates_text(report: dict[str, Any]) -> str:
+    """The gates a validation report was held to: ``min_greedy_accuracy_gain 0.15, ...``."""
+    return ", ".join(f"{gate} {value}" for gate, value in report["thresholds"].items() if value is not None)
+
+
 def status_text(report: dict[str, Any]) -> str:
     """How the validation ended, as the report and the run's summary say it."""
-    if report["failures"]:
+    if report["status"] == FAILED:
         return "**FAILED**: " + "; ".join(report["failures"])
-    if report.get("passed") is None:
+    if report["status"] == NO_GATE:
         return (
             "**no gate set: nothing checked** beyond finite logits; set validation.min_eval_reward, min_reward_gain, "
             "min_greedy_accuracy_gain or min_sampled_accuracy_gain to gate the checkpoint"
         )
-    gates = ", ".join(f"{gate} {value}" for gate, value in report["thresholds"].items() if value is not None)
-    return f"**PASSED** ({gates})"
+    return f"**PASSED** ({gates_text(report)})"
 
 
 def failed_run_markdown(report: dict[str, Any]) -> str:

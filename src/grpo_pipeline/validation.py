@@ -22,7 +22,7 @@ from grpo_pipeline.evaluation import decode, generate, reward_scorers, sampling_
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm, loading_choices
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
-from grpo_pipeline.reporting import DECODINGS, decoded_scores, display_text, plain
+from grpo_pipeline.reporting import DECODINGS, FAILED, NO_GATE, PASSED, decoded_scores, display_text, plain
 from grpo_pipeline.rewards.guard import scoring_context
 
 
@@ -83,7 +83,6 @@ def failures_of(
 
 # The validation parameters that gate the checkpoint; with none set the report says nothing was checked.
 GATES = ("min_eval_reward", "min_reward_gain", "min_greedy_accuracy_gain", "min_sampled_accuracy_gain")
-PASSED, FAILED, NO_GATE = "PASSED", "FAILED", "NO GATE"
 
 
 def outcome(failures: list[str], params: ValidationParams) -> str:
@@ -195,6 +194,7 @@ def validate_against_base(
         scoring_context.reset(token)
     merged_export = merged_export_check(checkpoint, frame["prompt_text"].tolist(), trained["greedy_ids"], params)
     failures = failures_of(base, trained, merged_export, params)
+    status = outcome(failures, params)
     hidden = ("greedy_ids", "completions", "per_prompt")
     return {
         "mlflow_run_id": mlflow_run_id,
@@ -217,9 +217,9 @@ def validate_against_base(
         "model_loading": model_loading,
         "merged_export": merged_export,
         "thresholds": {gate: getattr(params, gate) for gate in GATES},
-        "status": outcome(failures, params),
+        "status": status,
         # Whether the gates were met: null when none was set, so that nothing reads an unchecked run as passed.
-        "passed": None if outcome(failures, params) == NO_GATE else not failures,
+        "passed": None if status == NO_GATE else not failures,
         "failures": failures,
         "samples": [
             {

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo_pipeline.models.checkpoint import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, HFCheckpoint, merged_copy
-from grpo_pipeline.reporting import DECODINGS, decoded_scores
-from grpo_pipeline.validation import PASSED
+from grpo_pipeline.reporting import DECODINGS, PASSED, decoded_scores, gates_text
 
 logger = logging.getLogger(__name__)
 # The flavour's requirements, written here: MLflow's inference of them imports every package of the process.
@@ -94,10 +93,9 @@ def register_validated_model(
 
 
 def _description(report: dict[str, Any], checkpoint: HFCheckpoint) -> str:
-    gates = ", ".join(f"{gate} {value}" for gate, value in report["thresholds"].items() if value is not None)
     kind = "LoRA adapter merged into its base" if checkpoint.is_adapter else "full model"
     return (
         f"GRPO checkpoint {Path(str(checkpoint.path)).name} (global step {report['global_step']}, {kind}) trained by "
-        f"MLflow run {report.get('checkpoint_mlflow_run_id')}; validation PASSED ({gates}) on "
+        f"MLflow run {report.get('checkpoint_mlflow_run_id')}; validation PASSED ({gates_text(report)}) on "
         f"{report['eval_prompts']} held-out prompts."
     )
