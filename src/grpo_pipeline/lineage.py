@@ -31,7 +31,7 @@ def describe_source(entry: dict[str, Any]) -> dict[str, Any]:
     if entry.get("dataset_name"):  # a Hugging Face dataset: a hub id (or a local folder load_dataset reads)
         hub = {key: (entry.get("dataset_kwargs") or {}).get(key) for key in HUB_KEYS}
         described |= {f"hub_{key}": str(value) for key, value in hub.items() if value is not None}
-        described["hub"] = str(not Path(location).exists())
+        described["hub"] = not Path(location).exists()
     if entry.get("split") is not None:
         described["split"] = str(entry["split"])
     return described
@@ -112,7 +112,7 @@ def _mlflow_source(source: dict[str, Any], split: str | None) -> Any:
     from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource  # noqa: PLC0415
 
     location = source.get("location") or source["type"]
-    if source.get("hub") == "True":
+    if source.get("hub"):
         return HuggingFaceDatasetSource(
             path=location,
             config_name=source.get("hub_name"),

@@ -305,7 +305,8 @@ def _data(keys: dict[str, Any], section: dict[str, Any], imported: ImportedRecip
     data["prompt_column"] = keys.pop("dataset_prompt_column", "problem" if style == "open-r1" else "prompt")
     if "system_prompt" in keys:
         data["system_prompt"] = keys.pop("system_prompt")
-    if keys.pop("dataset_streaming", False) or keys.pop("streaming", False):
+    streaming = [keys.pop(key, False) for key in ("dataset_streaming", "streaming")]  # TRL's script, its mixtures
+    if any(streaming):
         imported.not_carried["dataset_streaming"] = "the pipeline checks every row before training: it reads them all"
     section["data"] = data
 
@@ -332,8 +333,7 @@ def _rewards(keys: dict[str, Any], section: dict[str, Any], imported: ImportedRe
     section["reward"] = {"functions": functions, "weights": kept_weights if weights is not None else None}
     if models:
         section["reward"]["models"] = models
-    names = {entry if isinstance(entry, str) else entry["function"] for entry in functions}
-    section["data"]["required_columns"] = ["solution"] if names & SOLUTION_REWARDS else []
+    section["data"]["required_columns"] = ["solution"] if set(_function_names(section)) & SOLUTION_REWARDS else []
 
 
 def _reward_entry(reward: str, keys: dict[str, Any], imported: ImportedRecipe, style: str) -> Any:
