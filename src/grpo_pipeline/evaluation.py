@@ -107,12 +107,13 @@ def call_rewards(scorers: dict[str, RewardFunction], completions: list[Any], inp
 
 
 def score(
-    completions: list[str],
+    completions: list[Any],
     completion_ids: list[list[int]],
     frame: pd.DataFrame,
     scorers: dict[str, RewardFunction],
     weights: list[float],
     trainer_state: Any = None,
+    reward_inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Each reward and their weighted sum, as TRL computes them: a reward's ``None`` (not applicable) is left out of
     its mean and of the sum; a completion no reward applies to is left out of the total's mean."""
@@ -121,8 +122,16 @@ def score(
         column: frame[column].tolist() for column in frame.columns if column not in ("prompt", *FORMATTED_COLUMNS)
     }
     if is_conversational({"prompt": prompts[0]}):
-        completions = [[{"role": "assistant", "content": text}] for text in completions]
-    inputs = {"prompts": prompts, "completion_ids": completion_ids, **columns, "trainer_state": trainer_state}
+        completions = [
+            [{"role": "assistant", "content": text}] if isinstance(text, str) else text for text in completions
+        ]
+    inputs = {
+        "prompts": prompts,
+        "completion_ids": completion_ids,
+        **columns,
+        "trainer_state": trainer_state,
+        **(reward_inputs or {}),
+    }
     raw = call_rewards(scorers, completions, inputs)
     per_reward = {
         name: np.array([np.nan if v is None else v for v in values], dtype=float) for name, values in raw.items()
@@ -135,6 +144,7 @@ def score(
         "rewards": {name: _nanmean(values) for name, values in per_reward.items()},
         "skipped": {name: int(np.isnan(values).sum()) for name, values in per_reward.items()},
         "per_prompt": [None if np.isnan(value) else float(value) for value in total],
+        "per_completion": per_reward,
     }
 
 

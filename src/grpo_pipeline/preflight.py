@@ -12,7 +12,8 @@ from typing import Any
 
 from grpo_pipeline.config.run_config import RunConfig, resolved_once
 from grpo_pipeline.errors import ProjectError
-from grpo_pipeline.prompts import RawPrompts, normalised_rows, source_tables
+from grpo_pipeline.prompts import SOURCE_ATTR, PromptDataError, RawPrompts, normalised_rows, source_tables
+from grpo_pipeline.tools import ENVIRONMENT_COLUMN, environment_column_problem
 
 
 class PreflightError(ProjectError, ValueError):
@@ -24,7 +25,9 @@ def _data_problems(config: RunConfig, raw_prompts: tuple[RawPrompts, str]) -> No
     checks = config.rewards.column_checks()
     for table in source_tables(raw, config.params.data, source):
         if table is not None:
-            normalised_rows(table, config.params.data, checks)
+            rows = normalised_rows(table, config.params.data, checks)
+            if problem := environment_column_problem(rows.get(ENVIRONMENT_COLUMN), config.tools):
+                raise PromptDataError(f"{table.attrs.get(SOURCE_ATTR, source)}: {problem} (run.environment)")
 
 
 def _rollout_problems(config: RunConfig) -> None:

@@ -19,6 +19,7 @@ import pandas as pd
 from grpo_pipeline.config.schema import DataParams, FormattingParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.rewards.columns import ColumnCheck
+from grpo_pipeline.tools import ToolSet
 
 logger = logging.getLogger(__name__)
 
@@ -187,11 +188,18 @@ def normalised_rows(
         [
             {
                 "prompt": prompt,
-                **{column: str(record[column]).strip() for column in kept_columns(params)},
+                **{column: _as_text(record[column]) for column in kept_columns(params)},
             }
             for record, prompt in zip(records, prompts, strict=True)
         ]
     )
+
+
+def _as_text(value: Any) -> str:
+    """A kept column's value as text: structured values (a solved tool-call trace, say) as JSON."""
+    if isinstance(value, np.ndarray | tuple):
+        value = list(value)
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else str(value).strip()
 
 
 def kept_columns(params: DataParams) -> list[str]:
@@ -338,16 +346,19 @@ def _length_statistics(lengths: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
 
 
 def format_split(
-    frame: pd.DataFrame, split: str, tokenizer: Any, params: FormattingParams
+    frame: pd.DataFrame, split: str, tokenizer: Any, params: FormattingParams, tools: ToolSet | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """One split through the chat template: the kept rows with ``prompt_text`` and ``prompt_tokens``, and statistics.
 
     The ``prompt`` column of the result is what ``GRPOTrainer`` takes: chat messages, or with
-    ``formatting.prompt_format: text`` the templated string; ``prompt_text`` always holds the latter.
+    ``formatting.prompt_format: text`` the templated string; ``prompt_text`` always holds the latter, with the
+    descriptions of the tools the row is offered (``tools``) as the trainer renders them.
     """
     texts = [
-        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        for messages in frame["prompt"]
+        tokenizer.apply_chat_template(
+            messages, tools=tools.row_tools(row) if tools else None, tokenize=False, add_generation_prompt=True
+        )
+        for messages, row in zip(frame["prompt"], frame.to_dict(orient="records"), strict=True)
     ]
     lengths = np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]])
     keep = lengths <= params.max_prompt_length
@@ -374,10 +385,14 @@ def format_split(
 
 
 def format_splits(
-    train_prompts: pd.DataFrame, eval_prompts: pd.DataFrame, tokenizer: Any, params: FormattingParams
+    train_prompts: pd.DataFrame,
+    eval_prompts: pd.DataFrame,
+    tokenizer: Any,
+    params: FormattingParams,
+    tools: ToolSet | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Both splits through :func:`format_split`, with their statistics in one record."""
-    train, train_statistics = format_split(train_prompts, "train", tokenizer, params)
-    evaluation, eval_statistics = format_split(eval_prompts, "eval", tokenizer, params)
+    train, train_statistics = format_split(train_prompts, "train", tokenizer, params, tools)
+    evaluation, eval_statistics = format_split(eval_prompts, "eval", tokenizer, params, tools)
     statistics = {"max_prompt_length": params.max_prompt_length, "train": train_statistics, "eval": eval_statistics}
     return train, evaluation, statistics

@@ -16,6 +16,30 @@ def display_text(value: Any) -> str:
     return str(value)
 
 
+def _call_text(call: dict[str, Any]) -> str:
+    function = call.get("function", call)
+    arguments = function.get("arguments") or {}
+    shown = (
+        ", ".join(f"{key}={value!r}" for key, value in arguments.items()) if isinstance(arguments, dict) else arguments
+    )
+    return f"{function.get('name')}({shown})"
+
+
+def transcript(completion: Any) -> str:
+    """A completion as text for a report: every turn of a conversational one, so that tool use shows (``call
+    multiply(a=12, b=3) -> [multiply: 36] -> 36``: the model's calls, the tools' answers, its replies)."""
+    if not isinstance(completion, list):
+        return str(completion)
+    turns = []
+    for message in completion:
+        if message.get("role") == "tool":
+            turns.append(f"[{message.get('name')}: {message.get('content')}]")
+            continue
+        calls = [f"call {_call_text(call)}" for call in message.get("tool_calls") or []]
+        turns += [text for text in (str(message.get("content") or "").strip(), *calls) if text]
+    return " -> ".join(turns)
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     def cell(value: Any) -> str:
         return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).replace("|", "\\|")
@@ -38,6 +62,21 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+# How the report names a validation's tool-use figures (tool_calling.tool_usage).
+TOOL_USE_LABELS = {
+    "tool_calls_per_completion": "tool calls",
+    "tool_failure_rate": "tool errors",
+    "tool_use_share": "used a tool",
+    "turns_per_completion": "turns",
+}
+
+
+def at_k_labels(report: dict[str, Any]) -> dict[str, str]:
+    """``pass@k`` and ``maj@k`` with the report's k (sampled completions per prompt)."""
+    k = (report.get("sampling") or {}).get("completions_per_prompt")
+    return {"pass_at_k": f"pass@{k}", "maj_at_k": f"maj@{k}"}
+
+
 def _score_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per model and decoding: accuracy (with an accuracy reward), the weighted sum, each reward, and for a
     reward that returned None (not applicable) on some completions, how many of them it skipped."""
@@ -50,9 +89,12 @@ def _score_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             accuracy = {"accuracy": _rounded(scores["accuracy"])} if report.get("accuracy_reward") else {}
             skipped = scores.get("skipped") or {}
             rows.append(
-                {"model": model, "decoding": decoding, **accuracy, "mean_reward": _rounded(scores["mean_reward"])}
+                {"model": model, "decoding": decoding, **accuracy}
+                | {label: _rounded(scores.get(key)) for key, label in at_k_labels(report).items() if key in scores}
+                | {"mean_reward": _rounded(scores["mean_reward"])}
                 | {name: _rounded(value) for name, value in scores["rewards"].items()}
                 | {f"{name} skipped": count for name, count in skipped.items() if any(skipped.values())}
+                | {TOOL_USE_LABELS[key]: _rounded(value) for key, value in (scores.get("tool_use") or {}).items()}
             )
     return rows
 
@@ -71,9 +113,14 @@ def accuracy_lines(report: dict[str, Any]) -> list[str]:
     for decoding, gain in (report.get("accuracy_gain") or {}).items():
         if gain is not None:
             base, trained = (decoded_scores(report[model], decoding) for model in ("base", "trained"))
+            at_k = "".join(
+                f"; {label} {plain(base[key])} -> {plain(trained[key])}"
+                for key, label in at_k_labels(report).items()
+                if key in base and key in trained
+            )
             lines.append(
                 f"{decoding} accuracy ({report['accuracy_reward']}): base {plain(base['accuracy'])} -> trained "
-                f"{plain(trained['accuracy'])} ({gain:+.3f})"
+                f"{plain(trained['accuracy'])} ({gain:+.3f}){at_k}"
             )
     return lines
 

@@ -9,8 +9,12 @@ decide whether the checkpoint passes.
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from transformers import TrainerState
@@ -22,8 +26,20 @@ from grpo_pipeline.evaluation import decode, generate, reward_scorers, sampling_
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm, loading_choices
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
-from grpo_pipeline.reporting import DECODINGS, FAILED, NO_GATE, PASSED, decoded_scores, display_text, plain
+from grpo_pipeline.reporting import (
+    DECODINGS,
+    FAILED,
+    NO_GATE,
+    PASSED,
+    decoded_scores,
+    display_text,
+    plain,
+    transcript,
+)
+from grpo_pipeline.rewards.arithmetic import completion_text
 from grpo_pipeline.rewards.guard import scoring_context
+from grpo_pipeline.tool_calling import tool_rollouts, tool_usage
+from grpo_pipeline.tools import ToolSet
 
 
 class ValidationFailedError(ProjectError, ValueError):
@@ -31,12 +47,15 @@ class ValidationFailedError(ProjectError, ValueError):
 
 
 def merged_export_check(
-    checkpoint: HFCheckpoint, prompt_texts: list[str], trained_ids: list[list[int]], params: ValidationParams
+    checkpoint: HFCheckpoint, prompt_texts: list[str], trained_ids: list[list[int]] | None, params: ValidationParams
 ) -> dict[str, Any] | None:
-    """Whether the merged export generates base+adapter's tokens on the first prompts; None without an export."""
+    """Whether the merged export generates base+adapter's tokens (``trained_ids``, generated here when None) on the
+    first prompts; None without an export."""
     if checkpoint.merged_model is None:
         return None
     count = min(params.merge_check_prompts, len(prompt_texts))
+    if trained_ids is None:
+        trained_ids, _ = generate(checkpoint.model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens)
     merged_ids, _ = generate(checkpoint.merged_model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens)
     identical = sum(a == b for a, b in zip(merged_ids, trained_ids[:count], strict=True))
     return {"prompts": count, "identical_greedy_generations": identical, "matches": identical == count}
@@ -107,6 +126,37 @@ def accuracy_gain(base: dict[str, Any], trained: dict[str, Any], decoding: str) 
     return trained_scores["accuracy"] - base_scores["accuracy"]
 
 
+def final_answer(completion: str | list[dict[str, Any]], pattern: str | None) -> str | None:
+    """A completion's answer, for maj@k: the final reply (stripped), or the last match of ``pattern`` in it (its
+    first group when it has one); None when there is none."""
+    reply = completion_text(completion).strip()
+    if pattern is None:
+        return reply or None
+    matches = list(re.finditer(pattern, reply))
+    if not matches:
+        return None
+    last = matches[-1]
+    return (last.group(1) if last.re.groups else last.group()).strip()
+
+
+def at_k(correct: np.ndarray, answers: list[str | None], k: int) -> dict[str, float]:
+    """pass@k (any of a prompt's ``k`` samples is right) and maj@k (its most frequent answer is right), over prompts
+    whose samples lie together in ``correct`` (the accuracy reward: 1 right; 0 or None wrong) and ``answers``."""
+    right = np.nan_to_num(correct, nan=0.0) >= 1.0
+    majority_right = []
+    for start in range(0, len(answers), k):
+        votes = Counter(answer for answer in answers[start : start + k] if answer is not None)
+        if not votes:
+            majority_right.append(False)
+            continue
+        winner = votes.most_common(1)[0][0]  # ties: the answer sampled first
+        majority_right.append(bool(right[start + answers[start : start + k].index(winner)]))
+    return {
+        "pass_at_k": float(right.reshape(-1, k).any(axis=1).mean()),
+        "maj_at_k": float(np.mean(majority_right)),
+    }
+
+
 def sampling_of(checkpoint: HFCheckpoint) -> dict[str, Any]:
     """How GRPO sampled while training this checkpoint (recorded in its trainer state); TRL's defaults for a
     checkpoint that does not say."""
@@ -119,6 +169,70 @@ def trainer_state_of(checkpoint: HFCheckpoint) -> TrainerState:
     return TrainerState(**{key: value for key, value in checkpoint.trainer_state.items() if key in known})
 
 
+@dataclass(frozen=True)
+class Generation:
+    """How validation generates: the completion budget, and the tools the model may call as in training (with
+    ``max_tool_calling_iterations`` rounds of calls)."""
+
+    max_new_tokens: int
+    tools: ToolSet = field(default_factory=ToolSet)
+    max_tool_calling_iterations: int | None = None
+
+
+@dataclass(frozen=True)
+class Completions:
+    """What a model generated for a set of prompts, ready for the rewards: the completions (text, or messages with
+    tool turns), their token ids, what else the rewards are handed (the rollouts' environments), tool use, and
+    whether every logit was finite."""
+
+    completions: list[Any]
+    ids: list[list[int]]
+    reward_inputs: dict[str, Any]
+    tool_use: dict[str, float] | None
+    finite: bool
+
+
+def complete(
+    policy: Any,
+    tokenizer: Any,
+    frame: pd.DataFrame,
+    generation: Generation,
+    sampling: dict[str, Any] | None = None,
+    samples: int = 1,
+) -> Completions:
+    """``samples`` completions per prompt of ``frame`` (a prompt's together), greedy or with ``sampling``; with tools,
+    multi-turn as GRPOTrainer generates them, each rollout in an environment of its own."""
+    if not generation.tools.active:
+        ids, finite = generate(
+            policy, tokenizer, frame["prompt_text"].tolist(), generation.max_new_tokens, sampling, samples
+        )
+        return Completions(decode(tokenizer, ids), ids, {}, None, finite)
+    rows = [
+        {column: value for column, value in row.items() if column not in FORMATTED_COLUMNS}
+        for row in frame.to_dict(orient="records")
+        for _ in range(samples)
+    ]
+    rollouts, finite = tool_rollouts(
+        policy,
+        tokenizer,
+        [row["prompt"] for row in rows],
+        rows,
+        generation.tools,
+        generation.max_new_tokens,
+        generation.max_tool_calling_iterations,
+        sampling,
+    )
+    completions = [rollout.completion for rollout in rollouts]
+    environments = [rollout.environment for rollout in rollouts]
+    return Completions(
+        completions,
+        [rollout.completion_ids for rollout in rollouts],
+        {"environments": environments} if generation.tools.environments is not None else {},
+        tool_usage(completions, [r.tool_calls for r in rollouts], [r.tool_failures for r in rollouts]),
+        finite,
+    )
+
+
 def assess(
     policy: Any,
     tokenizer: Any,
@@ -126,39 +240,61 @@ def assess(
     scorers: dict[str, Any],
     weights: list[float],
     params: ValidationParams,
+    generation: Generation,
     sampling: dict[str, Any],
     seed: int,
     trainer_state: TrainerState,
 ) -> dict[str, Any]:
     """Greedy and sampled completions of ``policy`` on ``frame``'s prompts, each reward (with how many completions it
-    did not apply to), their weighted sum and, with ``params.accuracy_reward``, accuracy."""
-    prompt_texts = frame["prompt_text"].tolist()
-    greedy_ids, finite = generate(policy, tokenizer, prompt_texts, params.max_new_tokens)
-    completions = decode(tokenizer, greedy_ids)
-    greedy = score(completions, greedy_ids, frame, scorers, weights, trainer_state)
+    did not apply to), their weighted sum, tool use and, with ``params.accuracy_reward``, accuracy, and for the
+    sampled ones pass@k and maj@k."""
+    greedy_run = complete(policy, tokenizer, frame, generation)
+    greedy = score(
+        greedy_run.completions, greedy_run.ids, frame, scorers, weights, trainer_state, greedy_run.reward_inputs
+    )
     result = {
         "mean_reward": greedy["mean_reward"],
         "rewards": greedy["rewards"],
         "skipped": greedy["skipped"],
-        "finite": finite,
+        "finite": greedy_run.finite,
         "accuracy": greedy["rewards"][params.accuracy_reward] if params.accuracy_reward else None,
+        **({"tool_use": greedy_run.tool_use} if greedy_run.tool_use is not None else {}),
         "sampled": None,
-        "greedy_ids": greedy_ids,
-        "completions": completions,
+        "greedy_ids": greedy_run.ids,
+        "completions": greedy_run.completions,
         "per_prompt": greedy["per_prompt"],
     }
-    if params.sampled_completions and finite:  # sampling from NaN logits fails outright
+    if params.sampled_completions and greedy_run.finite:  # sampling from NaN logits fails outright
         torch.manual_seed(seed)
         count = params.sampled_completions
-        sampled_ids, _ = generate(policy, tokenizer, prompt_texts, params.max_new_tokens, sampling, count)
+        sampled_run = complete(policy, tokenizer, frame, generation, sampling, count)
         repeated = frame.loc[frame.index.repeat(count)].reset_index(drop=True)
-        sampled = score(decode(tokenizer, sampled_ids), sampled_ids, repeated, scorers, weights, trainer_state)
+        sampled = score(
+            sampled_run.completions,
+            sampled_run.ids,
+            repeated,
+            scorers,
+            weights,
+            trainer_state,
+            sampled_run.reward_inputs,
+        )
+        accuracy = params.accuracy_reward
         result["sampled"] = {
             "completions_per_prompt": count,
             "mean_reward": sampled["mean_reward"],
             "rewards": sampled["rewards"],
             "skipped": sampled["skipped"],
-            "accuracy": sampled["rewards"][params.accuracy_reward] if params.accuracy_reward else None,
+            "accuracy": sampled["rewards"][accuracy] if accuracy else None,
+            **(
+                at_k(
+                    sampled["per_completion"][accuracy],
+                    [final_answer(completion, params.answer_pattern) for completion in sampled_run.completions],
+                    count,
+                )
+                if accuracy
+                else {}
+            ),
+            **({"tool_use": sampled_run.tool_use} if sampled_run.tool_use is not None else {}),
         }
     return result
 
@@ -180,19 +316,33 @@ def validate_against_base(
     frame = eval_dataset.head(params.max_prompts).reset_index(drop=True)
     scorers, sampling, tokenizer = reward_scorers(rewards), sampling_of(checkpoint), checkpoint.tokenizer
     trainer_state = trainer_state_of(checkpoint)
+    generation = Generation(params.max_new_tokens, config.tools, config.grpo_config.max_tool_calling_iterations)
     base_model = load_causal_lm(base_model_path, **config.model_init_kwargs)
     # Both as training loaded them: the base with the run's model_init_kwargs, the checkpoint with those it records.
     model_loading = {"base": loading_choices(base_model), "trained": loading_choices(checkpoint.model)}
     token = scoring_context.set(f"in validation of {checkpoint.path or 'the checkpoint'}")
     try:
-        base = assess(base_model, tokenizer, frame, scorers, rewards.weights, params, sampling, seed, trainer_state)
+        base = assess(
+            base_model, tokenizer, frame, scorers, rewards.weights, params, generation, sampling, seed, trainer_state
+        )
         del base_model
         trained = assess(
-            checkpoint.model, tokenizer, frame, scorers, rewards.weights, params, sampling, seed, trainer_state
+            checkpoint.model,
+            tokenizer,
+            frame,
+            scorers,
+            rewards.weights,
+            params,
+            generation,
+            sampling,
+            seed,
+            trainer_state,
         )
     finally:
         scoring_context.reset(token)
-    merged_export = merged_export_check(checkpoint, frame["prompt_text"].tolist(), trained["greedy_ids"], params)
+    # With tools the greedy ids span several turns; the merged export is compared on the first one.
+    first_turn_ids = None if config.tools.active else trained["greedy_ids"]
+    merged_export = merged_export_check(checkpoint, frame["prompt_text"].tolist(), first_turn_ids, params)
     failures = failures_of(base, trained, merged_export, params)
     status = outcome(failures, params)
     hidden = ("greedy_ids", "completions", "per_prompt")
@@ -225,8 +375,8 @@ def validate_against_base(
             {
                 "prompt": display_text(prompt),
                 **{column: str(value) for column, value in row.items() if column not in ("prompt", *FORMATTED_COLUMNS)},
-                "base_completion": base_completion,
-                "trained_completion": trained_completion,
+                "base_completion": transcript(base_completion),
+                "trained_completion": transcript(trained_completion),
                 "trained_generated": trained_generated,
                 "base_reward": base_reward,
                 "trained_reward": trained_reward,

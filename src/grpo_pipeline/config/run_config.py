@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from trl import GRPOConfig, SFTConfig
 
     from grpo_pipeline.rewards import RewardSet
+    from grpo_pipeline.tools import ToolSet
 
 # What `model.*` decides; the TRL sections' `model_init_kwargs` carry everything else from_pretrained takes.
 MODEL_SECTION_KEYS = ("revision", "dtype", "trust_remote_code")
@@ -60,10 +61,19 @@ class RunConfig:
         return f"{self.variant}.{key}"
 
     @cached_property
+    def tools(self) -> ToolSet:
+        """The tools and environments the model may use while it generates (``run.tools``, ``run.environment``)."""
+        from grpo_pipeline.tools import resolve_tool_set  # noqa: PLC0415 (imports the user's tools)
+
+        run = self.params.run
+        return resolve_tool_set(run.tools, run.environment, self.where("run"))
+
+    @cached_property
     def rewards(self) -> RewardSet:
+        """The run's rewards in TRL's order, an environment's own reward (``get_reward``) last."""
         from grpo_pipeline.rewards import resolve_rewards  # noqa: PLC0415 (imports TRL's rewards)
 
-        return resolve_rewards(self.params.reward, self.where("reward"))
+        return resolve_rewards(self.params.reward, self.where("reward"), self.tools.reward_types())
 
     @property
     def model_init_kwargs(self) -> dict[str, Any]:
@@ -91,7 +101,7 @@ class RunConfig:
             "ddp_find_unused_parameters": False,
             **training,
             "model_init_kwargs": self.model_init_kwargs,
-            "reward_weights": self.rewards.weights,
+            "reward_weights": self.rewards.config_weights,
             "seed": self.params.seed,
             "data_seed": self.params.seed,
             "report_to": trackers or "none",

@@ -72,6 +72,14 @@ class TinyModelParams(_Section):
     intermediate_size: int = Field(256, gt=0)
     max_position_embeddings: int = Field(256, gt=0)
     seed: int = 0
+    chat_template: Literal["lfm2_v2", "qwen2_5"] | None = Field(
+        None,
+        description="one of TRL's chat templates (trl/chat_templates) instead of the project's own, e.g. lfm2_v2 "
+        "for tool calling, which TRL parses; null: the project's short template",
+    )
+    number_tokens: bool = Field(
+        False, description="runs of up to three digits are one token each (as Llama 3 and GPT-4 split numbers)"
+    )
 
 
 class ModelParams(_Section):
@@ -160,15 +168,13 @@ class RewardParams(_Section):
 
     @model_validator(mode="after")
     def _weights_match_rewards(self) -> RewardParams:
-        if not self.functions and not self.models:
-            raise ValueError("give at least one reward under functions or models")
         if self.weights is not None and len(self.weights) != len(self.functions):
             raise ValueError(
                 f"weights has {len(self.weights)} entries but functions has {len(self.functions)}; give one weight "
                 "per reward function (a reward model carries its own weight)"
             )
         weights = (self.weights or [1.0] * len(self.functions)) + [model.weight for model in self.models]
-        if not all(math.isfinite(weight) for weight in weights) or not any(weights):
+        if not all(math.isfinite(weight) for weight in weights) or (weights and not any(weights)):
             raise ValueError("weights must be finite numbers, not all zero")
         return self
 
@@ -228,6 +234,17 @@ class RunParams(_Section):
         None,
         description="import path ('package.module:function') of a custom rollout, GRPOTrainer's rollout_func "
         "(see training/rollouts.py); resolved by the pre-flight check before the run starts",
+    )
+    tools: list[str] = Field(
+        default_factory=list,
+        description="import paths of functions the model may call while it generates (GRPOTrainer's tools): typed, "
+        "with Google-style docstrings, sync or async; see grpo_pipeline/tools.py",
+    )
+    environment: str | dict[str, str] | None = Field(
+        None,
+        description="import path of a class (or factory) making one environment per rollout (GRPOTrainer's "
+        "environment_factory): its public methods are tools, reset(**row) starts a rollout, get_reward() may score "
+        "it; or names -> import paths, picked per row by the data's `environment` column",
     )
     torch_num_threads: int | None = Field(None, gt=0, description="torch.set_num_threads before training")
     completion_samples_every: int = Field(10, gt=0, description="keep sample completions every this many steps")
@@ -332,6 +349,11 @@ class ValidationParams(_Section):
     sampled_completions: int = Field(
         8, ge=0, description="completions sampled per prompt, as GRPO samples them, for the sampled scores; 0: none"
     )
+    answer_pattern: str | None = Field(
+        None,
+        description="regex whose last match (its first group, if it has one) is a completion's answer, for maj@k: "
+        "the most frequent answer of a prompt's sampled completions; null: the final reply, stripped",
+    )
     min_greedy_accuracy_gain: float | None = Field(None, description="trained minus base greedy accuracy must reach")
     min_sampled_accuracy_gain: float | None = Field(
         None, description="trained minus base sampled accuracy must reach this"
@@ -339,6 +361,16 @@ class ValidationParams(_Section):
     merge_check_prompts: int = Field(
         8, gt=0, description="prompts on which a LoRA merged export must generate what base+adapter does"
     )
+
+    @field_validator("answer_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
+        return pattern
 
 
 class ModelRegistryParams(_Section):
@@ -376,6 +408,17 @@ class VariantParams(_Section):
             raise ValueError("the accuracy gains under validation need validation.accuracy_reward")
         if validation.min_sampled_accuracy_gain is not None and not validation.sampled_completions:
             raise ValueError("validation.min_sampled_accuracy_gain needs validation.sampled_completions > 0")
+        uses_tools = bool(self.run.tools) or self.run.environment is not None
+        if uses_tools and self.formatting.prompt_format == "text":
+            raise ValueError(
+                "run.tools / run.environment need chat prompts (TRL renders the tools with the chat template and "
+                "parses the model's calls from its replies): set formatting.prompt_format to conversational"
+            )
+        if isinstance(self.run.environment, dict) and "environment" not in self.data.required_columns:
+            raise ValueError(
+                "run.environment names several environments, picked per row by the 'environment' column: add "
+                "'environment' to data.required_columns"
+            )
         if self.warm_start is not None and self.warm_start.completion_column not in self.data.required_columns:
             raise ValueError(
                 f"warm_start.completion_column '{self.warm_start.completion_column}' is not one of "

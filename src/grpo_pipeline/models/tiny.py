@@ -6,11 +6,13 @@ It is saved as an ordinary Hugging Face directory so that the pipeline loads it 
 
 from __future__ import annotations
 
+import re
 import string
 from pathlib import Path
 from typing import Any
 
 import torch
+import trl
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -26,42 +28,65 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 ALPHABET = string.digits + string.ascii_letters + string.punctuation + " "
 FINGERPRINT_FILE = "tiny_model_fingerprint.json"
+# The end of a turn in the chat templates TRL ships that the tiny model can be built with (TinyModelParams): TRL
+# recognises those templates (tool-call parsing, training templates) by their exact text.
+TRL_TEMPLATE_EOS = "<|im_end|>"
+_TEMPLATE_TOKEN = re.compile(r"<\|\w+\|>")
+
+
+def trl_chat_template(name: str) -> str:
+    return (Path(trl.__file__).parent / "chat_templates" / f"{name}.jinja").read_text()
 
 
 def fingerprint(spec: TinyModelParams) -> dict[str, Any]:
     """What a build depends on: the architecture, the tokenizer's alphabet and the chat template."""
-    return {"spec": spec.model_dump(), "alphabet": ALPHABET, "template": CHAT_TEMPLATE}
+    template = CHAT_TEMPLATE if spec.chat_template is None else trl_chat_template(spec.chat_template)
+    return {"spec": spec.model_dump(), "alphabet": ALPHABET, "template": template}
 
 
-def build_tokenizer(vocab_size: int | None = None) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    vocab_size: int | None = None, chat_template: str | None = None, number_tokens: bool = False
+) -> PreTrainedTokenizerFast:
     """A character-level tokenizer: one token per printable ASCII character, plus chat special tokens.
 
-    ``vocab_size`` pads the vocabulary with reserved tokens, for a model whose embedding table must
-    match a real architecture's size.
+    ``number_tokens`` makes every run of up to three digits one token, as Llama 3's and GPT-4's tokenizers split
+    numbers: copying a number (into a tool call, say) is then copying a token or two, not one per digit.
+
+    ``chat_template`` names one of TRL's templates (``trl/chat_templates/<name>.jinja``) to use instead of the
+    project's own: its special tokens (``<|im_start|>``, ``<|tool_call_start|>``, ...) become tokens and a newline
+    a character, as that template needs. ``vocab_size`` pads the vocabulary with reserved tokens, for a model whose
+    embedding table must match a real architecture's size.
     """
-    tokens = SPECIAL_TOKENS + list(ALPHABET)
+    template, special, eos = CHAT_TEMPLATE, SPECIAL_TOKENS, "<|end|>"
+    alphabet = ALPHABET
+    if chat_template is not None:
+        template, eos, alphabet = trl_chat_template(chat_template), TRL_TEMPLATE_EOS, ALPHABET + "\n"
+        found = sorted(set(_TEMPLATE_TOKEN.findall(template)) | {eos})
+        special = SPECIAL_TOKENS[:2] + found
+    numbers = [str(n).zfill(width) for width in (2, 3) for n in range(10**width)] if number_tokens else []
+    tokens = special + list(alphabet) + numbers
     if vocab_size is not None:
         if vocab_size < len(tokens):
             raise ValueError(f"vocab_size={vocab_size} is smaller than the {len(tokens)} tokens the tokenizer needs")
         tokens += [f"<|reserved_{index}|>" for index in range(vocab_size - len(tokens))]
     vocab = {token: index for index, token in enumerate(tokens)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"\d{1,3}|." if number_tokens else "."), behavior="isolated")
     backend.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token="<pad>",
         unk_token="<unk>",
-        eos_token="<|end|>",
-        additional_special_tokens=SPECIAL_TOKENS[3:],
-        chat_template=CHAT_TEMPLATE,
+        eos_token=eos,
+        additional_special_tokens=[token for token in special[2:] if token != eos],
+        chat_template=template,
         model_max_length=TinyModelParams().max_position_embeddings,
         padding_side="left",
     )
 
 
 def build_tiny_model(spec: TinyModelParams) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(chat_template=spec.chat_template, number_tokens=spec.number_tokens)
     tokenizer.model_max_length = spec.max_position_embeddings
     config = LlamaConfig(
         vocab_size=len(tokenizer),

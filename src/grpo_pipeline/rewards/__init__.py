@@ -23,6 +23,7 @@ from grpo_pipeline.imports import import_object, is_import_path
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
 from grpo_pipeline.rewards.columns import CHECKS_ATTRIBUTE, ColumnCheck
 from grpo_pipeline.rewards.guard import RewardError, RewardFunction, guarded
+from grpo_pipeline.tools import environment_reward
 
 # The project's own rewards, by the name each has everywhere (none takes a TRL reward's name).
 REWARD_FUNCTIONS: dict[str, RewardFunction] = {
@@ -114,6 +115,8 @@ class Reward:
     function: RewardFunction | None = None
     model: RewardModelParams | None = None
     column_checks: dict[str, ColumnCheck] = field(default_factory=dict)
+    # An environment class whose get_reward() scores its rollouts: TRL adds that reward itself, after the others.
+    environment: type | None = None
 
 
 @dataclass(frozen=True)
@@ -129,12 +132,21 @@ class RewardSet:
 
     @property
     def weights(self) -> list[float]:
-        """TRL's ``reward_weights``."""
+        """Every reward's weight, as the trainer weighs them (an environment's reward: 1)."""
         return [reward.weight for reward in self.rewards]
 
     @property
+    def config_weights(self) -> list[float]:
+        """``GRPOConfig.reward_weights``: the weights of the rewards the project hands the trainer (TRL adds an
+        environment's reward with weight 1 itself)."""
+        return [reward.weight for reward in self.rewards if reward.environment is None]
+
+    @property
     def functions(self) -> list[RewardFunction]:
-        return [reward.function for reward in self.rewards if reward.function is not None]
+        """The reward functions the project hands the trainer (not an environment's, which TRL adds itself)."""
+        return [
+            reward.function for reward in self.rewards if reward.function is not None and reward.environment is None
+        ]
 
     @property
     def models(self) -> list[RewardModelParams]:
@@ -153,8 +165,12 @@ def reward_name(entry: RewardFunctionParams, function: Any) -> str:
     return entry.function if entry.function in REWARD_FUNCTIONS else callable_name(function)
 
 
-def resolve_rewards(params: RewardParams, prefix: str = "reward") -> RewardSet:
-    """Every reward of ``params`` resolved, named and weighted; one ParameterError listing every problem."""
+def resolve_rewards(
+    params: RewardParams, prefix: str = "reward", environment_types: list[type] | tuple[type, ...] = ()
+) -> RewardSet:
+    """Every reward of ``params`` resolved, named and weighted, then one per environment class that scores its
+    rollouts (``get_reward``), named after the class with weight 1 as TRL adds it; one ParameterError listing every
+    problem."""
     problems, rewards = [], []
     weights = params.weights or [1.0] * len(params.functions)
     for index, (entry, weight) in enumerate(zip(params.entries(), weights, strict=True)):
@@ -168,6 +184,14 @@ def resolve_rewards(params: RewardParams, prefix: str = "reward") -> RewardSet:
         checks = getattr(getattr(function, "func", function), CHECKS_ATTRIBUTE, {})
         rewards.append(Reward(name, weight, function=guarded(name, function), column_checks=checks))
     rewards += [Reward(model.label, model.weight, model=model) for model in params.models]
+    rewards += [
+        Reward(kind.__name__, 1.0, function=guarded(kind.__name__, environment_reward(kind)), environment=kind)
+        for kind in environment_types
+    ]
+    if not rewards:
+        problems.append(
+            f"parameter '{prefix}': no reward; give one under functions or models, or an environment with get_reward"
+        )
     names = [reward.name for reward in rewards]
     if repeated := sorted({name for name in names if names.count(name) > 1}):
         problems.append(

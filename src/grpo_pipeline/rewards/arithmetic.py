@@ -21,10 +21,12 @@ def integer_problem(value: str) -> str | None:
 
 
 def completion_text(completion: str | list[dict[str, Any]]) -> str:
-    """The generated text of one completion, whether plain or conversational."""
+    """The model's final reply in one completion: the text, or for conversational completions the last assistant
+    message (a completion with tool calls also holds the calls and the tools' answers, which are not the reply)."""
     if isinstance(completion, str):
         return completion
-    return "".join(str(message.get("content", "")) for message in completion)
+    replies = [message for message in completion if message.get("role", "assistant") == "assistant"]
+    return str(replies[-1].get("content") or "") if replies else ""
 
 
 @checks_columns(answer=integer_problem)

@@ -105,7 +105,8 @@ def package_versions() -> dict[str, str | None]:
 
 def run_fingerprint(config: RunConfig, train_dataset: pd.DataFrame | None = None) -> dict[str, Any]:
     """Flat ``{name: value}``: learning parameters, model identity, data hash (when given) and package versions.
-    Of the ``run`` section only the rollout counts: the rest says how the run is driven, not what it learns."""
+    Of the ``run`` section only the rollout, the tools and the environment count: the rest says how the run is
+    driven, not what it learns."""
     params = config.params
     learning = params.training.model_dump(exclude=set(NOT_LEARNING))
     return {
@@ -114,6 +115,9 @@ def run_fingerprint(config: RunConfig, train_dataset: pd.DataFrame | None = None
         **_flat("peft", params.peft.model_dump(exclude={"merge_and_export"}) if params.peft else None),
         **_flat("training", learning),
         "run.rollout_func": params.run.rollout_func,
+        # Only when set, so that a checkpoint of a run without tools still resumes.
+        **({"run.tools": params.run.tools} if params.run.tools else {}),
+        **({"run.environment": params.run.environment} if params.run.environment else {}),
         "reward.functions": params.reward.model_dump()["functions"],
         "reward.weights": config.rewards.weights,
         "reward.models": [

@@ -185,6 +185,7 @@ def build_trainer(
         processing_class=load_tokenizer(request.base_model_path, params.model.revision, params.model.trust_remote_code),
         peft_config=build_lora_config(params.peft) if params.peft else None,
         rollout_func=load_rollout_func(params.run.rollout_func) if params.run.rollout_func else None,
+        **run_config.tools.trainer_kwargs(),
         callbacks=[
             step_timer,
             MlflowStepMetricsCallback(mlflow_run_id),

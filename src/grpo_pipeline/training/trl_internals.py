@@ -20,11 +20,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import trl
 from trl import GRPOTrainer
 
 from grpo_pipeline.errors import ProjectError
-from grpo_pipeline.reporting import display_text
+from grpo_pipeline.reporting import display_text, transcript
 
 # The TRL release this module was written against; a newer one may work, the check says if it does not.
 WRITTEN_FOR_TRL = "1.16"
@@ -111,7 +112,7 @@ class TimedGRPOTrainer(GRPOTrainer):
                     {
                         "step": step,
                         "prompt": display_text(prompt),
-                        "completion": display_text(completion),
+                        "completion": transcript(completion),
                         "generated": generated[index] if index < len(generated) else None,
                         **{name: round(values[index], 4) for name, values in rewards.items()},
                         "advantage": round(self._logs["advantages"][index], 4),
@@ -131,11 +132,28 @@ class TimedGRPOTrainer(GRPOTrainer):
     def _generate(self, prompts: list) -> tuple:
         started = time.perf_counter()
         output = super()._generate(prompts)
+        if self.tools:
+            self._log_tool_use(output[3])
         if not self.phase_timing.evaluating:
             self.phase_timing.generation_seconds += time.perf_counter() - started
             self.phase_timing.completion_tokens += sum(len(ids) for ids in output[1])
             self.last_completion_ids = output[1]
         return output
+
+    def _log_tool_use(self, completions: list[list[dict[str, Any]]]) -> None:
+        """Beside TRL's ``tools/call_frequency`` and ``tools/failure_frequency``: the share of completions that
+        called a tool and the assistant turns per completion, over every process's completions."""
+        mode = "train" if self.model.training else "eval"
+        assistant = [
+            [message for message in completion if message.get("role") == "assistant"] for completion in completions
+        ]
+        per_completion = torch.tensor(
+            [[float(any(m.get("tool_calls") for m in turns)), float(len(turns))] for turns in assistant],
+            device=self.accelerator.device,
+        )
+        gathered = self.accelerator.gather(per_completion)
+        self._metrics[mode]["tools/use_share"].append(gathered[:, 0].mean().item())
+        self._metrics[mode]["tools/turns"].append(gathered[:, 1].mean().item())
 
     def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
         started = time.perf_counter()

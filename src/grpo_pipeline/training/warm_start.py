@@ -27,6 +27,8 @@ from grpo_pipeline.config.schema import ModelParams, WarmStartParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.fingerprinted import ensure_artifact, read_record
 from grpo_pipeline.models.loading import load_tokenizer
+from grpo_pipeline.tool_calling import prepare_tokenizer
+from grpo_pipeline.tools import ToolSet
 from grpo_pipeline.training.fingerprint import data_sha256, model_identity, package_versions
 
 logger = logging.getLogger(__name__)
@@ -34,16 +36,45 @@ logger = logging.getLogger(__name__)
 FINGERPRINT_FILE = "warm_start_fingerprint.json"
 
 
-def solved_examples(train_dataset: pd.DataFrame, completion_column: str) -> pd.DataFrame:
-    """Prompt-completion pairs as SFTTrainer takes them: the completion an assistant message when the prompt
-    is a conversation, plain text otherwise."""
+def _solved_completion(value: str, conversational: bool) -> Any:
+    """A solved completion as SFTTrainer takes it: chat messages when the column holds them as JSON (a tool-call
+    trace: the calls, the tools' answers, the final reply), else the text, as an assistant message for chat."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, list) and parsed and all(isinstance(m, dict) and "role" in m for m in parsed):
+        return parsed
+    return [{"role": "assistant", "content": value}] if conversational else value
+
+
+def solved_examples(
+    train_dataset: pd.DataFrame, completion_column: str, tokenizer: Any = None, tools: ToolSet | None = None
+) -> pd.DataFrame:
+    """Prompt-completion pairs as SFTTrainer takes them: the completion an assistant message (or the messages of a
+    solved trace) when the prompt is a conversation, plain text otherwise.
+
+    With tools (``tokenizer`` needed) each pair is rendered to text as GRPOTrainer renders it: the prompt with the
+    descriptions of the tools its row is offered, the turns with the trainer's chat template. SFT has no per-turn
+    mask, so a trace's tool answers are trained on as well."""
     prompts = train_dataset["prompt"].tolist()
-    answers = train_dataset[completion_column].astype(str).tolist()
-    if prompts and is_conversational({"prompt": prompts[0]}):
-        completions: list[Any] = [[{"role": "assistant", "content": answer}] for answer in answers]
-    else:
-        completions = answers
-    return pd.DataFrame({"prompt": prompts, "completion": completions})
+    conversational = bool(prompts) and is_conversational({"prompt": prompts[0]})
+    completions = [_solved_completion(value, conversational) for value in train_dataset[completion_column].astype(str)]
+    if tools is None or not tools.active:
+        return pd.DataFrame({"prompt": prompts, "completion": completions})
+    chat_template = prepare_tokenizer(tokenizer)
+    texts, rests = [], []
+    for prompt, completion, row in zip(prompts, completions, train_dataset.to_dict(orient="records"), strict=True):
+        kwargs = {"tools": tools.row_tools(row), "chat_template": chat_template, "tokenize": False}
+        text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, **kwargs)
+        whole = tokenizer.apply_chat_template(prompt + completion, **kwargs)
+        if not whole.startswith(text):
+            raise ValueError(
+                f"the chat template renders the prompt differently once the solved completion follows it: {text!r}"
+            )
+        texts.append(text)
+        rests.append(whole[len(text) :].rstrip())
+    return pd.DataFrame({"prompt": texts, "completion": rests})
 
 
 def warm_start_fingerprint(
@@ -95,10 +126,10 @@ def ensure_warm_start(train_dataset: pd.DataFrame, base_model_path: str, config:
     model, params, seed = config.params.model, config.params.warm_start, config.params.seed
     if params is None:
         raise ValueError(f"{config.variant} has no warm start")
-    examples = solved_examples(train_dataset, params.completion_column)
+    tokenizer = load_tokenizer(base_model_path, model.revision, model.trust_remote_code)
+    examples = solved_examples(train_dataset, params.completion_column, tokenizer, config.tools)
 
     def train(staging: Path) -> dict[str, Any]:
-        tokenizer = load_tokenizer(base_model_path, model.revision, model.trust_remote_code)
         with tempfile.TemporaryDirectory(prefix="warm_start-") as scratch:
             trainer = SFTTrainer(
                 model=base_model_path,
@@ -120,7 +151,7 @@ def ensure_warm_start(train_dataset: pd.DataFrame, base_model_path: str, config:
         logger.info("Warm start: %s", summary)
         trainer.model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        return {**summary, "prompt_hashes": prompt_hashes(examples["prompt"])}
+        return {**summary, "prompt_hashes": prompt_hashes(train_dataset["prompt"])}
 
     fingerprint = warm_start_fingerprint(model, params, seed, examples)
     if ensure_artifact(params.output_dir, FINGERPRINT_FILE, fingerprint, train):
