@@ -127,7 +127,6 @@ def test_hub_ids_are_accepted_without_a_network(name: str) -> None:
 @pytest.mark.parametrize(
     ("reward", "message"),
     [
-        ({"functions": []}, r"give at least one reward under functions or models"),
         ({"functions": ["accuracy"], "weights": [1.0, 2.0]}, r"weights has 2 entries but functions has 1"),
         ({"functions": ["accuracy"], "weights": [0.0]}, r"not all zero"),
         ({"models": [{"name_or_path": "data/06_models/nope"}]}, r"reward model 'data/06_models/nope' is neither"),

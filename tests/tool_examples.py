@@ -80,3 +80,9 @@ class NoReset:
             amount: How much to add.
         """
         return amount
+
+
+class NoReward(Counter):
+    """An environment that does not score its rollouts."""
+
+    get_reward = None  # type: ignore[assignment]

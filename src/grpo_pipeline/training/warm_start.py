@@ -9,6 +9,7 @@ whose fingerprint matches reuses it instead of training again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -54,27 +55,40 @@ def solved_examples(
     """Prompt-completion pairs as SFTTrainer takes them: the completion an assistant message (or the messages of a
     solved trace) when the prompt is a conversation, plain text otherwise.
 
-    With tools (``tokenizer`` needed) each pair is rendered to text as GRPOTrainer renders it: the prompt with the
-    descriptions of the tools its row is offered, the turns with the trainer's chat template. SFT has no per-turn
-    mask, so a trace's tool answers are trained on as well."""
+    With tools (``tokenizer`` needed) each example is tokenized as GRPOTrainer tokenizes a rollout: the prompt with
+    the descriptions of the tools its row is offered, each turn with the trainer's chat template. Only the model's
+    own turns are learned (``assistant_masks``): the tools' answers are read, not predicted, as in GRPO's loss."""
     prompts = train_dataset["prompt"].tolist()
     conversational = bool(prompts) and is_conversational({"prompt": prompts[0]})
     completions = [_solved_completion(value, conversational) for value in train_dataset[completion_column].astype(str)]
     if tools is None or not tools.active:
         return pd.DataFrame({"prompt": prompts, "completion": completions})
     chat_template = prepare_tokenizer(tokenizer)
-    texts, rests = [], []
+    rows = []
     for prompt, completion, row in zip(prompts, completions, train_dataset.to_dict(orient="records"), strict=True):
-        kwargs = {"tools": tools.row_tools(row), "chat_template": chat_template, "tokenize": False}
-        text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, **kwargs)
-        whole = tokenizer.apply_chat_template(prompt + completion, **kwargs)
-        if not whole.startswith(text):
-            raise ValueError(
-                f"the chat template renders the prompt differently once the solved completion follows it: {text!r}"
-            )
-        texts.append(text)
-        rests.append(whole[len(text) :].rstrip())
-    return pd.DataFrame({"prompt": texts, "completion": rests})
+        render = functools.partial(
+            tokenizer.apply_chat_template, tools=tools.row_tools(row), chat_template=chat_template, tokenize=False
+        )
+        texts = [render(prompt, add_generation_prompt=True)]
+        masks = [0]
+        for index, message in enumerate(completion):
+            following = completion[index + 1]["role"] if index + 1 < len(completion) else None
+            texts.append(render(prompt + completion[: index + 1], add_generation_prompt=following == "assistant"))
+            masks.append(int(message["role"] == "assistant"))
+        input_ids: list[int] = []
+        assistant_masks: list[int] = []
+        for previous, text, learned in zip(texts, texts[1:], masks[1:], strict=False):
+            if not text.startswith(previous):
+                raise ValueError(f"the chat template renders a conversation differently once a turn follows: {text!r}")
+            ids = tokenizer(text[len(previous) :], add_special_tokens=False)["input_ids"]
+            # The model's turn ends at its end-of-turn token; what the template puts after it is not generated.
+            ends = [i for i, token in enumerate(ids) if token == tokenizer.eos_token_id]
+            cut = ends[-1] + 1 if learned and ends else (len(ids) if learned else 0)
+            input_ids += ids
+            assistant_masks += [1] * cut + [0] * (len(ids) - cut)
+        prompt_ids = tokenizer(texts[0], add_special_tokens=False)["input_ids"]
+        rows.append({"input_ids": prompt_ids + input_ids, "assistant_masks": [0] * len(prompt_ids) + assistant_masks})
+    return pd.DataFrame(rows)
 
 
 def warm_start_fingerprint(
