@@ -60,6 +60,12 @@ def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     assert report["accuracy_gain"]["greedy"] >= 0.15 and report["accuracy_gain"]["sampled"] >= 0.25, report
     assert report["base"]["rewards"] == {"accuracy": report["base"]["accuracy"]}
     assert report["base_model"] == "data/06_models/debug/warm_start"
+    for model in ("base", "trained"):  # pass@8 and maj@8 over the 8 samples per prompt, beside mean accuracy
+        sampled = report[model]["sampled"]
+        assert sampled["maj_at_k"] <= sampled["pass_at_k"] and sampled["accuracy"] <= sampled["pass_at_k"], sampled
+    assert report["trained"]["sampled"]["pass_at_k"] > report["base"]["sampled"]["pass_at_k"]
+    assert "| pass@8 | maj@8 |" in (project / "data/08_reporting/debug/validation_report.md").read_text()
+    assert "pass@8" in result.stdout and "maj@8" in result.stdout
     answers = {sample["trained_completion"] for sample in report["samples"]}
     assert len(answers) >= 4, report["samples"]  # different answers to different questions
     metrics = pd.read_csv(project / "data/07_model_output/debug/training_metrics.csv")

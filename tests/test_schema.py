@@ -25,7 +25,7 @@ from grpo_pipeline.config.schema import (
 )
 from grpo_pipeline.config.trl_config import documented_choices
 from grpo_pipeline.errors import ParameterError
-from grpo_pipeline.variants import variant_names
+from grpo_pipeline.variants import find_variants, variant_names
 from tests.conftest import PROJECT_ROOT
 
 DEBUG = load_parameters(PROJECT_ROOT / "conf", "base")["debug"]
@@ -37,8 +37,14 @@ def resolve(training: dict[str, Any] | None = None, **sections: Any) -> RunConfi
     return resolve_run_config(merged, "debug")
 
 
-@pytest.mark.parametrize("env", ["base", "tiny"])
-@pytest.mark.parametrize("variant", variant_names(PROJECT_ROOT / "conf"))
+@pytest.mark.parametrize(
+    ("variant", "env"),
+    [
+        (variant, env)
+        for env in ("base", "tiny")
+        for variant in sorted(find_variants(PROJECT_ROOT / "conf", ["base", env]))
+    ],
+)
 def test_shipped_parameters_resolve(variant: str, env: str) -> None:
     config = resolve_run_config(load_parameters(PROJECT_ROOT / "conf", env)[variant], variant)
     assert config.grpo_config.output_dir == f"data/06_models/{variant}/trainer_output"

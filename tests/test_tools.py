@@ -3,6 +3,7 @@ GRPOTrainer as TRL takes them, and used by validation as training uses them; pas
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,11 @@ from grpo_pipeline.models.loading import load_tokenizer
 from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.pipelines.grpo.nodes import train_grpo, validate_checkpoint
 from grpo_pipeline.prompts import format_splits
+from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.tool_calling import Rollout, call_tools
 from grpo_pipeline.tools import resolve_tool_set
 from grpo_pipeline.validation import at_k, final_answer
-from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs
+from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
 
 EXAMPLES = "tests.tool_examples"
 
@@ -189,3 +191,27 @@ def test_the_answer_of_a_completion_is_its_final_reply_or_the_patterns_last_matc
     assert final_answer(with_tool, None) == "42"
     assert final_answer("so \\boxed{3} then \\boxed{4}", r"\\boxed\{(.+?)\}") == "4"
     assert final_answer("no number", r"\d+") is None
+
+
+@pytest.mark.kedro_run
+@pytest.mark.trainer
+def test_grpo_tools_trains_and_validates_with_the_calculator_and_records_tool_use(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    short = {
+        "training.max_steps": 4,
+        "run.completion_samples_every": 1,
+        "validation.max_prompts": 16,
+        "validation.sampled_completions": 2,
+    }
+    run_kedro(project, "run", "--pipelines=grpo_tools", params_option("tools", short))
+    report = json.loads((project / "data/08_reporting/tools/validation_report.json").read_text())
+    for model in ("base", "trained"):
+        assert report[model]["tool_use"]["tool_calls_per_completion"] > 0, report[model]  # the warm start calls
+        assert {"pass_at_k", "maj_at_k", "tool_use"} <= set(report[model]["sampled"])
+    assert any(sample["trained_completion"].startswith("call multiply(") for sample in report["samples"])
+    page = (project / "data/08_reporting/tools/training_completions.html").read_text()
+    assert "call multiply(" in page and "[multiply: " in page  # the call and the tool's answer, turn by turn
+    (run,) = mlflow_runs(project, "grpo_tools")
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    for metric in ("tools/call_frequency", "tools/failure_frequency", "tools/use_share", "tools/turns"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2, 3, 4], metric

@@ -183,6 +183,9 @@ def failed_run_markdown(report: dict[str, Any]) -> str:
 
 def validation_markdown(report: dict[str, Any]) -> str:
     rewards = pd.DataFrame(_score_rows(report))
+    # pass@k and maj@k beside accuracy, though the greedy rows, first, have none.
+    leading = ["model", "decoding", "accuracy", *at_k_labels(report).values()]
+    rewards = rewards[[c for c in leading if c in rewards] + [c for c in rewards if c not in leading]]
     sampling = report.get("sampling") or {}
     samples = pd.DataFrame(report["samples"])
     return "\n".join(
