@@ -117,7 +117,7 @@ def tool_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_stateful_environment_from_a_user_module_trains_and_validates_with_its_reward_under_one_name(
     tool_model_dir: Path, tmp_path: Path
 ) -> None:
-    run = {"environment": f"{EXAMPLES}:Counter"}
+    run = {"environment": f"{EXAMPLES}:Counter", "tools": [f"{EXAMPLES}:slow_add"]}  # an async tool beside it
     config = resolve_run_config(params(run, accuracy_reward="Counter"), "debug")
     config = config.replace_training(output_dir=str(tmp_path / "trainer"))
     raw = pd.DataFrame(
@@ -133,7 +133,8 @@ def test_a_stateful_environment_from_a_user_module_trains_and_validates_with_its
         FormattingParams(max_prompt_length=448),
         config.tools,
     )
-    assert "increment" in train["prompt_text"][0]  # the environment's tool is described in every prompt
+    # The environment's tool and the async one are described in every prompt, as the trainer renders it.
+    assert "increment" in train["prompt_text"][0] and "slow_add" in train["prompt_text"][0]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("tools")
     with mlflow.start_run() as active:

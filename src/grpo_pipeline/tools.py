@@ -151,34 +151,37 @@ def _environment_problems(factory: Any, where: str) -> tuple[Any, list[str]]:
     return environment, problems
 
 
+def _imported(path: str, kind: str, example: str, where: str, problems: list[str]) -> Any:
+    """The object at ``path``, or None with the problem added to ``problems``."""
+    try:
+        return import_object(path, kind, example)
+    except ValueError as error:
+        problems.append(f"{where}: {error}")
+        return None
+
+
 def resolve_tool_set(tools: list[str], environment: str | Mapping[str, str] | None, prefix: str = "run") -> ToolSet:
     """The tools at the import paths ``tools`` and the environment(s) ``environment`` names, checked as TRL needs
     them; one :class:`~grpo_pipeline.errors.ParameterError` listing every problem."""
-    problems, functions = [], []
+    problems: list[str] = []
+    functions = []
     for index, path in enumerate(tools):
         where = f"parameter '{prefix}.tools[{index}]' = {path!r}"
-        try:
-            function = import_object(path, "tool", "my_package.tools:multiply")
-        except ValueError as error:
-            problems.append(f"{where}: {error}")
-            continue
-        if problem := tool_problem(function):
-            problems.append(f"{where}: {problem}")
-        functions.append(function)
+        function = _imported(path, "tool", "my_package.tools:multiply", where, problems)
+        if function is not None:
+            if problem := tool_problem(function):
+                problems.append(f"{where}: {problem}")
+            functions.append(function)
     factories: dict[str | None, Any] = {}
     probes: dict[str | None, Any] = {}
-    if environment is not None:
-        named = {None: environment} if isinstance(environment, str) else dict(environment)
-        for name, path in named.items():
-            where = f"parameter '{prefix}.environment{'' if name is None else '.' + name}' = {path!r}"
-            try:
-                factory = import_object(path, "environment", "my_package.envs:CalculatorEnv")
-            except ValueError as error:
-                problems.append(f"{where}: {error}")
-                continue
-            probe, found = _environment_problems(factory, where)
+    named = {None: environment} if isinstance(environment, str) else dict(environment or {})
+    for name, path in named.items():
+        where = f"parameter '{prefix}.environment{'' if name is None else '.' + name}' = {path!r}"
+        factory = _imported(path, "environment", "my_package.envs:Sandbox", where, problems)
+        if factory is not None:
+            probes[name], found = _environment_problems(factory, where)
             problems += found
-            factories[name], probes[name] = factory, probe
+            factories[name] = factory
     if problems:
         raise invalid_parameters(problems)
     return ToolSet(tuple(functions), factories if environment is not None else None, probes)

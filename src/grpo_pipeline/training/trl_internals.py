@@ -2,7 +2,8 @@
 
 TRL offers no public hook for two things the project reports (and transformers' Trainer none for a third):
 - the time spent generating and scoring rewards (``_generate``, ``_calculate_rewards``: TRL's profiler logs them
-  to W&B/trackio only),
+  to W&B/trackio only), and with tools the completions ``_generate`` returns (its fourth value, the messages of
+  every turn), for the share of completions that called a tool and their turns,
 - sample completions with each reward and the advantage as a step scored them (the ``_logs`` buffer;
   ``log_completions`` prints a rich table and writes a parquet file per step instead), and
 - resuming a model with tied embeddings without a false "missing keys ['lm_head.weight']" warning
