@@ -35,7 +35,7 @@ def params(run: dict[str, Any], reward: dict[str, Any] | None = None, **validati
     return {
         "seed": 0,
         "model": {"name_or_path": "x"},
-        "formatting": {"max_prompt_length": 448},
+        "formatting": {"max_prompt_length": 960},
         "reward": reward or {"functions": []},
         "training": {
             "learning_rate": 3e-3,
@@ -109,7 +109,7 @@ def test_tool_calls_run_as_trl_runs_them_with_state_kept_across_calls() -> None:
 
 @pytest.fixture(scope="module")
 def tool_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = TinyModelParams(max_position_embeddings=512, chat_template="lfm2_v2", number_tokens=True)
+    spec = TinyModelParams(max_position_embeddings=1024, chat_template="lfm2_v2", number_tokens=True)
     return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tools", spec)
 
 
@@ -130,7 +130,7 @@ def test_a_stateful_environment_from_a_user_module_trains_and_validates_with_its
         raw.iloc[4:],
         raw.iloc[:4],
         load_tokenizer(tool_model_dir),
-        FormattingParams(max_prompt_length=448),
+        FormattingParams(max_prompt_length=960),
         config.tools,
     )
     # The environment's tool and the async one are described in every prompt, as the trainer renders it.
