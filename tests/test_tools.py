@@ -86,6 +86,18 @@ def test_a_run_needs_a_reward_function_a_reward_model_or_an_environment_that_sco
         resolve_run_config(params({"environment": f"{EXAMPLES}:NoReward"}), "debug")
 
 
+def test_a_trl_reward_that_reads_the_first_message_only_is_warned_of_with_tools(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reward = {"functions": ["accuracy_reward", "accuracy"]}
+    resolve_run_config(params({"tools": [f"{EXAMPLES}:add"]}, reward), "debug")
+    warned = [record.getMessage() for record in caplog.records if record.name == "grpo_pipeline.rewards"]
+    assert len(warned) == 1 and "TRL's accuracy_reward scores a completion's first message" in warned[0], warned
+    caplog.clear()
+    resolve_run_config(params({}, reward), "debug")  # without tools its first message is its answer
+    assert not [record for record in caplog.records if record.name == "grpo_pipeline.rewards"]
+
+
 def test_several_environments_need_the_environment_column() -> None:
     with pytest.raises(ParameterError, match=r"add 'environment' to data.required_columns"):
         resolve_run_config(params({"environment": {"count": f"{EXAMPLES}:Counter"}}), "debug")

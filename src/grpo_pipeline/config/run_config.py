@@ -73,7 +73,8 @@ class RunConfig:
         """The run's rewards in TRL's order, an environment's own reward (``get_reward``) last."""
         from grpo_pipeline.rewards import resolve_rewards  # noqa: PLC0415 (imports TRL's rewards)
 
-        return resolve_rewards(self.params.reward, self.where("reward"), self.tools.reward_types())
+        tools = self.tools
+        return resolve_rewards(self.params.reward, self.where("reward"), tools.reward_types(), tools.active)
 
     @property
     def model_init_kwargs(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import difflib
 import functools
 import importlib
 import inspect
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,11 @@ REWARD_FUNCTIONS: dict[str, RewardFunction] = {
     "format": format_reward,
     "length": length_reward,
 }
+
+logger = logging.getLogger(__name__)
+
+# TRL's rewards that read only a completion's first message: with tools, the model's first call, not its answer.
+FIRST_MESSAGE_REWARDS = ("accuracy_reward", "reasoning_accuracy_reward")
 
 # TRL's own rewards (trl.rewards), found by name; factories among them take their arguments from `kwargs`.
 TRL_REWARDS = (
@@ -165,12 +171,21 @@ def reward_name(entry: RewardFunctionParams, function: Any) -> str:
     return entry.function if entry.function in REWARD_FUNCTIONS else callable_name(function)
 
 
+def reads_first_message_only(function: Any) -> bool:
+    """Whether ``function`` is one of TRL's rewards that score ``completions[i][0]`` alone."""
+    base = getattr(function, "func", function)
+    return getattr(base, "__module__", "").startswith("trl.rewards") and base.__name__ in FIRST_MESSAGE_REWARDS
+
+
 def resolve_rewards(
-    params: RewardParams, prefix: str = "reward", environment_types: list[type] | tuple[type, ...] = ()
+    params: RewardParams,
+    prefix: str = "reward",
+    environment_types: list[type] | tuple[type, ...] = (),
+    with_tools: bool = False,
 ) -> RewardSet:
     """Every reward of ``params`` resolved, named and weighted, then one per environment class that scores its
     rollouts (``get_reward``), named after the class with weight 1 as TRL adds it; one ParameterError listing every
-    problem."""
+    problem. ``with_tools``: the model calls tools, and a reward that reads only the first message is warned of."""
     problems, rewards = [], []
     weights = params.weights or [1.0] * len(params.functions)
     for index, (entry, weight) in enumerate(zip(params.entries(), weights, strict=True)):
@@ -181,6 +196,14 @@ def resolve_rewards(
             problems += error.problems
             continue
         name = reward_name(entry, function)
+        if with_tools and reads_first_message_only(function):
+            # TRL accepts it, so the run goes on; it would score the call turn, so the user hears of it first.
+            logger.warning(
+                "%s: TRL's %s scores a completion's first message, which with tools is the model's first tool call, "
+                "not its answer; use a reward that reads the final reply (e.g. the project's `accuracy`)",
+                where,
+                name,
+            )
         checks = getattr(getattr(function, "func", function), CHECKS_ATTRIBUTE, {})
         rewards.append(Reward(name, weight, function=guarded(name, function), column_checks=checks))
     rewards += [Reward(model.label, model.weight, model=model) for model in params.models]
