@@ -88,6 +88,17 @@ def _no_op(*args: Any, **kwargs: Any) -> None:
     """TRL's ``log_extra`` / ``log_metric`` outside training: validation has no completions table or step metrics."""
 
 
+def run_coroutines(coroutines: list[Any], return_exceptions: bool = False) -> list[Any]:
+    """The coroutines' results, run concurrently (``asyncio.gather``) on a fresh event loop in a thread of its own:
+    this may be called where a loop already runs (a notebook)."""
+
+    async def gather() -> list[Any]:
+        return await asyncio.gather(*coroutines, return_exceptions=return_exceptions)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, gather()).result()
+
+
 def call_rewards(scorers: dict[str, RewardFunction], completions: list[Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """Each reward's values for ``completions``, the rewards called as ``GRPOTrainer._calculate_rewards`` calls them:
     same arguments, the async ones run concurrently on an event loop."""
@@ -95,13 +106,7 @@ def call_rewards(scorers: dict[str, RewardFunction], completions: list[Any], inp
     pending = {name: function for name, function in scorers.items() if is_async_reward(function)}
     values = {name: function(**kwargs) for name, function in scorers.items() if name not in pending}
     if pending:
-
-        async def gather() -> list[Any]:
-            return await asyncio.gather(*(function(**kwargs) for function in pending.values()))
-
-        # A fresh loop in a thread of its own: this may be called where a loop already runs (a notebook).
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
-            results = thread.submit(asyncio.run, gather()).result()
+        results = run_coroutines([function(**kwargs) for function in pending.values()])
         values |= dict(zip(pending, results, strict=True))
     return {name: values[name] for name in scorers}
 

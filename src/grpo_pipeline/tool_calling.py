@@ -8,8 +8,6 @@ checkpoint on what it does when it may call tools, as it trained.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from grpo_pipeline.tools import ENVIRONMENT_COLUMN, ToolSet
+from grpo_pipeline.evaluation import run_coroutines
+from grpo_pipeline.tools import ENVIRONMENT_COLUMN, ToolSet, assistant_turns, called_a_tool
 
 
 def prepare_tokenizer(tokenizer: Any) -> str | None:
@@ -50,19 +49,6 @@ class Rollout:
     tool_calls: int = 0
     tool_failures: int = 0
 
-    @property
-    def turns(self) -> int:
-        return sum(message.get("role") == "assistant" for message in self.completion)
-
-
-def _run_async(coroutines: list[Any]) -> list[Any]:
-    async def gather() -> list[Any]:
-        return await asyncio.gather(*coroutines, return_exceptions=True)
-
-    # A fresh loop in a thread of its own: this may be called where a loop already runs (a notebook).
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(asyncio.run, gather()).result()
-
 
 def call_tools(rollout: Rollout, tool_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Execute one assistant turn's tool calls as TRL does: a failure (raised, unknown tool, unsupported call type)
@@ -90,7 +76,9 @@ def call_tools(rollout: Rollout, tool_calls: list[dict[str, Any]]) -> list[dict[
             results.append(None)
         else:
             results.append((name, value))
-    for (index, name, _), value in zip(pending, _run_async([c for _, _, c in pending]), strict=True):
+    for (index, name, _), value in zip(
+        pending, run_coroutines([c for _, _, c in pending], return_exceptions=True), strict=True
+    ):
         if isinstance(value, Exception):
             rollout.tool_failures += 1
         results[index] = (name, {"error": str(value)} if isinstance(value, Exception) else value)
@@ -250,19 +238,15 @@ def tool_rollouts(
     return rollouts, finite
 
 
-def tool_usage(
-    completions: list[list[dict[str, Any]]], tool_calls: list[int], tool_failures: list[int]
-) -> dict[str, float]:
-    """How completions used their tools: calls per completion, the share of calls that failed, the share of
+def tool_usage(rollouts: list[Rollout]) -> dict[str, float]:
+    """How rollouts used their tools: calls per completion, the share of calls that failed, the share of
     completions with at least one call, and assistant turns per completion."""
-    calls = int(np.sum(tool_calls))
+    calls = sum(rollout.tool_calls for rollout in rollouts)
     return {
-        "tool_calls_per_completion": float(np.mean(tool_calls)) if tool_calls else 0.0,
-        "tool_failure_rate": float(np.sum(tool_failures)) / calls if calls else 0.0,
-        "tool_use_share": float(np.mean([count > 0 for count in tool_calls])) if tool_calls else 0.0,
-        "turns_per_completion": float(
-            np.mean([sum(m.get("role") == "assistant" for m in completion) for completion in completions])
-        )
-        if completions
+        "tool_calls_per_completion": float(np.mean([rollout.tool_calls for rollout in rollouts])) if rollouts else 0.0,
+        "tool_failure_rate": sum(rollout.tool_failures for rollout in rollouts) / calls if calls else 0.0,
+        "tool_use_share": float(np.mean([called_a_tool(r.completion) for r in rollouts])) if rollouts else 0.0,
+        "turns_per_completion": float(np.mean([len(assistant_turns(r.completion)) for r in rollouts]))
+        if rollouts
         else 0.0,
     }

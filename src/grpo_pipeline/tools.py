@@ -24,6 +24,15 @@ ENVIRONMENT_COLUMN = "environment"  # the data column that picks a row's environ
 _NOT_TOOLS = ("reset", "get_reward")  # an environment's methods that TRL does not offer the model
 
 
+def assistant_turns(completion: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The model's own messages in a conversational completion: not the tools' answers between them."""
+    return [message for message in completion if message.get("role", "assistant") == "assistant"]
+
+
+def called_a_tool(completion: list[dict[str, Any]]) -> bool:
+    return any(message.get("tool_calls") for message in assistant_turns(completion))
+
+
 def tool_problem(function: Any) -> str | None:
     """Why TRL cannot offer ``function`` to the model as a tool, or None."""
     from transformers.utils.chat_template_utils import (  # noqa: PLC0415 (transformers takes seconds to import)
@@ -117,7 +126,7 @@ class ToolSet:
 def environment_column_problem(values: list[Any], tool_set: ToolSet) -> str | None:
     """What is wrong with the ``environment`` column of a run with several environments (``values``; None when the
     column is missing), or None."""
-    if not tool_set.multi_environment or tool_set.environments is None:
+    if not tool_set.multi_environment:
         return None
     names = sorted(name for name in tool_set.environments if name is not None)
     if values is None:
@@ -141,12 +150,13 @@ def _environment_problems(factory: Any, where: str) -> tuple[Any, list[str]]:
             f"{where}: {type(environment).__name__} has no reset method; TRL calls reset(**row) before each rollout "
             "(it may return text to add to the prompt, or None)"
         ]
+    tools = environment_tools(environment)
     problems = [
         f"{where}: tool {type(environment).__name__}.{tool.__name__}: {problem}"
-        for tool in environment_tools(environment)
+        for tool in tools
         if (problem := tool_problem(tool))
     ]
-    if not environment_tools(environment):
+    if not tools:
         problems.append(f"{where}: {type(environment).__name__} has no public method to offer the model as a tool")
     return environment, problems
 

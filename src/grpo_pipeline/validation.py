@@ -222,13 +222,12 @@ def complete(
         generation.max_tool_calling_iterations,
         sampling,
     )
-    completions = [rollout.completion for rollout in rollouts]
     environments = [rollout.environment for rollout in rollouts]
     return Completions(
-        completions,
+        [rollout.completion for rollout in rollouts],
         [rollout.completion_ids for rollout in rollouts],
         {"environments": environments} if generation.tools.environments is not None else {},
-        tool_usage(completions, [r.tool_calls for r in rollouts], [r.tool_failures for r in rollouts]),
+        tool_usage(rollouts),
         finite,
     )
 

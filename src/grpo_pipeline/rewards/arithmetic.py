@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from grpo_pipeline.rewards.columns import checks_columns
+from grpo_pipeline.tools import assistant_turns
 
 _INTEGER = re.compile(r"-?\d+")
 
@@ -25,7 +26,7 @@ def completion_text(completion: str | list[dict[str, Any]]) -> str:
     message (a completion with tool calls also holds the calls and the tools' answers, which are not the reply)."""
     if isinstance(completion, str):
         return completion
-    replies = [message for message in completion if message.get("role", "assistant") == "assistant"]
+    replies = assistant_turns(completion)
     return str(replies[-1].get("content") or "") if replies else ""
 
 

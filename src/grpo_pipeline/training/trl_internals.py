@@ -27,6 +27,7 @@ from trl import GRPOTrainer
 
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.reporting import display_text, transcript
+from grpo_pipeline.tools import assistant_turns, called_a_tool
 
 # The TRL release this module was written against; a newer one may work, the check says if it does not.
 WRITTEN_FOR_TRL = "1.16"
@@ -145,11 +146,8 @@ class TimedGRPOTrainer(GRPOTrainer):
         """Beside TRL's ``tools/call_frequency`` and ``tools/failure_frequency``: the share of completions that
         called a tool and the assistant turns per completion, over every process's completions."""
         mode = "train" if self.model.training else "eval"
-        assistant = [
-            [message for message in completion if message.get("role") == "assistant"] for completion in completions
-        ]
         per_completion = torch.tensor(
-            [[float(any(m.get("tool_calls") for m in turns)), float(len(turns))] for turns in assistant],
+            [[float(called_a_tool(completion)), float(len(assistant_turns(completion)))] for completion in completions],
             device=self.accelerator.device,
         )
         gathered = self.accelerator.gather(per_completion)
