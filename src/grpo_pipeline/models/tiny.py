@@ -124,7 +124,12 @@ def ensure_tiny_model(directory: str | Path, spec: TinyModelParams) -> Path:
 
 
 def ensure_base_model(model: ModelParams) -> str:
-    """Where the base model is: built here when ``model.build_tiny`` is set, otherwise the hub id or path."""
+    """Where the base model is: built here when ``model.build_tiny`` or ``model.from_gguf`` is set, otherwise the
+    hub id or path."""
+    if model.from_gguf is not None:
+        from grpo_pipeline.models.gguf import ensure_gguf_model
+
+        return str(ensure_gguf_model(model.name_or_path, model.from_gguf))
     if model.build_tiny is None:
         return model.name_or_path
     return str(ensure_tiny_model(model.name_or_path, model.build_tiny))

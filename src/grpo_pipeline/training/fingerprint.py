@@ -89,13 +89,15 @@ def data_sha256(train_dataset: pd.DataFrame) -> str:
 
 
 def model_identity(model: ModelParams) -> dict[str, Any]:
-    """What names the starting weights: id or path, revision, dtype, config hash, and a tiny model's build."""
+    """What names the starting weights: id or path, revision, dtype, config hash, and what the project built it from."""
     return {
         "model.name_or_path": model.name_or_path,
         "model.revision": model.revision,
         "model.dtype": model.dtype,
         "model.config_sha256": _file_sha256(Path(model.name_or_path) / "config.json"),
         **_flat("model.build_tiny", model.build_tiny.model_dump() if model.build_tiny else None),
+        # Only when set, so that the checkpoints of runs from before the option still resume.
+        **(_flat("model.from_gguf", model.from_gguf.model_dump()) if model.from_gguf else {}),
     }
 
 
