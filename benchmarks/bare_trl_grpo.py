@@ -11,6 +11,8 @@ Two uses:
 
     python benchmarks/bare_trl_grpo.py --output /tmp/bare --variant debug --max-steps 80
     python benchmarks/bare_trl_grpo.py --output /tmp/full --variant full --env gpu --random-lfm2-350m --max-steps 100
+    python benchmarks/bare_trl_grpo.py --output /tmp/smollm2 --variant smollm2 --max-steps 5 \
+        --prompts data/01_raw/arithmetic_prompts.jsonl
 
 It prints one JSON line: steps, wall times, s/step, trainable parameters and peak memory.
 """
@@ -34,7 +36,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.config.loader import load_parameters
-from grpo_pipeline.config.schema import TinyModelParams
+from grpo_pipeline.config.schema import GGUFModelParams, TinyModelParams
+from grpo_pipeline.models.gguf import ensure_gguf_model
 from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
 from grpo_pipeline.runtime import configure_runtime
@@ -93,6 +96,8 @@ def main() -> None:
             messages = [{"role": "user", "content": prompt.strip()}]
         else:
             messages = [{"role": message["role"], "content": message["content"].strip()} for message in prompt]
+        if params["data"].get("system_prompt") and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": params["data"]["system_prompt"].strip()}, *messages]
         key = json.dumps(messages) + "\x00" + record["answer"]
         if key not in seen:
             seen.add(key)
@@ -107,6 +112,8 @@ def main() -> None:
         model_path: str | Path = ensure_random_lfm2_350m(args.output / "lfm2-350m-random")
     elif args.model:
         model_path = args.model
+    elif params["model"].get("from_gguf"):
+        model_path = ensure_gguf_model(args.output / "base_model", GGUFModelParams(**params["model"]["from_gguf"]))
     elif params["model"].get("build_tiny"):
         model_path = ensure_tiny_model(args.output / "base_model", TinyModelParams(**params["model"]["build_tiny"]))
     else:

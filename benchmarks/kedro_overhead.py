@@ -1,11 +1,11 @@
 """What does running GRPO through Kedro cost over a bare TRL script?
 
-Runs the debug variant's GRPO config both ways in one invocation, alternating, in throwaway copies
-of the project (the user's data and MLflow store are untouched):
+Runs a variant's GRPO config (debug's by default) both ways in one invocation, alternating, in throwaway
+copies of the project (the user's data and MLflow store are untouched):
 
 - bare:   ``python benchmarks/bare_trl_grpo.py`` (prepare prompts, template, train, save; no tracking)
 - bare+mlflow: the same with TRL's own MLflow integration, to a SQLite store like the project's
-- kedro:  ``kedro run --pipelines=grpo_debug --to-nodes=debug.train_grpo`` (the same work as nodes,
+- kedro:  ``kedro run --pipelines=grpo_<variant> --to-nodes=<variant>.train_grpo`` (the same work as nodes,
   plus catalog I/O and MLflow tracking of parameters and per-step metrics through kedro-mlflow)
 
 kedro / bare+mlflow is what Kedro itself costs; kedro / bare adds the price of tracking.
@@ -14,6 +14,8 @@ Both are timed as whole processes, imports included, after one untimed warm-up e
 of medians is printed and written to ``benchmarks/results/``.
 
     python benchmarks/kedro_overhead.py --repeats 3 --max-steps 80
+    python benchmarks/kedro_overhead.py --variant smollm2 --prompts data/01_raw/arithmetic_prompts.jsonl \
+        --repeats 3 --max-steps 10        # the real model (SmolLM2-135M-Instruct)
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ BIN = Path(sys.executable).parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-steps", type=int, default=None, help="default: the debug variant's max_steps")
+    parser.add_argument("--variant", default="debug")
+    parser.add_argument("--prompts", default=None, help="the variant's raw prompts file, when not debug's")
+    parser.add_argument("--max-steps", type=int, default=None, help="default: the variant's max_steps")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
@@ -45,13 +49,17 @@ def main() -> None:
         ".",
         "--output",
         "bare_output",
+        "--variant",
+        args.variant,
+        *(["--prompts", args.prompts] if args.prompts else []),
     ]
     # The bare script's work: no warm start, no evaluation during training.
-    same_work = "debug.warm_start=null,debug.training.eval_strategy=no,debug.training.eval_on_start=false"
-    kedro = [str(BIN / "kedro"), "run", "--pipelines=grpo_debug", "--to-nodes=debug.train_grpo"]
+    variant = args.variant
+    same_work = f"{variant}.warm_start=null,{variant}.training.eval_strategy=no,{variant}.training.eval_on_start=false"
+    kedro = [str(BIN / "kedro"), "run", f"--pipelines=grpo_{variant}", f"--to-nodes={variant}.train_grpo"]
     if args.max_steps is not None:
         bare += ["--max-steps", str(args.max_steps)]
-        same_work += f",debug.training.max_steps={args.max_steps}"
+        same_work += f",{variant}.training.max_steps={args.max_steps}"
     kedro += [f"--params={same_work}"]
     times: dict[str, list[float]] = {"bare": [], "bare+mlflow": [], "kedro": []}
     with tempfile.TemporaryDirectory(prefix="grpo-overhead-") as scratch:
@@ -61,7 +69,7 @@ def main() -> None:
             ("bare+mlflow", [*bare, "--mlflow-uri", f"sqlite:///{tracked / 'mlflow.db'}"], tracked),
             ("kedro", kedro, copy_project(PROJECT_ROOT, Path(scratch) / "kedro")),
         ]
-        # One untimed warm-up each: it builds the tiny model and creates the MLflow SQLite store,
+        # One untimed warm-up each: it builds the base model and creates the MLflow SQLite store,
         # one-off costs of a new project rather than of a run.
         for name, command, cwd in sides:
             print(f"warm-up {name:11s} {timed_run(command, cwd):6.2f} s (not counted)", flush=True)
@@ -73,6 +81,7 @@ def main() -> None:
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     result = {
+        "variant": variant,
         "max_steps": args.max_steps,
         "repeats": args.repeats,
         "seconds": times,
@@ -82,6 +91,7 @@ def main() -> None:
     }
     args.output.mkdir(parents=True, exist_ok=True)
     label = f"steps{args.max_steps}" if args.max_steps is not None else "default"
+    label = label if variant == "debug" else f"{variant}_{label}"
     (args.output / f"kedro_overhead_{label}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(
         " | ".join(f"{name} median {value:.2f} s" for name, value in medians.items())

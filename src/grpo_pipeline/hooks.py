@@ -18,7 +18,7 @@ from kedro.config import MissingConfigException
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
 
 from grpo_pipeline.config.run_config import forget_resolved, resolved_once
 from grpo_pipeline.errors import ProjectError
@@ -311,14 +311,37 @@ class LineageHooks:
 
 
 class RunSummaryHooks:
-    """Print what a person wants after ``kedro run``: rewards before/after, wall time, where outputs went."""
+    """Print what a person wants after ``kedro run``: rewards before/after, wall time and where it went (each node's
+    seconds, also MLflow metrics ``node_seconds/<node>``), where outputs went."""
 
     def __init__(self) -> None:
         self._started = time.perf_counter()
+        self._node_started: dict[str, float] = {}
+        self._node_seconds: dict[str, float] = {}
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         self._started = time.perf_counter()
+        self._node_started, self._node_seconds = {}, {}
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        self._node_started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        seconds = time.perf_counter() - self._node_started.pop(node.name, time.perf_counter())
+        self._node_seconds[node.name] = seconds
+        import mlflow  # noqa: PLC0415 (see the module doc)
+
+        if mlflow.active_run() is not None:
+            mlflow.log_metric(f"node_seconds/{node.name}", round(seconds, 3))
+
+    def _phases(self, wall: float) -> str:
+        """The nodes that took at least 1 % of the run, slowest first, with their share of its wall time."""
+        slowest = sorted(self._node_seconds.items(), key=lambda item: -item[1])
+        shares = [f"{name} {seconds:.1f} s ({seconds / wall:.0%})" for name, seconds in slowest if seconds > wall / 100]
+        return f"Where the time went: {', '.join(shares)}." if shares else ""
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
@@ -327,7 +350,7 @@ class RunSummaryHooks:
         from grpo_pipeline.reporting import accuracy_lines, plain, signed, status_text  # noqa: PLC0415 (imports matplotlib)
 
         wall = time.perf_counter() - self._started
-        lines = [f"Run finished in {wall:.1f} s."]
+        lines = [f"Run finished in {wall:.1f} s.", *filter(None, [self._phases(wall)])]
         for variant in _variants(pipeline):
             report_name = f"{variant}.validation_report"
             if report_name not in pipeline.all_outputs() or not catalog.exists(report_name):

@@ -1,9 +1,10 @@
 """Every check before a run does any work, as one library function the pre-run hook calls.
 
 :func:`preflight` resolves a variant's parameters (names, types, TRL's own config checks, the rewards; see
-config/run_config.py), then checks that a model the project builds from a file can be built, every row of its raw prompts, the custom rollout, that vLLM generation can
-work, and that an automatic resume would continue this very run. Problems of the parameters come first (nothing
-else can be checked without them); the other checks all run, and what they find is raised together.
+config/run_config.py), then checks that a model the project builds from a file can be built, every row of its raw
+prompts, the custom rollout, that vLLM generation can work, and that an automatic resume would continue this very
+run. Problems of the parameters come first (nothing else can be checked without them); the other checks all run, and
+what they find is raised together.
 """
 
 from __future__ import annotations

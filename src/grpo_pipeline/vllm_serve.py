@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.schema import VariantParams, parse_section
 from grpo_pipeline.config.trl_config import trl_values
-from grpo_pipeline.models.tiny import ensure_base_model
+from grpo_pipeline.models.loading import ensure_base_model
 from grpo_pipeline.training.vllm_preflight import serve_command
 from grpo_pipeline.variants import DEFAULT_VARIANT, unknown_variant
 

@@ -16,6 +16,10 @@ from importlib.metadata import PackageNotFoundError, packages_distributions, ver
 from pathlib import Path
 from typing import Any
 
+import torch
+import trl
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from grpo_pipeline.config.schema import GGUFModelParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.fingerprinted import ensure_artifact
@@ -68,8 +72,6 @@ def fingerprint(spec: GGUFModelParams) -> dict[str, Any]:
 
 
 def _trl_chat_template(name: str) -> str:
-    import trl
-
     path = Path(trl.__file__).parent / "chat_templates" / f"{name}.jinja"
     if not path.is_file():
         names = sorted(p.stem for p in path.parent.glob("*.jinja") if not p.stem.endswith("_training"))
@@ -79,8 +81,6 @@ def _trl_chat_template(name: str) -> str:
 
 def build(spec: GGUFModelParams, target: Path) -> None:
     """Read the GGUF file, rebuild the model without its quantizer and save it (and its tokenizer) in ``target``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     path = gguf_file(spec)
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     if spec.chat_template is not None:
@@ -96,8 +96,11 @@ def build(spec: GGUFModelParams, target: Path) -> None:
     quantized = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
     config = quantized.config
     del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype="float32")
-    model.load_state_dict(quantized.state_dict(), strict=True)
+    # The weights are the loaded ones: no random initialisation to pay for and then overwrite.
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype="float32")
+    model.load_state_dict(quantized.state_dict(), strict=True, assign=True)
+    model.tie_weights()
     model.generation_config = quantized.generation_config
     model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)

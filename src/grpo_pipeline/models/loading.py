@@ -17,11 +17,24 @@ from accelerate.utils import DistributedType
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl.trainer.utils import create_model_from_path
 
+from grpo_pipeline.config.schema import ModelParams
 from grpo_pipeline.errors import ProjectError
+from grpo_pipeline.models.gguf import ensure_gguf_model
+from grpo_pipeline.models.tiny import ensure_tiny_model
 
 
 class ModelLoadingError(ProjectError, ValueError):
     """A model or tokenizer the pipeline cannot use as it is; the message says which and what to use instead."""
+
+
+def ensure_base_model(model: ModelParams) -> str:
+    """Where the base model is: built here when ``model.build_tiny`` or ``model.from_gguf`` is set (reused while its
+    fingerprint matches), otherwise the hub id or path."""
+    if model.from_gguf is not None:
+        return str(ensure_gguf_model(model.name_or_path, model.from_gguf))
+    if model.build_tiny is not None:
+        return str(ensure_tiny_model(model.name_or_path, model.build_tiny))
+    return model.name_or_path
 
 
 def load_tokenizer(

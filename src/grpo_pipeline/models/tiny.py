@@ -16,7 +16,7 @@ import trl
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from grpo_pipeline.config.schema import ModelParams, TinyModelParams
+from grpo_pipeline.config.schema import TinyModelParams
 from grpo_pipeline.fingerprinted import ensure_artifact
 
 CHAT_TEMPLATE = (
@@ -121,15 +121,3 @@ def ensure_tiny_model(directory: str | Path, spec: TinyModelParams) -> Path:
 
     ensure_artifact(directory, FINGERPRINT_FILE, fingerprint(spec), build)
     return Path(directory)
-
-
-def ensure_base_model(model: ModelParams) -> str:
-    """Where the base model is: built here when ``model.build_tiny`` or ``model.from_gguf`` is set, otherwise the
-    hub id or path."""
-    if model.from_gguf is not None:
-        from grpo_pipeline.models.gguf import ensure_gguf_model
-
-        return str(ensure_gguf_model(model.name_or_path, model.from_gguf))
-    if model.build_tiny is None:
-        return model.name_or_path
-    return str(ensure_tiny_model(model.name_or_path, model.build_tiny))

@@ -31,7 +31,7 @@ def prepare_prompts(raw_prompts: pd.DataFrame, run_config: RunConfig) -> tuple[p
 def resolve_base_model(run_config: RunConfig) -> str:
     """Where the base model is: built here when ``model.build_tiny`` or ``model.from_gguf`` is set, otherwise a hub
     id or path."""
-    from grpo_pipeline.models.tiny import ensure_base_model
+    from grpo_pipeline.models.loading import ensure_base_model
 
     return ensure_base_model(run_config.params.model)
 
