@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
-from trl.chat_template_utils import add_response_schema
+from trl.chat_template_utils import add_response_schema, parse_response
 
+from grpo_pipeline.calculator import multiply
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.schema import GGUFModelParams
 from grpo_pipeline.errors import ProjectError
@@ -113,9 +114,13 @@ def test_grpo_smollm2_tools_calls_the_calculator_as_trl_parses_it(tmp_path: Path
     }
     run_kedro(project, "run", "--pipelines=grpo_smollm2_tools", params_option("smollm2_tools", wiring))
     tokenizer = add_response_schema(AutoTokenizer.from_pretrained(project / BASE_MODEL.format(variant="smollm2_tools")))
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 3 * 4?"}], tools=[multiply], add_generation_prompt=True
+    )["input_ids"]
     call = '<tool_call>\n{"name": "multiply", "arguments": {"a": 3, "b": 4}}\n</tool_call><|im_end|>'
-    parsed = tokenizer.parse_response(call)["tool_calls"][0]["function"]
-    assert parsed == {"name": "multiply", "arguments": {"a": 3, "b": 4}}
+    ids = tokenizer(call, add_special_tokens=False)["input_ids"]
+    parsed = parse_response(tokenizer, ids, prefix=prompt, tools=[multiply])  # as GRPOTrainer parses a rollout
+    assert parsed["tool_calls"][0]["function"] == {"name": "multiply", "arguments": {"a": 3, "b": 4}}
     report = report_of(project, "smollm2_tools")
     assert report["status"] == "NO GATE" and report["global_step"] == 2
     for model in ("base", "trained"):
