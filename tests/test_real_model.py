@@ -106,9 +106,12 @@ def test_grpo_smollm2_and_its_lora_train_and_validate_the_real_model(smollm2_pro
 
 def test_grpo_smollm2_tools_calls_the_calculator_as_trl_parses_it(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
-    wiring = {
+    wiring = {  # a rollout with tools is ~330 tokens: one prompt a step, two held-out prompts
         **WIRING,
         "training.per_device_train_batch_size": 2,
+        "data.eval_size": 2,
+        "validation.max_prompts": 2,
+        "validation.sampled_completions": 1,
         "warm_start.sft.max_steps": 2,
         "warm_start.sft.per_device_train_batch_size": 2,
     }
