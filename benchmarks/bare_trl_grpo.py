@@ -12,7 +12,7 @@ Two uses:
     python benchmarks/bare_trl_grpo.py --output /tmp/bare --variant debug --max-steps 80
     python benchmarks/bare_trl_grpo.py --output /tmp/full --variant full --env gpu --random-lfm2-350m --max-steps 100
     python benchmarks/bare_trl_grpo.py --output /tmp/smollm2 --variant smollm2 --max-steps 5 \
-        --prompts data/01_raw/arithmetic_prompts.jsonl
+        --prompts data/01_raw/small_arithmetic_prompts.jsonl
 
 It prints one JSON line: steps, wall times, s/step, trainable parameters and peak memory.
 """

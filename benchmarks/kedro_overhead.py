@@ -14,7 +14,7 @@ Both are timed as whole processes, imports included, after one untimed warm-up e
 of medians is printed and written to ``benchmarks/results/``.
 
     python benchmarks/kedro_overhead.py --repeats 3 --max-steps 80
-    python benchmarks/kedro_overhead.py --variant smollm2 --prompts data/01_raw/arithmetic_prompts.jsonl \
+    python benchmarks/kedro_overhead.py --variant smollm2 --prompts data/01_raw/small_arithmetic_prompts.jsonl \
         --repeats 3 --max-steps 10        # the real model (SmolLM2-135M-Instruct)
 """
 

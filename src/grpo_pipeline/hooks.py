@@ -338,7 +338,7 @@ class RunSummaryHooks:
             mlflow.log_metric(f"node_seconds/{node.name}", round(seconds, 3))
 
     def _phases(self, wall: float) -> str:
-        """The nodes that took at least 1 % of the run, slowest first, with their share of its wall time."""
+        """The nodes that took more than 1 % of the run, slowest first, with their share of its wall time."""
         slowest = sorted(self._node_seconds.items(), key=lambda item: -item[1])
         shares = [f"{name} {seconds:.1f} s ({seconds / wall:.0%})" for name, seconds in slowest if seconds > wall / 100]
         return f"Where the time went: {', '.join(shares)}." if shares else ""

@@ -11,7 +11,6 @@ template), atomically, like the tiny model.
 from __future__ import annotations
 
 import importlib.util
-import re
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from grpo_pipeline.config.schema import GGUFModelParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.fingerprinted import ensure_artifact
+from grpo_pipeline.models.tiny import TEMPLATE_TOKEN, trl_chat_template
 
 FINGERPRINT_FILE = "gguf_model_fingerprint.json"
-_TEMPLATE_TOKEN = re.compile(r"<\|\w+\|>")
 
 
 class GGUFModelError(ProjectError, ValueError):
@@ -75,11 +74,14 @@ def fingerprint(spec: GGUFModelParams) -> dict[str, Any]:
 
 
 def _trl_chat_template(name: str, where: str = "model.from_gguf") -> str:
-    path = Path(trl.__file__).parent / "chat_templates" / f"{name}.jinja"
-    if not path.is_file():
-        names = sorted(p.stem for p in path.parent.glob("*.jinja") if not p.stem.endswith("_training"))
-        raise GGUFModelError(f"parameter '{where}.chat_template' = {name!r} is not one of TRL's: {', '.join(names)}")
-    return path.read_text()
+    try:
+        return trl_chat_template(name)
+    except FileNotFoundError:
+        folder = Path(trl.__file__).parent / "chat_templates"
+        names = sorted(p.stem for p in folder.glob("*.jinja") if not p.stem.endswith("_training"))
+        raise GGUFModelError(
+            f"parameter '{where}.chat_template' = {name!r} is not one of TRL's: {', '.join(names)}"
+        ) from None
 
 
 def build(spec: GGUFModelParams, target: Path) -> None:
@@ -89,7 +91,7 @@ def build(spec: GGUFModelParams, target: Path) -> None:
     if spec.chat_template is not None:
         template = _trl_chat_template(spec.chat_template)
         vocabulary = tokenizer.get_vocab()
-        foreign = sorted(token for token in set(_TEMPLATE_TOKEN.findall(template)) if token not in vocabulary)
+        foreign = sorted(token for token in set(TEMPLATE_TOKEN.findall(template)) if token not in vocabulary)
         if foreign:
             raise GGUFModelError(
                 f"parameter 'model.from_gguf.chat_template' = {spec.chat_template!r} uses {', '.join(foreign)}, which "

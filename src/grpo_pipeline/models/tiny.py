@@ -31,7 +31,7 @@ FINGERPRINT_FILE = "tiny_model_fingerprint.json"
 # The end of a turn in the chat templates TRL ships that the tiny model can be built with (TinyModelParams): TRL
 # recognises those templates (tool-call parsing, training templates) by their exact text.
 TRL_TEMPLATE_EOS = "<|im_end|>"
-_TEMPLATE_TOKEN = re.compile(r"<\|\w+\|>")
+TEMPLATE_TOKEN = re.compile(r"<\|\w+\|>")  # a special token as chat templates write one
 
 
 def trl_chat_template(name: str) -> str:
@@ -61,7 +61,7 @@ def build_tokenizer(
     alphabet = ALPHABET
     if chat_template is not None:
         template, eos, alphabet = trl_chat_template(chat_template), TRL_TEMPLATE_EOS, ALPHABET + "\n"
-        found = sorted(set(_TEMPLATE_TOKEN.findall(template)) | {eos})
+        found = sorted(set(TEMPLATE_TOKEN.findall(template)) | {eos})
         special = SPECIAL_TOKENS[:2] + found
     numbers = [str(n).zfill(width) for width in (2, 3) for n in range(10**width)] if number_tokens else []
     tokens = special + list(alphabet) + numbers
