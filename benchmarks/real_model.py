@@ -5,8 +5,8 @@ For every variant and seed it reads what the run recorded: the validation report
 accuracy of the base model and of the checkpoint reloaded from disk, pass@k, the status of the gates), the
 benchmark table (s/step, generated tokens/s) and each node's seconds from MLflow (the share of the wall time
 validation took), and prints one Markdown table for benchmarks/RESULTS.md. A seed whose gates fail is a row with
-its status, not an error. The base model is rebuilt from its GGUF file by the first run of each variant and
-linked into the later ones' copies (its build time is its own column).
+its status, not an error. The weights are rebuilt from the GGUF file by the first run and linked into the later
+copies' weights cache (model.from_gguf.weights_cache; the build time is its own column).
 
     python benchmarks/real_model.py --variants smollm2 smollm2_lora smollm2_tools --seeds 42 1 2
 """
@@ -31,7 +31,7 @@ from grpo_pipeline.sandbox import copy_project, params_option
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
-BASE_MODEL = "data/06_models/{variant}/base_model"
+WEIGHTS_CACHE = "data/06_models/gguf_weights"  # model.from_gguf.weights_cache
 
 
 def figure(value: float | None, signed: bool = False) -> str:
@@ -126,15 +126,15 @@ def main() -> None:
     extra = dict(assignment.split("=", 1) for assignment in args.set)
     rows = []
     with tempfile.TemporaryDirectory(prefix="grpo-real-model-") as scratch:
+        cache: Path | None = None
         for variant in args.variants:
-            built: Path | None = None
             for seed in args.seeds:
                 project = copy_project(PROJECT_ROOT, Path(scratch) / f"{variant}-{seed}")
-                if built is not None:
-                    shutil.copytree(built, project / BASE_MODEL.format(variant=variant), copy_function=os.link)
+                if cache is not None:
+                    shutil.copytree(cache, project / WEIGHTS_CACHE, copy_function=os.link)
                 rows.append(run_once(project, variant, seed, extra))
                 print(json.dumps(rows[-1]), flush=True)
-                built = project / BASE_MODEL.format(variant=variant)
+                cache = project / WEIGHTS_CACHE
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(rows, indent=2) + "\n")
     print(markdown(rows))

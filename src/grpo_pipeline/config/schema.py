@@ -97,6 +97,16 @@ class GGUFModelParams(_Section):
         description="one of TRL's chat templates (trl/chat_templates/<name>.jinja) to use instead of the file's "
         "own, e.g. qwen2_5 (ChatML with tool calls, which TRL parses); its special tokens must be the model's",
     )
+    weights_cache: str | None = Field(
+        "data/06_models/gguf_weights",
+        description="where the rebuilt float32 weights are kept once per GGUF file (and package version), hard-linked "
+        "into every variant's name_or_path that reads the same file: one rebuild and one copy on disk, whatever the "
+        "template; null: rebuilt into name_or_path alone",
+    )
+
+    def identity(self) -> dict[str, str | None]:
+        """What the rebuilt model is made of (not where it is cached): the fingerprints record this."""
+        return self.model_dump(exclude={"weights_cache"})
 
     @model_validator(mode="after")
     def _one_place(self) -> GGUFModelParams:

@@ -97,7 +97,7 @@ def model_identity(model: ModelParams) -> dict[str, Any]:
         "model.config_sha256": _file_sha256(Path(model.name_or_path) / "config.json"),
         **_flat("model.build_tiny", model.build_tiny.model_dump() if model.build_tiny else None),
         # Only when set, so that the checkpoints of runs from before the option still resume.
-        **(_flat("model.from_gguf", model.from_gguf.model_dump()) if model.from_gguf else {}),
+        **(_flat("model.from_gguf", model.from_gguf.identity()) if model.from_gguf else {}),
     }
 
 
