@@ -38,6 +38,12 @@ def figure(value: float | None, signed: bool = False) -> str:
     return "-" if value is None else (f"{value:+.3f}" if signed else f"{value:.3f}")
 
 
+def change(before: float | None, after: float | None) -> str:
+    if before is None or after is None:
+        return "-"
+    return f"{figure(before)} → {figure(after)} ({figure(after - before, signed=True)})"
+
+
 def node_seconds(project: Path) -> dict[str, float]:
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
@@ -61,6 +67,8 @@ def run_once(project: Path, variant: str, seed: int, extra: dict[str, Any]) -> d
     bench = pd.read_csv(project / f"data/08_reporting/{variant}/benchmark.csv").iloc[0]
     nodes = node_seconds(project)
     base, trained = report["base"], report["trained"]
+    no_samples = {"accuracy": None, "completions_per_prompt": 0}  # validation.sampled_completions: 0
+    base_sampled, trained_sampled = base["sampled"] or no_samples, trained["sampled"] or no_samples
     validation = nodes.get(f"{variant}.validate_checkpoint", 0.0)
     return {
         "variant": variant,
@@ -69,11 +77,11 @@ def run_once(project: Path, variant: str, seed: int, extra: dict[str, Any]) -> d
         "status": report["status"],
         "greedy_base": base["accuracy"],
         "greedy_trained": trained["accuracy"],
-        "sampled_base": base["sampled"]["accuracy"],
-        "sampled_trained": trained["sampled"]["accuracy"],
-        "k": base["sampled"]["completions_per_prompt"],
-        "pass_base": base["sampled"].get("pass_at_k"),
-        "pass_trained": trained["sampled"].get("pass_at_k"),
+        "sampled_base": base_sampled["accuracy"],
+        "sampled_trained": trained_sampled["accuracy"],
+        "k": base_sampled["completions_per_prompt"],
+        "pass_base": base_sampled.get("pass_at_k"),
+        "pass_trained": trained_sampled.get("pass_at_k"),
         "tool_calls_base": (base.get("tool_use") or {}).get("tool_calls_per_completion"),
         "tool_calls_trained": (trained.get("tool_use") or {}).get("tool_calls_per_completion"),
         "eval_prompts": report["eval_prompts"],
@@ -103,11 +111,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         )
         lines.append(
             f"| {row['variant']} | {row['seed']} "
-            f"| {figure(row['greedy_base'])} → {figure(row['greedy_trained'])} "
-            f"({figure(row['greedy_trained'] - row['greedy_base'], signed=True)}) "
-            f"| {figure(row['sampled_base'])} → {figure(row['sampled_trained'])} "
-            f"({figure(row['sampled_trained'] - row['sampled_base'], signed=True)}) "
-            f"| {figure(row['pass_base'])} → {figure(row['pass_trained'])} (k={row['k']}) | {tools} | {row['status']} "
+            f"| {change(row['greedy_base'], row['greedy_trained'])} "
+            f"| {change(row['sampled_base'], row['sampled_trained'])} "
+            f"| {change(row['pass_base'], row['pass_trained'])} (k={row['k']}) | {tools} | {row['status']} "
             f"| {row['wall_s'] / 60:.1f} min | {row['s_per_step']:.1f} | {row['tokens_per_s']:.0f} "
             f"| {row['validation_share']:.0%} |"
         )
