@@ -102,8 +102,10 @@ def report_of(project: Path, variant: str) -> dict[str, object]:
     return json.loads((project / f"data/08_reporting/{variant}/validation_report.json").read_text())
 
 
-def test_grpo_smollm2_lora_trains_and_validates_the_real_model(smollm2_project: Path) -> None:
+def test_grpo_smollm2_lora_trains_and_validates_the_real_model(smollm2_project: Path, smollm2_weights: Path) -> None:
     run_kedro(smollm2_project, "run", "--pipelines=grpo_smollm2_lora", params_option("smollm2_lora", WIRING))
+    built = smollm2_project / BASE_MODEL.format(variant="smollm2_lora") / "model.safetensors"
+    assert built.stat().st_ino == (smollm2_weights / "model.safetensors").stat().st_ino  # linked, not rebuilt
     report = report_of(smollm2_project, "smollm2_lora")
     assert report["status"] == "NO GATE" and report["global_step"] == 1, report
     assert report["eval_prompts"] == 4 and report["base"]["accuracy"] is not None
