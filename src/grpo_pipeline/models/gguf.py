@@ -75,7 +75,7 @@ def weights_fingerprint(spec: GGUFModelParams) -> dict[str, Any]:
             package_version = version(_distribution(spec.package))
         except PackageNotFoundError:
             package_version = None
-    where = {"file": spec.file, "package": spec.package, "directory": spec.directory}
+    where = spec.model_dump(include={"file", "package", "directory"})
     return {**where, "file_bytes": path.stat().st_size, "package_version": package_version}
 
 
