@@ -12,8 +12,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
+from transformers import AutoModelForCausalLM
 
+from grpo_pipeline import tool_calling
 from grpo_pipeline.config.run_config import resolve_run_config
 from grpo_pipeline.config.schema import FormattingParams, TinyModelParams
 from grpo_pipeline.errors import ParameterError
@@ -117,6 +120,33 @@ def test_tool_calls_run_as_trl_runs_them_with_state_kept_across_calls() -> None:
     assert [m["content"] for m in messages] == ["2", "3", "{'error': 'Tool nope not found.'}", "5"]
     assert (rollout.tool_calls, rollout.tool_failures) == (4, 1)
     assert environment.get_reward() == 1.0  # 2 + 3 across two turns reached the row's answer
+
+
+def test_rollouts_read_a_shared_prompt_prefix_once_and_leave_their_batch_when_done_changing_no_token(
+    tiny_model_dir: Path,
+) -> None:
+    """Tool-calling contexts share a long system turn (the tools' descriptions): validation reads it once, pads each
+    row after it and lets ended rows leave the batch; every row generates what it generates alone in one call."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    generator = torch.Generator().manual_seed(0)
+    vocabulary = model.get_input_embeddings().num_embeddings
+    prefix = torch.randint(4, vocabulary, (48,), generator=generator).tolist()
+    sequences = [prefix + torch.randint(4, vocabulary, (n,), generator=generator).tolist() for n in (1, 5, 9, 3, 2, 4)]
+    budgets = [20, 3, 20, 11, 20, 20]
+    stop = model.generation_config.eos_token_id
+    read: list[int] = []
+    model.get_input_embeddings().register_forward_hook(lambda _, args, __: read.append(args[0].numel()))
+
+    together, finite = tool_calling._continue(model, sequences, budgets, 0, {stop}, None, batch_size=3)
+
+    # The prefix once, then the first batch's own tokens; two batches of three rows, each losing a row early.
+    assert finite and read[:2] == [len(prefix), 3 * 9] and min(read) < 3
+    alone = []
+    for ids, budget in zip(sequences, budgets, strict=True):
+        output = model.generate(torch.tensor([ids]), max_new_tokens=budget, do_sample=False, pad_token_id=0)
+        tokens = output[0, len(ids) :].tolist()
+        alone.append(tokens[: tokens.index(stop) + 1] if stop in tokens else tokens)
+    assert together == alone
 
 
 @pytest.fixture(scope="module")

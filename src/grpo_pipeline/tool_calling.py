@@ -8,6 +8,7 @@ checkpoint on what it does when it may call tools, as it trained.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,9 +16,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import GenerationMixin
 
-from grpo_pipeline.evaluation import run_coroutines
+from grpo_pipeline.evaluation import SAMPLING_FIELDS, run_coroutines
 from grpo_pipeline.tools import ENVIRONMENT_COLUMN, ToolSet, assistant_turns, called_a_tool
+
+# transformers 5 renamed generate's and the models' ``past_key_values`` to ``cache`` (the old name is deprecated).
+CACHE_KWARG = (
+    "cache"
+    if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    else "past_key_values"
+)
 
 
 def prepare_tokenizer(tokenizer: Any) -> str | None:
@@ -104,6 +113,33 @@ def tool_suffix_ids(tokenizer: Any, chat_template: str | None, tool_messages: li
     return full[len(prefix) :]
 
 
+# Below this many shared leading tokens, computing them once is not worth a forward pass of its own.
+MIN_SHARED_PREFIX = 32
+# Rows that have ended leave their batch every this many tokens, so that the others go on without them.
+CHUNK_TOKENS = 8
+
+
+def shared_prefix_length(sequences: list[list[int]]) -> int:
+    """How many leading tokens all ``sequences`` share, leaving each at least one token of its own to start from."""
+    first, shortest = sequences[0], min(map(len, sequences))
+    length = 0
+    while length < shortest - 1 and all(ids[length] == first[length] for ids in sequences):
+        length += 1
+    return length
+
+
+def _plain_attention_cache(policy: torch.nn.Module, ids: list[int]) -> Any | None:
+    """The key/value cache of ``ids`` when every layer of the model is plain attention (a transformers
+    ``DynamicCache`` of ``DynamicLayer``s), whose rows can be padded in the middle, selected and continued; None for
+    any other model (sliding windows, convolutions, state spaces), which generates each batch in one call."""
+    from transformers import DynamicCache  # noqa: PLC0415 (transformers' cache module, only here)
+    from transformers.cache_utils import DynamicLayer  # noqa: PLC0415
+
+    cache = getattr(policy(input_ids=torch.tensor([ids], device=policy.device), use_cache=True), CACHE_KWARG, None)
+    plain = type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
+    return cache if plain else None
+
+
 @torch.no_grad()
 def _continue(
     policy: torch.nn.Module,
@@ -115,34 +151,71 @@ def _continue(
     batch_size: int,
 ) -> tuple[list[list[int]], bool]:
     """Each sequence's continuation up to and including its end-of-sequence token, within its token budget, and
-    whether every logit was finite."""
-    continuations: list[list[int]] = []
+    whether every logit was finite.
+
+    On a model of plain attention layers, the leading tokens every sequence shares (the system turn with the tools'
+    descriptions: most of a tool-calling context) are read once and their cache reused by every batch, each row
+    padded between that prefix and its own tokens, masked, so every token keeps the position it has alone; and a
+    batch generates CHUNK_TOKENS at a time, the rows that have ended leaving it, so that a short reply does not
+    wait for the longest one. A greedy token is the one it would be in one uninterrupted call; sampling settings
+    beyond the per-token ones (``SAMPLING_FIELDS``) keep the single call."""
+    shared = shared_prefix_length(sequences)
+    cache = _plain_attention_cache(policy, sequences[0][: max(shared, 1)])
+    chunked = cache is not None and set(sampling or {}) <= set(SAMPLING_FIELDS)
+    if cache is None or shared < MIN_SHARED_PREFIX:
+        shared, prefix_cache = 0, None
+    else:
+        prefix_cache = cache
+    continuations: list[list[int]] = [[] for _ in sequences]
     finite = True
     for start in range(0, len(sequences), batch_size):
-        batch = sequences[start : start + batch_size]
-        width = max(map(len, batch))
-        input_ids = torch.tensor([[pad_token_id] * (width - len(ids)) + ids for ids in batch], device=policy.device)
-        attention_mask = (
-            (
-                torch.arange(width).expand(len(batch), width)
-                >= torch.tensor([width - len(ids) for ids in batch]).unsqueeze(1)
+        rows = list(range(start, min(start + batch_size, len(sequences))))
+        width = max(len(sequences[row]) - shared for row in rows)
+        pads = [width - (len(sequences[row]) - shared) for row in rows]
+        input_ids = torch.tensor(
+            [
+                sequences[row][:shared] + [pad_token_id] * pad + sequences[row][shared:]
+                for row, pad in zip(rows, pads, strict=True)
+            ],
+            device=policy.device,
+        )
+        attention_mask = torch.tensor([[1] * shared + [0] * pad + [1] * (width - pad) for pad in pads])
+        attention_mask = attention_mask.to(policy.device)
+        batch_cache = None
+        if prefix_cache is not None:
+            batch_cache = copy.deepcopy(prefix_cache)
+            batch_cache.batch_repeat_interleave(len(rows))
+        while rows:
+            remaining = max(budgets[row] - len(continuations[row]) for row in rows)
+            output = policy.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_new_tokens=min(remaining, CHUNK_TOKENS) if chunked else remaining,
+                **({"do_sample": True, **sampling} if sampling else {"do_sample": False}),
+                **({CACHE_KWARG: batch_cache} if batch_cache is not None else {}),
+                output_logits=True,
+                return_dict_in_generate=True,
+                pad_token_id=pad_token_id,
             )
-            .long()
-            .to(policy.device)
-        )
-        output = policy.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=max(budgets[start : start + batch_size]),
-            **({"do_sample": True, **sampling} if sampling else {"do_sample": False}),
-            output_logits=True,
-            return_dict_in_generate=True,
-            pad_token_id=pad_token_id,
-        )
-        finite = finite and all(bool(torch.isfinite(step).all()) for step in output.logits)
-        for row, budget in zip(output.sequences[:, width:].tolist(), budgets[start : start + batch_size], strict=True):
-            end = next((index + 1 for index, token in enumerate(row) if token in eos_token_ids), len(row))
-            continuations.append(row[: min(end, budget)])
+            finite = finite and all(bool(torch.isfinite(step).all()) for step in output.logits)
+            generated = output.sequences[:, input_ids.shape[1] :]
+            going = []
+            for index, (row, tokens) in enumerate(zip(rows, generated.tolist(), strict=True)):
+                for token in tokens:
+                    continuations[row].append(token)
+                    if token in eos_token_ids or len(continuations[row]) >= budgets[row]:
+                        break
+                else:
+                    going.append(index)
+            if not chunked or not going:
+                break
+            # The rows still going continue from their cache: all but the last token generated is in it.
+            keep = torch.tensor(going, device=policy.device)
+            batch_cache = getattr(output, CACHE_KWARG)
+            batch_cache.batch_select_indices(keep)
+            input_ids = output.sequences[keep]
+            attention_mask = torch.cat([attention_mask[keep], torch.ones_like(generated[keep])], dim=1)
+            rows = [rows[index] for index in going]
     return continuations, finite
 
 
@@ -155,10 +228,13 @@ def tool_rollouts(
     max_new_tokens: int,
     max_iterations: int | None,
     sampling: dict[str, Any] | None = None,
-    batch_size: int = 32,
+    batch_size: int = 128,
 ) -> tuple[list[Rollout], bool]:
     """One multi-turn rollout per prompt (``rows``: its dataset row, for ``reset``), greedy or with ``sampling``, as
-    GRPOTrainer generates with tools; whether every logit was finite."""
+    GRPOTrainer generates with tools; whether every logit was finite. ``batch_size`` rows generate together: with
+    rows leaving as they end, a large batch costs little for the short ones (measured on SmolLM2-135M, 2 CPU cores:
+    the nudged model's 200 greedy rollouts took 161 s in batches of 32 without the shared prefix or leaving, 45 s
+    in batches of 128 with both)."""
     from trl.chat_template_utils import parse_response  # noqa: PLC0415 (TRL takes seconds to import)
 
     policy.eval()
