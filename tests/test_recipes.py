@@ -63,7 +63,9 @@ def test_a_trl_cli_recipe_maps_lora_splits_and_the_scripts_reward_arguments() ->
     assert project_training["logging_steps"] == 1 and section["training"]["logging_steps"] == 10
     assert section["training"]["save_steps"] == 500 and "vllm_server_host" not in section["training"]
     assert imported.style == "TRL" and imported.not_carried.keys() == {"output_dir"}
-    assert section["peft"] == {"r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+    # The adapters trl.get_peft_config builds: TRL's defaults (lora_dropout 0.05) where the recipe is silent.
+    lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["k_proj", "o_proj", "q_proj", "v_proj"]}
+    assert section["peft"] == lora
     assert section["data"] == {
         "train_split": "train",
         "eval_split": "test",

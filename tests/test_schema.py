@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peft import LoraConfig
 from trl import GRPOConfig
 
 from grpo_pipeline.config import run_config as run_config_module
@@ -86,6 +87,31 @@ def test_what_trl_refuses_is_refused_with_one_short_message(override: dict[str, 
         resolve(override)
     assert str(error.value).startswith("Invalid parameters:\n  - ")
     assert "Traceback" not in str(error.value) and len(str(error.value).splitlines()) <= 4
+
+
+def test_the_peft_section_is_peft_lora_config_whole() -> None:
+    peft = {"r": 4, "use_rslora": True, "modules_to_save": ["lm_head"], "target_modules": r".*\.(q|v)_proj"}
+    lora = resolve(peft={**peft, "merge_and_export": True}).build_lora_config()
+    assert isinstance(lora, LoraConfig) and lora.task_type == "CAUSAL_LM" and lora.use_rslora
+    assert (lora.r, lora.modules_to_save, lora.target_modules) == (4, ["lm_head"], peft["target_modules"])
+    assert lora.lora_alpha == LoraConfig().lora_alpha  # what is not set takes peft's default
+    assert resolve(peft=None).build_lora_config() is None
+
+
+@pytest.mark.parametrize(
+    ("peft", "message"),
+    [
+        ({"use_rslor": True}, r"unknown parameter 'debug.peft.use_rslor': did you mean 'use_rslora'"),
+        ({"r": "big"}, r"'debug.peft.r' = 'big': Input should be a valid integer"),
+        ({"bias": "some"}, r"'debug.peft.bias' = 'some': Input should be 'none', 'all' or 'lora_only'"),
+        ({"task_type": "SEQ_CLS"}, r"'debug.peft.task_type': GRPO trains a causal language model"),
+        ({"layers_pattern": "layers"}, r"peft.LoraConfig rejected 'debug.peft': .*layers_pattern"),
+    ],
+)
+def test_what_peft_refuses_is_refused_before_work(peft: dict[str, Any], message: str) -> None:
+    with pytest.raises(ParameterError, match=message) as error:
+        resolve(peft=peft)
+    assert "Traceback" not in str(error.value) and len(str(error.value).splitlines()) <= 3
 
 
 @pytest.mark.parametrize(

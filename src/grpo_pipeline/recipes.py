@@ -271,13 +271,31 @@ def _model(keys: dict[str, Any], section: dict[str, Any], model_init: dict[str, 
     }
     if quantization.get("load_in_4bit") or quantization.get("load_in_8bit"):
         model_init["quantization_config"] = quantization
-    peft_keys = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout"}
-    peft_keys["lora_target_modules"] = "target_modules"
-    peft = {target: keys.pop(source) for source, target in peft_keys.items() if source in keys}
-    if keys.pop("use_peft", False):
-        section["peft"] = peft
-    elif peft:
-        imported.notes.append(f"LoRA settings {sorted(peft)} without use_peft: true: full fine-tuning, as TRL does")
+    lora_keys = [key for key in model_config_fields() if key.startswith("lora_") or key in LORA_SWITCHES]
+    peft_keys = {key: keys.pop(key) for key in sorted(lora_keys) if key in keys}
+    if peft_keys.pop("use_peft", False):
+        section["peft"] = _lora_section(peft_keys)
+    elif peft_keys:
+        imported.notes.append(f"LoRA settings {sorted(peft_keys)} without use_peft: full fine-tuning, as TRL does")
+
+
+# TRL's ModelConfig names its LoRA settings lora_*, and these.
+LORA_SWITCHES = ("use_peft", "use_rslora", "use_dora")
+
+
+def _lora_section(model_config_keys: dict[str, Any]) -> dict[str, Any]:
+    """The ``peft`` section (peft.LoraConfig's fields) of the adapters TRL's script builds from these ModelConfig
+    settings (``trl.get_peft_config``): what differs from peft's defaults, TRL's defaults (r 16, ...) included."""
+    from peft import LoraConfig  # noqa: PLC0415 (imports torch)
+    from trl import ModelConfig, get_peft_config  # noqa: PLC0415
+
+    lora, defaults = get_peft_config(ModelConfig(use_peft=True, **model_config_keys)), LoraConfig()
+    section = {}
+    for lora_field in dataclasses.fields(LoraConfig):
+        name, value = lora_field.name, getattr(lora, lora_field.name)
+        if lora_field.init and name != "task_type" and value != getattr(defaults, name):
+            section[name] = sorted(value) if isinstance(value, set) else value  # peft keeps module names as a set
+    return section
 
 
 def _data(keys: dict[str, Any], section: dict[str, Any], imported: ImportedRecipe, style: str) -> None:

@@ -22,6 +22,7 @@ from grpo_pipeline.config.trl_config import build_trl_config
 from grpo_pipeline.errors import ParameterError
 
 if TYPE_CHECKING:
+    from peft import LoraConfig
     from trl import GRPOConfig, SFTConfig
 
     from grpo_pipeline.rewards import RewardSet
@@ -136,6 +137,15 @@ class RunConfig:
         }
         return build_trl_config("SFTConfig", kwargs, self.where("warm_start.sft"))
 
+    def build_lora_config(self) -> LoraConfig | None:
+        """The adapters' ``peft.LoraConfig`` (TRL's ``peft_config``; peft fills it in when it wraps the model, so a
+        new one each time), None for full fine-tuning; peft's own checks become a :class:`ParameterError`."""
+        peft = self.params.peft
+        if peft is None:
+            return None
+        kwargs = {**peft.model_dump(exclude=set(type(peft).model_fields)), "task_type": "CAUSAL_LM"}
+        return build_trl_config("LoraConfig", kwargs, self.where("peft"))
+
     def to_json(self) -> dict[str, Any]:
         """The run configuration as JSON, for another process (:meth:`from_json`)."""
         return {
@@ -181,7 +191,7 @@ def _cross_section_problems(config: RunConfig) -> list[str]:
             f"parameter '{config.where('validation.accuracy_reward')}' = {accuracy!r} is not one of the run's rewards "
             f"{names}; name one of them, or null"
         )
-    checks: list[Any] = [lambda: config.grpo_config]
+    checks: list[Any] = [lambda: config.grpo_config, config.build_lora_config]
     if config.params.warm_start is not None:
         checks.append(lambda: config.build_sft_config("sft_output"))
     for check in checks:

@@ -217,17 +217,6 @@ class RewardParams(_Section):
         return self
 
 
-class PeftParams(_Section):
-    """LoRA adapters (peft.LoraConfig); ``null`` in a variant's parameters means full fine-tuning."""
-
-    r: int = Field(16, gt=0)
-    lora_alpha: int = Field(32, gt=0)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: Literal["all-linear"] | list[str] = "all-linear"
-    bias: Literal["none", "all", "lora_only"] = "none"
-    merge_and_export: bool = Field(False, description="also save base+adapter merged into one model")
-
-
 # transformers' interval strategies, whose "no" YAML reads as False.
 STRATEGY_KEYS = frozenset({"save_strategy", "eval_strategy", "logging_strategy"})
 
@@ -253,6 +242,15 @@ class TrlConfigSection(_Section):
     def set_elsewhere(cls, prefix: str) -> dict[str, str]:
         """Keys that look like the config's but belong to another section, and where to set them."""
         return {}
+
+
+class PeftParams(TrlConfigSection):
+    """LoRA adapters: ``peft.LoraConfig``, whole (every key one of its fields, peft's defaults for the rest), passed to
+    TRL as ``peft_config``; ``null`` in a variant's parameters means full fine-tuning."""
+
+    TRL_CONFIG: ClassVar[TrlConfig] = "LoraConfig"
+
+    merge_and_export: bool = Field(False, description="also save base+adapter merged into one model")
 
 
 class RunParams(_Section):
@@ -534,7 +532,7 @@ def _trl_config_problems(model: type[_Section], raw: Any, parsed: Any, prefix: s
 
         typed = section.model_fields
         values = (
-            parsed_section.model_dump()
+            parsed_section.model_dump(exclude=set(typed))
             if parsed_section is not None
             else {key: value for key, value in strategies_as_text(raw_section).items() if key not in typed}
         )

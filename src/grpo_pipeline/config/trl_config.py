@@ -1,11 +1,11 @@
-"""Sections that are TRL configs (``training`` is ``trl.GRPOConfig``, ``warm_start.sft`` is ``trl.SFTConfig``):
-every key is checked against the config's own dataclass fields.
+"""Sections that are a library's config class (``training`` is ``trl.GRPOConfig``, ``warm_start.sft`` is
+``trl.SFTConfig``, ``peft`` is ``peft.LoraConfig``): every key is checked against the config's own dataclass fields.
 
 Names (with did-you-mean), types (the config's annotations) and choices (enum-typed fields, and the
 plain-text fields whose help lists their values) are checked against the config class itself, then the
 config is built (:func:`build_trl_config`), so its own ``__post_init__`` checks run before anything else
-does. Nothing of TRL's is written down here: a field TRL adds works with no change. TRL is imported only
-when a section is checked.
+does. Nothing of TRL's or peft's is written down here: a field they add works with no change. The library is
+imported only when a section is checked.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import enum
 import functools
+import importlib
 import re
 import types
 import typing
@@ -24,7 +25,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from grpo_pipeline.errors import invalid_parameters
 
-TrlConfig = Literal["GRPOConfig", "SFTConfig"]
+TrlConfig = Literal["GRPOConfig", "SFTConfig", "LoraConfig"]
+CONFIG_MODULE: dict[TrlConfig, str] = {"GRPOConfig": "trl", "SFTConfig": "trl", "LoraConfig": "peft"}
 
 # Fields the project fills in itself, and why; setting them in the section would be ignored.
 SET_BY_PROJECT: dict[TrlConfig, dict[str, str]] = {
@@ -42,14 +44,26 @@ SET_BY_PROJECT: dict[TrlConfig, dict[str, str]] = {
         "output_dir": "the warm start trains in a scratch directory and writes its model to warm_start.output_dir; "
         "set that instead",
     },
+    "LoraConfig": {
+        "task_type": "GRPO trains a causal language model: the project sets peft.LoraConfig.task_type to CAUSAL_LM",
+        **{
+            name: "peft records it in the adapter's config when it saves one; it is not a setting"
+            for name in ("peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision")
+        },
+        "inference_mode": "the adapters train: peft sets inference_mode when the checkpoint is loaded for validation",
+    },
 }
 
 
 @functools.cache
 def config_class(config: TrlConfig) -> type:
-    import trl  # noqa: PLC0415 (TRL takes seconds to import; only a check needs it)
+    # TRL and peft take seconds to import; only a check needs them.
+    return getattr(importlib.import_module(CONFIG_MODULE[config]), config)
 
-    return getattr(trl, config)
+
+def qualified(config: TrlConfig) -> str:
+    """``config`` as its library names it: "trl.GRPOConfig", "peft.LoraConfig"."""
+    return f"{CONFIG_MODULE[config]}.{config}"
 
 
 @functools.cache
@@ -145,10 +159,10 @@ def config_problems(
             problems.append(f"{where}: {refused[key]}")
         elif key in fields:
             if issue := _value_problem(config, key, value):
-                problems.append(f"{where} = {value!r}: {issue} (trl.{config}.{key}: {fields[key]})")
+                problems.append(f"{where} = {value!r}: {issue} ({qualified(config)}.{key}: {fields[key]})")
         else:
             close = difflib.get_close_matches(key, [*fields, *set_elsewhere], n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"it is not a field of trl.{config} (see TRL's docs)"
+            hint = f"did you mean '{close[0]}'?" if close else f"it is not a field of {qualified(config)}"
             if close and close[0] in set_elsewhere:
                 hint += f" ({set_elsewhere[close[0]]})"
             problems.append(f"unknown parameter '{prefix}.{key}': {hint}")
@@ -168,4 +182,4 @@ def build_trl_config(config: TrlConfig, kwargs: dict[str, Any], prefix: str, wor
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
-        raise invalid_parameters([f"trl.{config} rejected '{prefix}': {error}"]) from None
+        raise invalid_parameters([f"{qualified(config)} rejected '{prefix}': {error}"]) from None

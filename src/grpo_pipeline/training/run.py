@@ -47,7 +47,6 @@ from grpo_pipeline.training.trainer import (
     CheckpointCompletionCallback,
     StepTimer,
     StopOnSignalCallback,
-    build_lora_config,
     close_progress_bars,
     peak_memory_mb,
     use_reward_progress_bar,
@@ -183,7 +182,7 @@ def build_trainer(
         train_dataset=_as_dataset(request.train_dataset),
         eval_dataset=_as_dataset(request.eval_dataset) if evaluates else None,
         processing_class=load_tokenizer(request.base_model_path, params.model.revision, params.model.trust_remote_code),
-        peft_config=build_lora_config(params.peft) if params.peft else None,
+        peft_config=run_config.build_lora_config(),
         rollout_func=load_rollout_func(params.run.rollout_func) if params.run.rollout_func else None,
         **run_config.tools.trainer_kwargs(),
         callbacks=[

@@ -10,26 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 from trl import GRPOTrainer
 
 from grpo_pipeline.atomic import follow_umask
-from grpo_pipeline.config.schema import PeftParams
 from grpo_pipeline.interruption import confirm_stop, record_progress, stop_requested
 from grpo_pipeline.training.checkpoints import PREFIX_CHECKPOINT_DIR, write_marker
-
-
-def build_lora_config(peft: PeftParams) -> LoraConfig:
-    return LoraConfig(
-        r=peft.r,
-        lora_alpha=peft.lora_alpha,
-        lora_dropout=peft.lora_dropout,
-        target_modules=peft.target_modules,
-        bias=peft.bias,
-        task_type="CAUSAL_LM",
-    )
 
 
 @dataclass
