@@ -63,6 +63,7 @@ def test_merged_export_generates_what_base_plus_adapter_does(
     )
     assert report["adapter"] is True
     assert report["merged_export"] == {"prompts": 8, "identical_greedy_generations": 8, "matches": True}
+    assert report["trained_model"] == "merged export"  # the figures are those of the model the registry holds
     assert "LoRA merged export: identical greedy generations on 8/8" in markdown
 
 
@@ -78,7 +79,7 @@ def test_validation_loads_base_and_checkpoint_with_the_runs_model_init_kwargs(
     assert checkpoint.trainer_state["model_init_kwargs"]["attn_implementation"] == "eager"
     config = run_config(tmp_path / "trainer", peft={"r": 4}, max_steps=1, **kwargs)
     report, _ = validate_checkpoint(dataset.load(), str(tiny_model_dir), datasets[1], config)
-    assert report["adapter"] is True
+    assert report["adapter"] is True and report["trained_model"] == "base+adapter"  # no merged export
     for model in ("base", "trained"):
         assert report["model_loading"][model]["attn_implementation"] == "eager", report["model_loading"]
     # Without the setting the model loads another implementation: the report shows the run's, not a default.

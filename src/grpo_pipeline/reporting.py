@@ -205,7 +205,7 @@ def validation_markdown(report: dict[str, Any]) -> str:
                 [
                     f"- LoRA merged export: identical greedy generations on "
                     f"{report['merged_export']['identical_greedy_generations']}/{report['merged_export']['prompts']} "
-                    "prompts (base+adapter vs merged)"
+                    "prompts (base+adapter vs merged); the trained figures are the merged export's"
                 ]
                 if report.get("merged_export")
                 else []

@@ -47,18 +47,28 @@ class ValidationFailedError(ProjectError, ValueError):
 
 
 def merged_export_check(
-    checkpoint: HFCheckpoint, prompt_texts: list[str], trained_ids: list[list[int]] | None, params: ValidationParams
+    checkpoint: HFCheckpoint, prompt_texts: list[str], merged_ids: list[list[int]] | None, params: ValidationParams
 ) -> dict[str, Any] | None:
-    """Whether the merged export generates base+adapter's tokens (``trained_ids``, generated here when None) on the
-    first prompts; None without an export."""
+    """Whether the merged export generates base+adapter's tokens on the first prompts (``merged_ids``: the export's
+    greedy tokens, generated here when None); None without an export."""
     if checkpoint.merged_model is None:
         return None
     count = min(params.merge_check_prompts, len(prompt_texts))
-    if trained_ids is None:
-        trained_ids, _ = generate(checkpoint.model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens)
-    merged_ids, _ = generate(checkpoint.merged_model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens)
-    identical = sum(a == b for a, b in zip(merged_ids, trained_ids[:count], strict=True))
+    if merged_ids is None:
+        merged_ids, _ = generate(
+            checkpoint.merged_model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens
+        )
+    adapter_ids, _ = generate(checkpoint.model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens)
+    identical = sum(a == b for a, b in zip(merged_ids[:count], adapter_ids, strict=True))
     return {"prompts": count, "identical_greedy_generations": identical, "matches": identical == count}
+
+
+def evaluated_model(checkpoint: HFCheckpoint) -> tuple[Any, str]:
+    """The model whose figures are the checkpoint's, and what it is: a LoRA run's merged export when it wrote one (the
+    model the registry holds; cheaper to run than base+adapter), else the checkpoint's own model."""
+    if checkpoint.merged_model is not None:
+        return checkpoint.merged_model, "merged export"
+    return checkpoint.model, "base+adapter" if checkpoint.is_adapter else "full model"
 
 
 def failures_of(
@@ -318,7 +328,8 @@ def validate_against_base(
     generation = Generation(params.max_new_tokens, config.tools, config.grpo_config.max_tool_calling_iterations)
     base_model = load_causal_lm(base_model_path, **config.model_init_kwargs)
     # Both as training loaded them: the base with the run's model_init_kwargs, the checkpoint with those it records.
-    model_loading = {"base": loading_choices(base_model), "trained": loading_choices(checkpoint.model)}
+    trained_model, trained_kind = evaluated_model(checkpoint)
+    model_loading = {"base": loading_choices(base_model), "trained": loading_choices(trained_model)}
     token = scoring_context.set(f"in validation of {checkpoint.path or 'the checkpoint'}")
     try:
         base = assess(
@@ -326,7 +337,7 @@ def validate_against_base(
         )
         del base_model
         trained = assess(
-            checkpoint.model,
+            trained_model,
             tokenizer,
             frame,
             scorers,
@@ -363,6 +374,7 @@ def validate_against_base(
         if params.accuracy_reward
         else None,
         "adapter": checkpoint.is_adapter,
+        "trained_model": trained_kind,
         "model_loading": model_loading,
         "merged_export": merged_export,
         "thresholds": {gate: getattr(params, gate) for gate in GATES},
