@@ -11,6 +11,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from grpo_pipeline.errors import ParameterError
 from grpo_pipeline.evaluation import decode, generate
 from grpo_pipeline.models.loading import load_causal_lm, loading_choices
 from grpo_pipeline.models.registry import register_validated_model
@@ -84,6 +85,16 @@ def test_validation_loads_base_and_checkpoint_with_the_runs_model_init_kwargs(
         assert report["model_loading"][model]["attn_implementation"] == "eager", report["model_loading"]
     # Without the setting the model loads another implementation: the report shows the run's, not a default.
     assert loading_choices(load_causal_lm(tiny_model_dir))["attn_implementation"] != "eager"
+
+
+@pytest.mark.trainer
+@pytest.mark.parametrize("adapter", [{"trainable_token_indices": [5, 6]}, {"modules_to_save": ["lm_head"]}])
+def test_an_adapter_on_the_tied_output_embedding_is_refused_before_the_first_step(
+    adapter: dict[str, Any], tiny_model_dir: Path, datasets: Any, tmp_path: Path
+) -> None:
+    # TRL reads lm_head.weight directly: a wrapped head is never trained, or fails at step 1 with an AttributeError.
+    with pytest.raises(ParameterError, match=r"\.peft': peft wraps the output embedding .* leave the head out"):
+        train_and_save(tiny_model_dir, datasets[0], tmp_path, peft={"r": 4, **adapter}, max_steps=1)
 
 
 @pytest.mark.trainer

@@ -50,6 +50,7 @@ from grpo_pipeline.training.trainer import (
     close_progress_bars,
     peak_memory_mb,
     use_reward_progress_bar,
+    wrapped_output_embedding,
 )
 from grpo_pipeline.training.trl_internals import PhaseTiming, TimedGRPOTrainer
 from grpo_pipeline.training.vllm_preflight import check_vllm_generation
@@ -193,6 +194,8 @@ def build_trainer(
         samples_every=params.run.completion_samples_every,
         samples_per_step=params.run.completion_samples_per_step,
     )
+    if params.peft is not None and (problem := wrapped_output_embedding(trainer.model)):
+        raise invalid_parameters([f"parameter '{run_config.where('peft')}': {problem}"])
     use_reward_progress_bar(trainer)
     # Added once the trainer exists: a distributed run shares a stop request over its processes.
     trainer.add_callback(StopOnSignalCallback(_shared_over_processes(trainer)))

@@ -19,6 +19,23 @@ from grpo_pipeline.interruption import confirm_stop, record_progress, stop_reque
 from grpo_pipeline.training.checkpoints import PREFIX_CHECKPOINT_DIR, write_marker
 
 
+def wrapped_output_embedding(model: torch.nn.Module) -> str | None:
+    """Why GRPOTrainer cannot train ``model``'s adapters as configured, or None: peft wraps its output embedding
+    (``trainable_token_indices`` on a model whose input and output embeddings are tied, or ``modules_to_save`` naming
+    the LM head), but TRL computes log-probabilities from ``lm_head.weight`` directly, so the wrapper is either never
+    trained or fails at the first step. (TRL itself refuses a LoRA adapter on the head.)"""
+    from peft.utils.other import AuxiliaryTrainingWrapper  # noqa: PLC0415 (only an adapter model has one)
+
+    head = model.get_output_embeddings()
+    if not isinstance(head, AuxiliaryTrainingWrapper):
+        return None
+    return (
+        f"peft wraps the output embedding (the LM head) in a {type(head).__name__}: trainable_token_indices on a "
+        "model whose input and output embeddings are tied, or modules_to_save naming the head. GRPOTrainer computes "
+        "log-probabilities from lm_head.weight directly, so it cannot train it; leave the head out of the adapter"
+    )
+
+
 @dataclass
 class StepTimer(TrainerCallback):
     """The wall time of every optimisation step this process ran."""
