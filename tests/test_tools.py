@@ -137,16 +137,27 @@ def test_rollouts_read_a_shared_prompt_prefix_once_and_leave_their_batch_when_do
     read: list[int] = []
     model.get_input_embeddings().register_forward_hook(lambda _, args, __: read.append(args[0].numel()))
 
-    together, finite = tool_calling._continue(model, sequences, budgets, 0, {stop}, None, batch_size=3)
+    shared = tool_calling.SharedPrefix.of(model, sequences, None)
+    together, finite, caches = tool_calling._continue(model, sequences, budgets, 0, {stop}, None, 3, shared)
 
     # The prefix once, then the first batch's own tokens; two batches of three rows, each losing a row early.
     assert finite and read[:2] == [len(prefix), 3 * 9] and min(read) < 3
-    alone = []
-    for ids, budget in zip(sequences, budgets, strict=True):
-        output = model.generate(torch.tensor([ids]), max_new_tokens=budget, do_sample=False, pad_token_id=0)
-        tokens = output[0, len(ids) :].tolist()
-        alone.append(tokens[: tokens.index(stop) + 1] if stop in tokens else tokens)
-    assert together == alone
+    assert together == [alone(model, ids, budget, stop) for ids, budget in zip(sequences, budgets, strict=True)]
+
+    # The next turn (a tool's result appended) reads only its new tokens: the rest is in each row's cache.
+    suffixes = [torch.randint(4, vocabulary, (n,), generator=generator).tolist() for n in (3, 1, 4, 2, 5, 3)]
+    turns = [ids + reply + suffix for ids, reply, suffix in zip(sequences, together, suffixes, strict=True)]
+    read.clear()
+    next_turn, finite, _ = tool_calling._continue(model, turns, [12] * 6, 0, {stop}, None, 3, shared, caches)
+    assert finite and read[0] == 3 * (1 + 4)  # the first batch: each row's last reply token and up to 4 new ones
+    assert next_turn == [alone(model, ids, 12, stop) for ids in turns]
+
+
+def alone(model: Any, ids: list[int], budget: int, stop: int) -> list[int]:
+    """What ``model`` generates greedily after ``ids`` alone, in one call, up to its end-of-sequence token."""
+    output = model.generate(torch.tensor([ids]), max_new_tokens=budget, do_sample=False, pad_token_id=0)
+    tokens = output[0, len(ids) :].tolist()
+    return tokens[: tokens.index(stop) + 1] if stop in tokens else tokens
 
 
 @pytest.fixture(scope="module")

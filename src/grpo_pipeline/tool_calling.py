@@ -117,6 +117,9 @@ def tool_suffix_ids(tokenizer: Any, chat_template: str | None, tool_messages: li
 MIN_SHARED_PREFIX = 32
 # Rows that have ended leave their batch every this many tokens, so that the others go on without them.
 CHUNK_TOKENS = 8
+# At most this much memory holds ended rows' keys and values for their next turn; past it a row's next turn reads
+# its context again.
+ROW_CACHE_BYTES = 2 * 1024**3
 
 
 def shared_prefix_length(sequences: list[list[int]]) -> int:
@@ -128,6 +131,7 @@ def shared_prefix_length(sequences: list[list[int]]) -> int:
     return length
 
 
+@torch.no_grad()
 def _plain_attention_cache(policy: torch.nn.Module, ids: list[int]) -> Any | None:
     """The key/value cache of ``ids`` when every layer of the model is plain attention (a transformers
     ``DynamicCache`` of ``DynamicLayer``s), whose rows can be padded in the middle, selected and continued; None for
@@ -140,6 +144,69 @@ def _plain_attention_cache(policy: torch.nn.Module, ids: list[int]) -> Any | Non
     return cache if plain else None
 
 
+@dataclass
+class SharedPrefix:
+    """The leading tokens every rollout of a call shares (the system turn with the tools' descriptions), read once:
+    their cache, None where the model is not plain attention or they are too few; and whether batches generate a
+    chunk at a time (rows leaving as they end), which the per-token sampling settings allow."""
+
+    ids: list[int]
+    cache: Any | None
+    chunked: bool
+
+    @classmethod
+    def of(cls, policy: torch.nn.Module, sequences: list[list[int]], sampling: dict[str, Any] | None) -> SharedPrefix:
+        shared = shared_prefix_length(sequences)
+        cache = _plain_attention_cache(policy, sequences[0][: max(shared, 1)])
+        chunked = cache is not None and set(sampling or {}) <= set(SAMPLING_FIELDS)
+        if cache is None or shared < MIN_SHARED_PREFIX:
+            return cls([], None, chunked)
+        return cls(sequences[0][:shared], cache, chunked)
+
+    def starts(self, sequences: list[list[int]]) -> bool:
+        return all(ids[: len(self.ids)] == self.ids and len(ids) > len(self.ids) for ids in sequences)
+
+
+@dataclass
+class RowCache:
+    """One sequence's keys and values past the shared prefix (per layer, ``[heads, tokens, head_dim]``), for its first
+    ``covered`` tokens (the prefix included): a later turn extending the sequence reads only the tokens after them."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    covered: int
+
+    @property
+    def bytes(self) -> int:
+        return sum(keys.nbytes + values.nbytes for keys, values in self.layers)
+
+
+def _row_cache(cache: Any, index: int, columns: torch.Tensor, shared: int, covered: int) -> RowCache:
+    """Row ``index`` of a batch's ``cache``: its tokens sit in ``columns`` (the unmasked ones, in order)."""
+    own = columns[shared:covered]
+    return RowCache(
+        [
+            (layer.keys[index].index_select(-2, own), layer.values[index].index_select(-2, own))
+            for layer in cache.layers
+        ],
+        covered,
+    )
+
+
+def _padded_rows(caches: list[RowCache | None], layer: int, width: int, part: int) -> torch.Tensor:
+    """``[rows, heads, width, head_dim]``: each row's cached keys (``part`` 0) or values (1) of ``layer``, left-padded
+    (masked) to ``width``; a row without a cache all padding."""
+    template = next(cache for cache in caches if cache is not None).layers[layer][part]
+    heads, _, head_dim = template.shape
+    return torch.stack(
+        [
+            torch.nn.functional.pad(cache.layers[layer][part], (0, 0, width - cache.layers[layer][part].shape[1], 0))
+            if cache is not None
+            else template.new_zeros(heads, width, head_dim)
+            for cache in caches
+        ]
+    )
+
+
 @torch.no_grad()
 def _continue(
     policy: torch.nn.Module,
@@ -149,48 +216,68 @@ def _continue(
     eos_token_ids: set[int],
     sampling: dict[str, Any] | None,
     batch_size: int,
-) -> tuple[list[list[int]], bool]:
-    """Each sequence's continuation up to and including its end-of-sequence token, within its token budget, and
-    whether every logit was finite.
+    prefix: SharedPrefix | None = None,
+    row_caches: list[RowCache | None] | None = None,
+) -> tuple[list[list[int]], bool, list[RowCache | None]]:
+    """Each sequence's continuation up to and including its end-of-sequence token, within its token budget, whether
+    every logit was finite, and each ended row's cache for a later turn (None where there is none).
 
-    On a model of plain attention layers, the leading tokens every sequence shares (the system turn with the tools'
-    descriptions: most of a tool-calling context) are read once and their cache reused by every batch, each row
-    padded between that prefix and its own tokens, masked, so every token keeps the position it has alone; and a
-    batch generates CHUNK_TOKENS at a time, the rows that have ended leaving it, so that a short reply does not
-    wait for the longest one. A greedy token is the one it would be in one uninterrupted call; sampling settings
-    beyond the per-token ones (``SAMPLING_FIELDS``) keep the single call."""
-    shared = shared_prefix_length(sequences)
-    cache = _plain_attention_cache(policy, sequences[0][: max(shared, 1)])
-    chunked = cache is not None and set(sampling or {}) <= set(SAMPLING_FIELDS)
-    if cache is None or shared < MIN_SHARED_PREFIX:
-        shared, prefix_cache = 0, None
-    else:
-        prefix_cache = cache
+    On a model of plain attention layers, the leading tokens every sequence shares (``prefix``: the system turn with
+    the tools' descriptions, most of a tool-calling context) are read once and their cache reused by every batch,
+    each row padded between that prefix and its own tokens, masked, so every token keeps the position it has alone; a
+    batch generates CHUNK_TOKENS at a time, the rows that have ended leaving it, so that a short reply does not wait
+    for the longest one; and a row that ended keeps its cache, so that the next turn (``row_caches``: the same
+    sequence with the tool's result appended) reads only its new tokens. A greedy token is the one it would be in one
+    uninterrupted call; sampling settings beyond the per-token ones (``SAMPLING_FIELDS``) keep the single call."""
+    if prefix is None or not prefix.starts(sequences):
+        prefix, row_caches = SharedPrefix.of(policy, sequences, sampling), None
+    shared, keep = len(prefix.ids), prefix.cache is not None and prefix.chunked
+    row_caches = row_caches if row_caches is not None and keep else [None] * len(sequences)
     continuations: list[list[int]] = [[] for _ in sequences]
-    finite = True
+    ended_caches: list[RowCache | None] = [None] * len(sequences)
+    kept_bytes, finite = 0, True
     for start in range(0, len(sequences), batch_size):
         rows = list(range(start, min(start + batch_size, len(sequences))))
-        width = max(len(sequences[row]) - shared for row in rows)
-        pads = [width - (len(sequences[row]) - shared) for row in rows]
+        cached = [row_caches[row].covered - shared if row_caches[row] else 0 for row in rows]
+        fresh = [len(sequences[row]) - shared - count for row, count in zip(rows, cached, strict=True)]
+        cached_width, fresh_width = max(cached), max(fresh)
+        layout = [
+            (sequences[row], cached_width - count, count, fresh_width - new)
+            for row, count, new in zip(rows, cached, fresh, strict=True)
+        ]
         input_ids = torch.tensor(
             [
-                sequences[row][:shared] + [pad_token_id] * pad + sequences[row][shared:]
-                for row, pad in zip(rows, pads, strict=True)
+                ids[:shared]
+                + [pad_token_id] * pad
+                + ids[shared : shared + count]
+                + [pad_token_id] * gap
+                + ids[shared + count :]
+                for ids, pad, count, gap in layout
             ],
             device=policy.device,
         )
-        attention_mask = torch.tensor([[1] * shared + [0] * pad + [1] * (width - pad) for pad in pads])
-        attention_mask = attention_mask.to(policy.device)
+        attention_mask = torch.tensor(
+            [
+                [1] * shared + [0] * pad + [1] * count + [0] * gap + [1] * (len(ids) - shared - count)
+                for ids, pad, count, gap in layout
+            ],
+            device=policy.device,
+        )
         batch_cache = None
-        if prefix_cache is not None:
-            batch_cache = copy.deepcopy(prefix_cache)
+        if prefix.cache is not None:
+            batch_cache = copy.deepcopy(prefix.cache)
             batch_cache.batch_repeat_interleave(len(rows))
+            if cached_width:
+                caches = [row_caches[row] for row in rows]
+                for index, layer in enumerate(batch_cache.layers):
+                    layer.keys = torch.cat([layer.keys, _padded_rows(caches, index, cached_width, 0)], dim=-2)
+                    layer.values = torch.cat([layer.values, _padded_rows(caches, index, cached_width, 1)], dim=-2)
         while rows:
             remaining = max(budgets[row] - len(continuations[row]) for row in rows)
             output = policy.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                max_new_tokens=min(remaining, CHUNK_TOKENS) if chunked else remaining,
+                max_new_tokens=min(remaining, CHUNK_TOKENS) if prefix.chunked else remaining,
                 **({"do_sample": True, **sampling} if sampling else {"do_sample": False}),
                 **({CACHE_KWARG: batch_cache} if batch_cache is not None else {}),
                 output_logits=True,
@@ -199,24 +286,37 @@ def _continue(
             )
             finite = finite and all(bool(torch.isfinite(step).all()) for step in output.logits)
             generated = output.sequences[:, input_ids.shape[1] :]
+            batch_cache = getattr(output, CACHE_KWARG) if prefix.chunked else None
             going = []
             for index, (row, tokens) in enumerate(zip(rows, generated.tolist(), strict=True)):
+                ended = False
                 for token in tokens:
                     continuations[row].append(token)
                     if token in eos_token_ids or len(continuations[row]) >= budgets[row]:
+                        ended = True
                         break
-                else:
+                if not ended:
                     going.append(index)
-            if not chunked or not going:
+                elif keep and kept_bytes < ROW_CACHE_BYTES:
+                    # All but the row's last token is in the cache; the next turn starts from that token.
+                    columns = torch.cat(
+                        [
+                            attention_mask[index].nonzero().flatten(),
+                            torch.arange(input_ids.shape[1], output.sequences.shape[1], device=policy.device),
+                        ]
+                    )
+                    covered = len(sequences[row]) + len(continuations[row]) - 1
+                    ended_caches[row] = _row_cache(batch_cache, index, columns, shared, covered)
+                    kept_bytes += ended_caches[row].bytes
+            if not prefix.chunked or not going:
                 break
             # The rows still going continue from their cache: all but the last token generated is in it.
-            keep = torch.tensor(going, device=policy.device)
-            batch_cache = getattr(output, CACHE_KWARG)
-            batch_cache.batch_select_indices(keep)
-            input_ids = output.sequences[keep]
-            attention_mask = torch.cat([attention_mask[keep], torch.ones_like(generated[keep])], dim=1)
+            keep_rows = torch.tensor(going, device=policy.device)
+            batch_cache.batch_select_indices(keep_rows)
+            input_ids = output.sequences[keep_rows]
+            attention_mask = torch.cat([attention_mask[keep_rows], torch.ones_like(generated[keep_rows])], dim=1)
             rows = [rows[index] for index in going]
-    return continuations, finite
+    return continuations, finite, ended_caches
 
 
 def tool_rollouts(
@@ -263,21 +363,18 @@ def tool_rollouts(
         rollouts.append(Rollout(prompt, prompt_ids, tools, environment))
 
     pad = tokenizer.pad_token_id
-    first, finite = _continue(
-        policy,
-        [r.prompt_ids for r in rollouts],
-        [max_new_tokens] * len(rollouts),
-        pad,
-        eos_token_ids,
-        sampling,
-        batch_size,
+    prompt_ids = [r.prompt_ids for r in rollouts]
+    prefix = SharedPrefix.of(policy, prompt_ids, sampling)
+    first, finite, first_caches = _continue(
+        policy, prompt_ids, [max_new_tokens] * len(rollouts), pad, eos_token_ids, sampling, batch_size, prefix
     )
-    active = []
-    for rollout, ids in zip(rollouts, first, strict=True):
+    active, row_caches = [], {}
+    for rollout, ids, row_cache in zip(rollouts, first, first_caches, strict=True):
         rollout.completion_ids = ids
         rollout.completion = [parse_response(tokenizer, ids, prefix=rollout.prompt_ids, tools=rollout.tools)]
         if rollout.completion[0].get("tool_calls"):
             active.append(rollout)
+            row_caches[id(rollout)] = row_cache
     iteration = 0
     while active and (max_iterations is None or iteration < max_iterations):
         contexts = []
@@ -296,12 +393,22 @@ def tool_rollouts(
         if not active:
             break
         budgets = [max_new_tokens - (len(c) - len(r.prompt_ids)) for c, r in zip(contexts, active, strict=True)]
-        continuations, continued_finite = _continue(
-            policy, contexts, [max(b, 1) for b in budgets], pad, eos_token_ids, sampling, batch_size
+        continuations, continued_finite, caches = _continue(
+            policy,
+            contexts,
+            [max(b, 1) for b in budgets],
+            pad,
+            eos_token_ids,
+            sampling,
+            batch_size,
+            prefix,
+            [row_caches.pop(id(rollout)) for rollout in active],
         )
         finite = finite and continued_finite
         still = []
-        for rollout, context, continuation, budget in zip(active, contexts, continuations, budgets, strict=True):
+        for rollout, context, continuation, budget, row_cache in zip(
+            active, contexts, continuations, budgets, caches, strict=True
+        ):
             ids = continuation[: max(budget, 0)]
             rollout.completion_ids = context[len(rollout.prompt_ids) :] + ids
             if ids:
@@ -309,7 +416,8 @@ def tool_rollouts(
                 rollout.completion.append(reply)
                 if reply.get("tool_calls"):
                     still.append(rollout)
-        active = still
+                    row_caches[id(rollout)] = row_cache if len(ids) == len(continuation) else None
+        active, row_caches = still, {key: row_caches[key] for key in map(id, still)}
         iteration += 1
     return rollouts, finite
 
