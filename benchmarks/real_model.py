@@ -9,11 +9,14 @@ its status, not an error. The weights are rebuilt from the GGUF file by the firs
 copies' weights cache (model.from_gguf.weights_cache; the build time is its own column).
 
     python benchmarks/real_model.py --variants smollm2 smollm2_lora smollm2_tools --seeds 42 1 2
+
+``--keep DIR`` runs the copies in a new folder and keeps them (checkpoints, reports, MLflow store) for a closer look.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -128,10 +131,16 @@ def main() -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a parameter of every run: training.max_steps=5"
     )
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "benchmarks" / "results" / "real_model.json")
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="run the copies in DIR (new) and keep them, checkpoints and MLflow"
+    )
     args = parser.parse_args()
     extra = dict(assignment.split("=", 1) for assignment in args.set)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="grpo-real-model-") as scratch:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True)  # a new folder: a finished run in an old one would be resumed, not rerun
+    scratch_dir = tempfile.TemporaryDirectory(prefix="grpo-real-model-") if args.keep is None else None
+    with scratch_dir or contextlib.nullcontext(str(args.keep)) as scratch:
         cache: Path | None = None
         for variant in args.variants:
             for seed in args.seeds:
