@@ -143,8 +143,7 @@ class RunConfig:
         peft = self.params.peft
         if peft is None:
             return None
-        kwargs = {**peft.model_dump(exclude=set(type(peft).model_fields)), "task_type": "CAUSAL_LM"}
-        return build_trl_config("LoraConfig", kwargs, self.where("peft"))
+        return build_trl_config("LoraConfig", {**peft.config_values(), "task_type": "CAUSAL_LM"}, self.where("peft"))
 
     def to_json(self) -> dict[str, Any]:
         """The run configuration as JSON, for another process (:meth:`from_json`)."""

@@ -243,6 +243,10 @@ class TrlConfigSection(_Section):
         """Keys that look like the config's but belong to another section, and where to set them."""
         return {}
 
+    def config_values(self) -> dict[str, Any]:
+        """The keys that are the config class's fields, without the project's own typed keys."""
+        return self.model_dump(exclude=set(type(self).model_fields))
+
 
 class PeftParams(TrlConfigSection):
     """LoRA adapters: ``peft.LoraConfig``, whole (every key one of its fields, peft's defaults for the rest), passed to
@@ -532,7 +536,7 @@ def _trl_config_problems(model: type[_Section], raw: Any, parsed: Any, prefix: s
 
         typed = section.model_fields
         values = (
-            parsed_section.model_dump(exclude=set(typed))
+            parsed_section.config_values()
             if parsed_section is not None
             else {key: value for key, value in strategies_as_text(raw_section).items() if key not in typed}
         )

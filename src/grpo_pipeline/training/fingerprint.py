@@ -114,7 +114,7 @@ def run_fingerprint(config: RunConfig, train_dataset: pd.DataFrame | None = None
     return {
         **model_identity(params.model),
         **_flat("warm_start", params.warm_start.model_dump() if params.warm_start else None),
-        **_flat("peft", params.peft.model_dump(exclude={"merge_and_export"}) if params.peft else None),
+        **_flat("peft", params.peft.config_values() if params.peft else None),
         **_flat("training", learning),
         "run.rollout_func": params.run.rollout_func,
         # Only when set, so that a checkpoint of a run without tools still resumes.
