@@ -22,9 +22,16 @@ def chat(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
-def test_accuracy_reads_first_integer_in_text_or_chat_completions() -> None:
+def test_accuracy_reads_the_stated_answer_in_text_or_chat_completions() -> None:
     completions = ["12", chat("-3"), "the answer is 7", "", chat("13")]
     assert accuracy_reward(completions, answer=["12", "-3", "7", "1", "12"]) == [1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+def test_accuracy_reads_an_equation_by_its_result_not_its_first_operand() -> None:
+    # A real model answers "What is 7 + 7?" with "7 + 7 = 14": right, though its first integer is 7. And "12 * 1 = 1"
+    # is wrong, though its first integer is the answer 12; an equation cut before its result states no answer.
+    completions = ["7 + 7 = 14", chat("12 * 1 = 1"), "2 - 11 = -9\n", "12 * 11 =", "x = 3, so x + 1 = 4."]
+    assert accuracy_reward(completions, answer=["14", "12", "-9", "12", "4"]) == [1.0, 0.0, 1.0, 0.0, 1.0]
 
 
 def test_format_prefers_bare_integers_and_gives_partial_credit() -> None:

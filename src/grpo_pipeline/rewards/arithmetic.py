@@ -30,14 +30,21 @@ def completion_text(completion: str | list[dict[str, Any]]) -> str:
     return str(replies[-1].get("content") or "") if replies else ""
 
 
+def stated_answer(reply: str) -> int | None:
+    """The integer a reply gives as its answer: what follows its last ``=`` when it states an equation
+    (``7 + 7 = 14``; ``12 * 11 =``, cut before its result, gives none), else its first integer (``14``,
+    ``The answer is 14.``); None when there is none."""
+    match = _INTEGER.search(reply.rsplit("=", 1)[-1])
+    return int(match.group()) if match is not None else None
+
+
 @checks_columns(answer=integer_problem)
 def accuracy_reward(completions: list[Any], answer: list[Any], **kwargs: Any) -> list[float]:
-    """1.0 when the first integer in the completion equals the reference answer, else 0.0."""
-    rewards = []
-    for completion, reference in zip(completions, answer, strict=True):
-        match = _INTEGER.search(completion_text(completion))
-        rewards.append(1.0 if match is not None and int(match.group()) == int(reference) else 0.0)
-    return rewards
+    """1.0 when the completion's stated answer (``stated_answer``) equals the reference answer, else 0.0."""
+    return [
+        1.0 if stated_answer(completion_text(completion)) == int(reference) else 0.0
+        for completion, reference in zip(completions, answer, strict=True)
+    ]
 
 
 def format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
