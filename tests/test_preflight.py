@@ -41,3 +41,19 @@ def test_parameter_problems_come_first_and_alone() -> None:
         ParameterError, match=r"generation_batch_size \(32\) must be divisible by num_generations \(3\)"
     ):
         preflight(raw, "debug", (GOOD_ROWS.assign(answer=["x"] * 3), "rows.jsonl"))
+
+
+def solution_reward(completions: list[str], solution: list[str], **kwargs: object) -> list[float]:
+    return [float(completion == reference) for completion, reference in zip(completions, solution, strict=True)]
+
+
+def test_a_reward_taking_a_column_the_rows_lack_is_refused_before_training() -> None:
+    # TRL hands a reward every dataset column by name: without a 'solution' column this reward would raise a
+    # TypeError at its first call, minutes into training.
+    raw = {**DEBUG, "reward": {"functions": ["accuracy", "tests.test_preflight:solution_reward"], "weights": None}}
+    with pytest.raises(PromptDataError, match=r"rows.jsonl: reward 'solution_reward' takes 'solution'") as error:
+        preflight(raw, "debug", (GOOD_ROWS, "rows.jsonl"))
+    assert "data.required_columns" in str(error.value)
+    data = {**DEBUG["data"], "required_columns": ["answer", "solution"]}
+    config = preflight({**raw, "data": data}, "debug", (GOOD_ROWS.assign(solution=["3"] * 3), "rows.jsonl"))
+    assert config.rewards.names == ["accuracy", "solution_reward"]

@@ -2,14 +2,17 @@
 
 :func:`preflight` resolves a variant's parameters (names, types, TRL's own config checks, the rewards; see
 config/run_config.py), then checks that a model the project builds from a file can be built, every row of its raw
-prompts, the custom rollout, that vLLM generation can work, and that an automatic resume would continue this very
-run. Problems of the parameters come first (nothing else can be checked without them); the other checks all run, and
-what they find is raised together.
+prompts and that they carry every column a reward takes, the custom rollout, that vLLM generation can work, and that
+an automatic resume would continue this very run. Problems of the parameters come first (nothing else can be checked
+without them); the other checks all run, and what they find is raised together.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
+
+import pandas as pd
 
 from grpo_pipeline.config.run_config import RunConfig, resolved_once
 from grpo_pipeline.errors import ProjectError
@@ -21,14 +24,49 @@ class PreflightError(ProjectError, ValueError):
     """More than one pre-run check failed; the message holds each one's."""
 
 
+# What GRPOTrainer._calculate_rewards hands every reward besides the dataset's columns (TRL 1.16); ``environments``
+# too when the run has environments. The ``prompt`` column reaches a reward only as ``prompts``.
+TRAINER_REWARD_KWARGS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
+
+
+def _reward_column_problems(config: RunConfig, rows: pd.DataFrame, source: str) -> list[str]:
+    """A reward parameter with no default that neither the trainer nor the training rows (``rows``: the columns
+    training keeps) give: the reward would fail at its first call, minutes into training."""
+    given = {*TRAINER_REWARD_KWARGS, *(["environments"] if config.tools.environments is not None else [])}
+    columns = [column for column in rows.columns if column != "prompt"]
+    problems = []
+    for reward in config.rewards.rewards:
+        if reward.function is None or reward.environment is not None:
+            continue
+        try:
+            parameters = inspect.signature(reward.function).parameters.values()
+        except (TypeError, ValueError):  # no signature to read (a builtin): TRL will tell at the call
+            continue
+        for parameter in parameters:
+            needed = parameter.default is parameter.empty and parameter.kind in (
+                parameter.POSITIONAL_OR_KEYWORD,
+                parameter.KEYWORD_ONLY,
+            )
+            if needed and parameter.name not in given and parameter.name not in columns:
+                problems.append(
+                    f"{source}: reward '{reward.name}' takes '{parameter.name}', which training does not give it: "
+                    f"no such column in the rows training keeps ({', '.join(columns) or 'none beside the prompt'}). "
+                    f"Add the column to every row and to data.required_columns, or give the parameter a default"
+                )
+    return problems
+
+
 def _data_problems(config: RunConfig, raw_prompts: tuple[RawPrompts, str]) -> None:
     raw, source = raw_prompts
     checks = config.rewards.column_checks()
     for table in source_tables(raw, config.params.data, source):
         if table is not None:
             rows = normalised_rows(table, config.params.data, checks)
+            where = table.attrs.get(SOURCE_ATTR, source)
             if problem := environment_column_problem(rows.get(ENVIRONMENT_COLUMN), config.tools):
-                raise PromptDataError(f"{table.attrs.get(SOURCE_ATTR, source)}: {problem} (run.environment)")
+                raise PromptDataError(f"{where}: {problem} (run.environment)")
+            if problems := _reward_column_problems(config, rows, where):
+                raise PromptDataError("\n".join(problems))
 
 
 def _model_problems(config: RunConfig) -> None:
