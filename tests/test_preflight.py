@@ -57,3 +57,22 @@ def test_a_reward_taking_a_column_the_rows_lack_is_refused_before_training() -> 
     data = {**DEBUG["data"], "required_columns": ["answer", "solution"]}
     config = preflight({**raw, "data": data}, "debug", (GOOD_ROWS.assign(solution=["3"] * 3), "rows.jsonl"))
     assert config.rewards.names == ["accuracy", "solution_reward"]
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ({"learning_rate": -0.1}, r"parameter 'debug.training': its optimizer \(\w+\) .*Invalid learning rate: -0.1"),
+        ({"adam_beta1": 1.5}, r"Invalid beta parameter at index 0: 1.5"),
+        (
+            {"lr_scheduler_type": "cosine", "lr_scheduler_kwargs": {"num_cycle": 2}},
+            r"parameter 'debug.training.lr_scheduler_kwargs' = \{'num_cycle': 2\}: the 'cosine' schedule refuses it",
+        ),
+    ],
+)
+def test_what_the_optimizer_or_scheduler_would_refuse_at_step_one_is_refused_before_work(
+    training: dict[str, object], message: str
+) -> None:
+    # GRPOConfig accepts each of these; torch's optimizer or the schedule refused them once training started.
+    with pytest.raises(ParameterError, match=message):
+        preflight({**DEBUG, "training": {**DEBUG["training"], **training}}, "debug", (GOOD_ROWS, "rows.jsonl"))

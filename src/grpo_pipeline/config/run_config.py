@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from grpo_pipeline.config.schema import ModelParams, TrlConfigSection, VariantParams, invalid_parameters, parse_section
 from grpo_pipeline.config.seed_overlay import apply_seed_config
-from grpo_pipeline.config.trl_config import build_trl_config
+from grpo_pipeline.config.trl_config import build_trl_config, optimizer_problems
 from grpo_pipeline.errors import ParameterError
 
 if TYPE_CHECKING:
@@ -190,14 +190,17 @@ def _cross_section_problems(config: RunConfig) -> list[str]:
             f"parameter '{config.where('validation.accuracy_reward')}' = {accuracy!r} is not one of the run's rewards "
             f"{names}; name one of them, or null"
         )
-    checks: list[Any] = [lambda: config.grpo_config, config.build_lora_config]
+    # (where, build): each built config is checked again by building the optimizer and scheduler it trains with.
+    builds: list[tuple[str | None, Any]] = [("training", lambda: config.grpo_config), (None, config.build_lora_config)]
     if config.params.warm_start is not None:
-        checks.append(lambda: config.build_sft_config("sft_output"))
-    for check in checks:
+        builds.append(("warm_start.sft", lambda: config.build_sft_config("sft_output")))
+    for where, build in builds:
         try:
-            check()
+            built = build()
         except ParameterError as error:
             problems += error.problems
+        else:
+            problems += optimizer_problems(built, config.where(where)) if where is not None else []
     return problems
 
 

@@ -183,3 +183,42 @@ def build_trl_config(config: TrlConfig, kwargs: dict[str, Any], prefix: str, wor
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise invalid_parameters([f"{qualified(config)} rejected '{prefix}': {error}"]) from None
+
+
+def optimizer_problems(args: Any, prefix: str) -> list[str]:
+    """What the trainer's optimizer and learning-rate scheduler refuse of ``args`` (a ``TrainingArguments``: GRPOConfig,
+    SFTConfig), found by building them as transformers' ``Trainer`` does, on one stand-in parameter: a negative
+    learning rate, a beta outside [0, 1), scheduler kwargs the schedule does not take, a missing optimizer package.
+    Otherwise the trainer refuses them at its first step, after the model has loaded and the run opened. An optimizer
+    that needs the model itself to be built (GaLore's target modules, LOMO) is left to the trainer."""
+    import torch  # noqa: PLC0415 (the training libraries load only when a section is checked)
+    from transformers import Trainer  # noqa: PLC0415
+    from transformers.optimization import get_scheduler  # noqa: PLC0415
+
+    try:
+        optimizer_class, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    except ImportError as error:
+        return [f"parameter '{prefix}.optim' = {getattr(args.optim, 'value', args.optim)!r}: {error}"]
+    except Exception:  # it needs the model: the trainer checks it with one
+        return []
+    optim, schedule = (getattr(value, "value", value) for value in (args.optim, args.lr_scheduler_type))
+    settings = "learning_rate, weight_decay, adam_beta1, adam_beta2, adam_epsilon, optim_args"
+    try:
+        optimizer = optimizer_class([torch.nn.Parameter(torch.zeros(1))], **optimizer_kwargs)
+    except (TypeError, ValueError) as error:
+        return [f"parameter '{prefix}': its optimizer ({optim}) refuses its settings ({settings}): {error}"]
+    steps = max(args.max_steps, 1)
+    try:
+        get_scheduler(
+            args.lr_scheduler_type,
+            optimizer,
+            num_warmup_steps=args.get_warmup_steps(steps),
+            num_training_steps=steps,
+            scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+        )
+    except (TypeError, ValueError) as error:
+        return [
+            f"parameter '{prefix}.lr_scheduler_kwargs' = {args.lr_scheduler_kwargs!r}: the "
+            f"'{schedule}' schedule refuses it: {error}"
+        ]
+    return []
