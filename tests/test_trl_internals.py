@@ -11,8 +11,17 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
+from grpo_pipeline.preflight import TRAINER_REWARD_KWARGS
 from grpo_pipeline.rewards import REWARD_FUNCTIONS
 from grpo_pipeline.training.trl_internals import TimedGRPOTrainer, TrlInternalsChangedError, check_trl_internals
+
+# The keyword arguments the trainer hands a reward, as the one reward below receives them in training.
+received_by_reward: set[str] = set()
+
+
+def format_recording_what_it_receives(completions: list, **kwargs: Any) -> list[float]:
+    received_by_reward.update(kwargs)
+    return REWARD_FUNCTIONS["format"](completions, **kwargs)
 
 
 @pytest.fixture
@@ -29,7 +38,7 @@ def trainer(tiny_model_dir: Path, datasets: Any, tmp_path: Path) -> TimedGRPOTra
     )
     return TimedGRPOTrainer(
         model=load_causal_lm(tiny_model_dir),
-        reward_funcs=[REWARD_FUNCTIONS["format"]],
+        reward_funcs=[format_recording_what_it_receives],
         args=config,
         train_dataset=Dataset.from_pandas(datasets[0][["prompt", "answer"]], preserve_index=False),
         processing_class=load_tokenizer(tiny_model_dir),
@@ -42,6 +51,8 @@ def test_the_installed_trl_has_what_the_project_reads(trainer: TimedGRPOTrainer)
     trainer.train()
     timing = trainer.phase_timing
     assert timing.completion_tokens > 0 and timing.reward_seconds > 0 and trainer.completion_samples
+    # The pre-run check of a reward's parameters counts on these, beside the dataset's columns (here 'answer').
+    assert received_by_reward == {*TRAINER_REWARD_KWARGS, "answer"} - {"completions"}
 
 
 @pytest.mark.trainer
