@@ -11,7 +11,7 @@ import pytest
 
 from grpo_pipeline.config.trl_config import config_fields
 from grpo_pipeline.training.checkpoints import write_marker
-from grpo_pipeline.training.fingerprint import NOT_LEARNING, ResumeMismatchError
+from grpo_pipeline.training.fingerprint import HOW_LONG, NOT_LEARNING, ResumeMismatchError
 from grpo_pipeline.training.run import TrainingRequest, checked_resume_checkpoint
 from tests.test_training_and_validation import run_config
 
@@ -88,5 +88,23 @@ def test_trackers_and_logging_do_not_block_a_resume_but_a_custom_rollout_does(
         checked_resume_checkpoint(rolled, rolled.fingerprint(), None)
 
 
+@pytest.mark.trainer
+def test_training_longer_or_evaluating_more_often_resumes_and_says_so(
+    crashed: tuple[Path, TrainingRequest], tmp_path: Path, datasets: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder, crashed_request = crashed
+    steps = crashed_request.config.grpo_config.max_steps
+    longer = request(tmp_path, datasets[0], max_steps=steps * 2, eval_strategy="steps", eval_steps=2)
+    with caplog.at_level(logging.WARNING):
+        assert checked_resume_checkpoint(longer, longer.fingerprint(), None) == folder
+    assert f"training.max_steps: {steps} -> {steps * 2}" in caplog.text and "training.eval_steps" in caplog.text
+    # Anything else that changes what is learned still stops the resume, even beside a longer run.
+    changed = request(tmp_path, datasets[0], max_steps=steps * 2, learning_rate=1e-4)
+    with pytest.raises(ResumeMismatchError, match=r"training\.learning_rate: 0\.003 -> 0\.0001") as error:
+        checked_resume_checkpoint(changed, changed.fingerprint(), None)
+    assert "max_steps" not in str(error.value)
+
+
 def test_every_field_left_out_of_the_fingerprint_is_a_grpo_config_field() -> None:
     assert set(NOT_LEARNING) <= set(config_fields("GRPOConfig"))
+    assert {name.removeprefix("training.") for name in HOW_LONG} <= set(config_fields("GRPOConfig"))

@@ -60,6 +60,11 @@ NOT_LEARNING = frozenset(
     }
 )
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate")
+# How long to train and how often to evaluate: in the fingerprint, but a checkpoint of the same run with other values
+# resumes (training longer, or evaluating more often, continues that run), the change logged and tagged.
+HOW_LONG = frozenset(
+    f"training.{name}" for name in ("max_steps", "num_train_epochs", "eval_strategy", "eval_steps", "eval_delay")
+)
 
 
 class ResumeMismatchError(ProjectError, RuntimeError):
@@ -132,12 +137,15 @@ def run_fingerprint(config: RunConfig, train_dataset: pd.DataFrame | None = None
     }
 
 
-def check_resume(checkpoint: Path, recorded: dict[str, Any] | None, current: dict[str, Any], prefix: str) -> None:
-    """Refuse to auto-resume ``checkpoint`` unless its recorded fingerprint matches ``current`` (entries it has)."""
+def check_resume(checkpoint: Path, recorded: dict[str, Any] | None, current: dict[str, Any], prefix: str) -> list[str]:
+    """Refuse to auto-resume ``checkpoint`` unless its recorded fingerprint matches ``current`` (entries it has) but
+    for how long to train and how often to evaluate (:data:`HOW_LONG`); those differences (old -> new), if any."""
+    learning = {key: value for key, value in current.items() if key not in HOW_LONG}
+    length = {key: value for key, value in current.items() if key in HOW_LONG}
     if recorded is None:
         changed = ["the checkpoint records no run fingerprint (written by an older grpo-pipeline)"]
     else:
-        changed = differences({key: recorded.get(key) for key in current}, current)
+        changed = differences({key: recorded.get(key) for key in learning}, learning)
     if changed:
         raise ResumeMismatchError(
             f"Not resuming {checkpoint}: it was written by a run with other settings "
@@ -146,3 +154,4 @@ def check_resume(checkpoint: Path, recorded: dict[str, Any] | None, current: dic
             + f"\nEither start fresh with --params={prefix}.resume_from_checkpoint=false (the old recovery "
             "checkpoints are then removed), or rerun with the old values to continue that run."
         )
+    return differences({key: (recorded or {}).get(key) for key in length}, length)

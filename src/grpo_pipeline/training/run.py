@@ -226,8 +226,10 @@ def checked_resume_checkpoint(
         return None
     recorded = read_marker(resume_from).get("fingerprint")
     if is_auto_resume(setting):
-        check_resume(resume_from, recorded, fingerprint, request.config.where("run"))
-    elif changed := differences(recorded or {}, fingerprint):
+        changed = check_resume(resume_from, recorded, fingerprint, request.config.where("run"))
+    else:
+        changed = differences(recorded or {}, fingerprint)
+    if changed:
         logger.warning("Resuming %s, which a run with other settings wrote: %s", resume_from, "; ".join(changed))
         tag_run(mlflow_run_id, {"grpo.resume_differences": "; ".join(changed)[:5000]})
     return resume_from
