@@ -195,13 +195,13 @@ def optimizer_problems(args: Any, prefix: str) -> list[str]:
     from transformers import Trainer  # noqa: PLC0415
     from transformers.optimization import get_scheduler  # noqa: PLC0415
 
+    optim, schedule = (getattr(value, "value", value) for value in (args.optim, args.lr_scheduler_type))
     try:
         optimizer_class, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
     except ImportError as error:
-        return [f"parameter '{prefix}.optim' = {getattr(args.optim, 'value', args.optim)!r}: {error}"]
+        return [f"parameter '{prefix}.optim' = {optim!r}: {error}"]
     except Exception:  # it needs the model: the trainer checks it with one
         return []
-    optim, schedule = (getattr(value, "value", value) for value in (args.optim, args.lr_scheduler_type))
     settings = "learning_rate, weight_decay, adam_beta1, adam_beta2, adam_epsilon, optim_args"
     try:
         optimizer = optimizer_class([torch.nn.Parameter(torch.zeros(1))], **optimizer_kwargs)

@@ -145,7 +145,7 @@ def check_resume(checkpoint: Path, recorded: dict[str, Any] | None, current: dic
     if recorded is None:
         changed = ["the checkpoint records no run fingerprint (written by an older grpo-pipeline)"]
     else:
-        changed = differences({key: recorded.get(key) for key in learning}, learning)
+        changed = differences(recorded, learning)
     if changed:
         raise ResumeMismatchError(
             f"Not resuming {checkpoint}: it was written by a run with other settings "
@@ -154,4 +154,4 @@ def check_resume(checkpoint: Path, recorded: dict[str, Any] | None, current: dic
             + f"\nEither start fresh with --params={prefix}.resume_from_checkpoint=false (the old recovery "
             "checkpoints are then removed), or rerun with the old values to continue that run."
         )
-    return differences({key: (recorded or {}).get(key) for key in length}, length)
+    return differences(recorded or {}, length)
