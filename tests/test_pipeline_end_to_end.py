@@ -78,6 +78,27 @@ def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     assert list(held_out.index) == [0, 25, 50, 75, 100, 125, 150] and held_out[150] > held_out[0] + 0.2, held_out
 
 
+def test_a_successful_run_is_quiet_and_its_log_file_has_the_rest(debug_run: Run) -> None:
+    """A success shows the run's progress and summary; dependencies' noise goes to logs/grpo_pipeline.log only."""
+    project, result = debug_run
+    shown = result.stdout + result.stderr
+    log = (project / "logs/grpo_pipeline.log").read_text()
+    noise = {
+        "the warm start's printed log dicts": "{'loss':",
+        "MLflow's schema hint": "Inferred schema contains integer column",
+        "MLflow's model card warning": "model card could not be",
+        "MLflow's licence warning": "Unable to find license information",
+        "MLflow's registration prints": "Successfully registered model",
+        "kedro-viz's events file": "Pipeline run events written",
+        "datasets' map bars": "Tokenizing train dataset",
+        "the evaluation's nested bar": "\x1b[A",
+        "a warning": "WARNING",
+    }
+    assert not {name for name, text in noise.items() if text in shown}, shown[-5000:]
+    assert "Warm start: 20 steps on 800 solved examples" in log and "{'loss':" in log
+    assert "model card could not be" in log and "Inferred schema contains" in log
+
+
 def test_debug_run_writes_checkpoint_and_reports(debug_run: Run) -> None:
     project, _ = debug_run
     checkpoint = project / "data/06_models/debug/checkpoint"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.config.schema import TinyModelParams
 from grpo_pipeline.models.tiny import ensure_tiny_model
+from grpo_pipeline.run_lock import RunLock
 from grpo_pipeline.sandbox import params_option
 from grpo_pipeline.training.checkpoints import RUN_FINISHED_MARKER, complete_checkpoints
 from tests.conftest import KEDRO, NO_GATES, invoke_kedro, mlflow_runs, run_kedro
@@ -84,25 +87,60 @@ def test_seed_config_overlay_through_kedro(project: Path) -> None:
 OUTPUT_DIR = "data/06_models/debug/trainer_output"
 
 
-def signal_after_first_checkpoint(project: Path, params: str, signal_number: int = signal.SIGKILL) -> tuple[int, str]:
-    """Start ``kedro run --pipelines=grpo_debug`` and send its process group ``signal_number`` (SIGINT: Ctrl-C in
-    its terminal) once a checkpoint is complete; that checkpoint's step and what the process printed."""
+def signal_after_first_checkpoint(
+    project: Path, params: str, signal_number: int = signal.SIGKILL, through: str = "pipe"
+) -> tuple[int, str]:
+    """Start ``kedro run --pipelines=grpo_debug`` and, once a checkpoint is complete, stop it; that checkpoint's step
+    and what the process wrote to stderr (and, ``through="pipe"``, stdout).
+
+    ``through``: "pipe" (read by the test) with ``signal_number`` sent to the process group; "tee"
+    (``kedro run | tee log`` with stderr apart, as in a terminal) with ``signal_number`` sent to the group, ``tee``
+    included, as Ctrl-C does; "terminal" (a pseudo-terminal is the run's controlling terminal) closed, which
+    hangs it up: the kernel sends SIGHUP (``signal_number`` must say so) and later writes fail.
+    """
     output_dir = project / OUTPUT_DIR
-    process = subprocess.Popen(
-        [KEDRO, "run", "--pipelines=grpo_debug", params],
-        cwd=project,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    command = [KEDRO, "run", "--pipelines=grpo_debug", params]
+    terminal = tee = None
+    if through == "terminal":
+        terminal, tty = os.openpty()
+        # setsid --ctty: a session of its own, whose controlling terminal is the pseudo-terminal.
+        process = subprocess.Popen(["setsid", "--ctty", *command], cwd=project, stdin=tty, stdout=tty, stderr=tty)
+        os.close(tty)
+        shown = bytearray()  # drained, or the run blocks on a full terminal
+        reader = threading.Thread(target=_drain, args=(terminal, shown), daemon=True)
+        reader.start()
+    else:
+        process = subprocess.Popen(
+            command,
+            cwd=project,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if through == "tee" else subprocess.STDOUT,
+            text=True,
+            process_group=0,  # a group of its own, which tee joins, as a shell's job
+        )
+        if through == "tee":
+            log = str(project / "tee.log")
+            tee = subprocess.Popen(
+                ["tee", log], stdin=process.stdout, stdout=subprocess.DEVNULL, process_group=process.pid
+            )
+            process.stdout.close()  # tee holds the only reader
+            process.stdout = None
     deadline = time.monotonic() + 300
     while not complete_checkpoints(output_dir) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(process.pid, signal_number)
-    output, _ = process.communicate()
-    assert process.returncode == -signal.SIGKILL if signal_number == signal.SIGKILL else 128 + signal_number, output
+    if terminal is not None:
+        os.close(terminal)
+        process.wait(timeout=300)
+        output = shown.decode(errors="replace")
+    else:
+        os.killpg(process.pid, signal_number)
+        stdout, stderr = process.communicate(timeout=300)
+        output = (stdout or "") + (stderr or "")
+    if tee is not None:
+        assert tee.wait(timeout=10) == -signal_number, "tee outlived the signal: its reader never went away"
+    expected = -signal.SIGKILL if signal_number == signal.SIGKILL else 128 + signal_number
+    assert process.returncode == expected, output[-3000:]
     saved = complete_checkpoints(output_dir)
     assert saved, "no complete checkpoint was written before the signal"
     step = int(saved[-1].name.split("-")[1])
@@ -110,16 +148,34 @@ def signal_after_first_checkpoint(project: Path, params: str, signal_number: int
     return step, output
 
 
+def _drain(terminal: int, shown: bytearray) -> None:
+    try:
+        while chunk := os.read(terminal, 65536):
+            shown += chunk
+    except OSError:  # the test closed the terminal, or the run ended
+        pass
+
+
 # Long enough to stop mid-run, short enough to finish soon; a short run's accuracy gain is not gated.
 SHORT_RUN = f"--params=debug.training.max_steps=40,debug.training.save_steps=10,{NO_GATES}"
 
 
-def test_ctrl_c_is_recorded_as_interrupted_and_the_rerun_resumes(project: Path) -> None:
+def test_ctrl_c_on_a_piped_run_is_recorded_as_interrupted_and_the_rerun_resumes(project: Path) -> None:
+    """``kedro run | tee log`` and Ctrl-C: tee dies with the run, so the run's next writes to stdout fail; that must
+    not turn the interruption into a silent exit 1 recorded FINISHED (as it did)."""
     params = SHORT_RUN
     output_dir = project / OUTPUT_DIR
-    resumed_step, output = signal_after_first_checkpoint(project, params, signal.SIGINT)
-    assert output.rstrip().splitlines()[-1].startswith("kedro run interrupted by SIGINT at training step ")
-    assert "Traceback" not in output
+    resumed_step, output = signal_after_first_checkpoint(project, params, signal.SIGINT, through="tee")
+    # One instruction, the right one: no ERROR line, no Kedro `--from-nodes` advice, no traceback.
+    last_line = output.rstrip().splitlines()[-1]
+    assert re.fullmatch(
+        r"kedro run interrupted by SIGINT at training step \d+ of 40\. Run the same command again: debug resumes "
+        rf"training from {OUTPUT_DIR}/checkpoint-{resumed_step}\.",
+        last_line,
+    ), output[-3000:]
+    log = (project / "logs/grpo_pipeline.log").read_text()
+    assert "Traceback" not in output and "--from-nodes" not in log and "failed with error" not in log
+    assert "train_grpo" in (project / "tee.log").read_text()
     (interrupted,) = mlflow_runs(project, "grpo_debug")
     # Recorded as what it was, not FINISHED (which compare_runs would take as a result).
     assert interrupted.info.status == "KILLED" and interrupted.data.tags["grpo.interrupted_by"] == "SIGINT"
@@ -147,6 +203,18 @@ def test_ctrl_c_is_recorded_as_interrupted_and_the_rerun_resumes(project: Path) 
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     history = client.get_metric_history(resumed.info.run_id, "reward")
     assert sorted({point.step for point in history}) == list(range(1, 41))
+
+
+def test_closing_the_terminal_stops_after_a_checkpoint_and_is_recorded_as_interrupted(project: Path) -> None:
+    """The terminal closes (SIGHUP, then writes to it fail): the run finishes its step, saves, and is recorded KILLED,
+    where it used to die at once with its MLflow run left RUNNING."""
+    params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
+    step, _ = signal_after_first_checkpoint(project, params, signal.SIGHUP, through="terminal")
+    (interrupted,) = mlflow_runs(project, "grpo_debug")
+    assert interrupted.info.status == "KILLED" and interrupted.data.tags["grpo.interrupted_by"] == "SIGHUP"
+    # Stopped gracefully: the step it reached is the checkpoint it saved on the way out.
+    assert interrupted.data.tags["grpo.interrupted_at_step"] == str(step)
+    RunLock(project / OUTPUT_DIR, "debug").check_free()
 
 
 def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fresh(project: Path) -> None:

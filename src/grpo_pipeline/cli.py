@@ -22,6 +22,7 @@ from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.interruption import RunInterrupted
 from grpo_pipeline.pipelines.grpo import STAGES
+from grpo_pipeline.terminal import outlive_closed_output
 from grpo_pipeline.variants import (
     DEFAULTS_KEY,
     OTHER_PIPELINES,
@@ -36,17 +37,18 @@ logger = logging.getLogger(__name__)
 
 def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            _check_pipelines_exist(kwargs.get("pipelines"))
-            return callback(*args, **kwargs)
-        except RunInterrupted as interrupted:
-            _end_open_runs_killed()
-            click.secho(f"\nkedro run {interrupted}; run it again to resume.", err=True, fg="red")
-            raise SystemExit(interrupted.exit_code) from None
-        except (ProjectError, DatasetError) as error:
-            logger.debug("kedro run failed", exc_info=True)
-            click.secho(f"\nkedro run failed: {error}", err=True, fg="red")
-            raise SystemExit(1) from None
+        with outlive_closed_output():
+            try:
+                _check_pipelines_exist(kwargs.get("pipelines"))
+                return callback(*args, **kwargs)
+            except RunInterrupted as interrupted:
+                _end_open_runs_killed()
+                click.secho(f"\nkedro run {interrupted}. {interrupted.what_next}", err=True, fg="yellow")
+                raise SystemExit(interrupted.exit_code) from None
+            except (ProjectError, DatasetError) as error:
+                logger.debug("kedro run failed", exc_info=True)
+                click.secho(f"\nkedro run failed: {error}", err=True, fg="red")
+                raise SystemExit(1) from None
 
     return run
 

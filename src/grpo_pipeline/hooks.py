@@ -25,6 +25,7 @@ from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.interruption import (
     RunInterrupted,
     install_stop_signal_handlers,
+    interrupted,
     restore_signal_handlers,
 )
 from grpo_pipeline.lineage import describe_source
@@ -32,7 +33,7 @@ from grpo_pipeline.preflight import preflight
 from grpo_pipeline.prompts import SOURCE_ATTR, RawPrompts
 from grpo_pipeline.run_lock import RunLock
 from grpo_pipeline.tracking_store import check_sqlite_store, remove_if_unused, sqlite_store
-from grpo_pipeline.training.checkpoints import resolve_resume_checkpoint
+from grpo_pipeline.training.checkpoints import RUN_FINISHED_MARKER, CheckpointError, resolve_resume_checkpoint
 from grpo_pipeline.variants import find_variants
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,22 @@ logger = logging.getLogger(__name__)
 RAW_PROMPTS = "raw_prompts"
 # The resolved parameters are long: conf/logging.yml sends this logger to the log file only (MLflow holds them too).
 parameters_logger = logging.getLogger("grpo_pipeline.parameters")
+# Kedro's account of a failed node and its `--from-nodes` advice: for an interrupted run, an ERROR and a second
+# instruction above the one the project prints (what the same command will do, see RunChecksHooks).
+KEDRO_FAILURE_LOGGERS = (
+    "kedro.pipeline.node",
+    "kedro.runner.sequential_runner",
+    "kedro.runner.thread_runner",
+    "kedro.runner.parallel_runner",
+)
+
+
+class _SilentOnInterrupt(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not interrupted()
+
+
+_silent_on_interrupt = _SilentOnInterrupt()
 
 
 def _variants(pipeline: Pipeline) -> list[str]:
@@ -76,6 +93,7 @@ class RunChecksHooks:
     def __init__(self) -> None:
         self._locks: list[RunLock] = []
         self._new_store: Path | None = None
+        self._resume_settings: dict[str, str | bool] = {}  # of each variant this run trains
 
     # tryfirst: before kedro-mlflow's hook opens the tracking store.
     @hook_impl(tryfirst=True)
@@ -123,8 +141,11 @@ class RunChecksHooks:
                 ),
             )
             raw_prompts = _raw_prompts(catalog, variant) if f"{variant}.prepare_prompts" in node_names else None
-            config = preflight(raw_params, variant, raw_prompts, trains=f"{variant}.train_grpo" in node_names)
+            trains = f"{variant}.train_grpo" in node_names
+            config = preflight(raw_params, variant, raw_prompts, trains=trains)
             locks.append(RunLock(config.grpo_config.output_dir, variant))
+            if trains:
+                self._resume_settings[variant] = config.params.run.resume_from_checkpoint
             if f"{variant}.run_config" in pipeline.inputs():
                 # A run of some nodes only (--nodes, --from-nodes) without the one that resolves it: hand it over here.
                 catalog.save(f"{variant}.run_config", config)
@@ -154,20 +175,37 @@ class RunChecksHooks:
             run_ids = {lock.recorded("mlflow_run_id") for lock in self._locks} - {None}
             for run_id in run_ids:
                 _mark_killed(run_id, error)
-            for lock in self._locks:
-                resumes_from = resolve_resume_checkpoint("auto", lock.path.parent)
-                logger.warning(
-                    "[%s] %s",
-                    lock.variant,
-                    f"the next run resumes from {resumes_from}" if resumes_from else "the next run starts afresh",
-                )
+            next_runs = [
+                _next_run(lock.variant, self._resume_settings[lock.variant], lock.path.parent)
+                for lock in self._locks
+                if lock.variant in self._resume_settings
+            ]
+            if next_runs:
+                error.what_next = f"Run the same command again: {'; '.join(next_runs)}."
+            logger.debug("%s", error.what_next)
         self._release()
 
     def _release(self) -> None:
         for lock in self._locks:
             lock.release()
         self._locks = []
+        self._resume_settings = {}
         forget_resolved()
+
+
+def _next_run(variant: str, resume_setting: str | bool, output_dir: Path) -> str:
+    """What the same command does with ``variant``'s training after an interruption, from what is on disk."""
+    try:
+        checkpoint = resolve_resume_checkpoint(resume_setting, output_dir)
+    except CheckpointError as error:
+        return f"{variant} would stop: {error}"
+    if checkpoint is not None:
+        return f"{variant} resumes training from {checkpoint}"
+    if resume_setting is False:
+        return f"{variant} trains afresh (run.resume_from_checkpoint is false)"
+    if (output_dir / RUN_FINISHED_MARKER).is_file():
+        return f"{variant} trains afresh (its training had finished)"
+    return f"{variant} trains afresh (no checkpoint was complete yet)"
 
 
 def _raw_prompts(catalog: DataCatalog, variant: str) -> tuple[RawPrompts, str]:
@@ -222,6 +260,8 @@ class RunRecordHooks:
     def before_pipeline_run(self, **kwargs: Any) -> None:
         self._failed_node, self._saved = None, set()
         self._previous_handlers = install_stop_signal_handlers()
+        for name in KEDRO_FAILURE_LOGGERS:
+            logging.getLogger(name).addFilter(_silent_on_interrupt)
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, **kwargs: Any) -> None:

@@ -1,14 +1,16 @@
-"""Stopping a run on SIGINT (Ctrl-C) and SIGTERM (a scheduler preempting the job) so that it is recorded as stopped.
+"""Stopping a run on SIGINT (Ctrl-C), SIGTERM (a scheduler preempting the job) and SIGHUP (its terminal closed)
+so that it is recorded as stopped.
 
 Python turns SIGINT into ``KeyboardInterrupt``, which is not an ``Exception``: code that cleans up after
 errors (Kedro's ``on_pipeline_error`` hooks, kedro-mlflow ending its run FAILED) never sees it, and MLflow's
-exit handler then ends the still-open run FINISHED. SIGTERM, by default, ends the process at once. While
-:func:`handle_stop_signals` is in effect, either signal raises :class:`RunInterrupted` (an ``Exception``)
-instead, so the run's error path records it. During training (:func:`graceful_stop_window`) SIGTERM only
-asks the trainer to stop: a trainer callback lets the current step finish, has the trainer save a
-complete checkpoint, and the training code then raises :class:`RunInterrupted`, so preemption loses no step.
-(``training.trainer.StopOnSignalCallback`` is that callback.)
-A second signal while stopping gracefully interrupts at once.
+exit handler then ends the still-open run FINISHED. SIGTERM and SIGHUP, by default, end the process at once,
+the MLflow run left RUNNING. While :func:`handle_stop_signals` is in effect, each raises :class:`RunInterrupted`
+(an ``Exception``) instead, so the run's error path records it. During training (:func:`graceful_stop_window`)
+SIGTERM and SIGHUP only ask the trainer to stop: a trainer callback lets the current step finish, has the
+trainer save a complete checkpoint, and the training code then raises :class:`RunInterrupted`, so preemption
+or a closed terminal loses no step. (``training.trainer.StopOnSignalCallback`` is that callback.)
+A second signal while stopping gracefully interrupts at once. A signal the process was started ignoring
+(SIGHUP under ``nohup``, SIGINT for a shell's background job) stays ignored: the user asked for that.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import Any
 
 from grpo_pipeline.errors import ProjectError
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Stop after the current step and a checkpoint, rather than at once (Ctrl-C).
+GRACEFUL_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class RunInterrupted(ProjectError):
@@ -32,6 +36,9 @@ class RunInterrupted(ProjectError):
     def __init__(self, signal_number: int, step: int | None = None, max_steps: int | None = None) -> None:
         self.signal_number = signal_number
         self.step = step
+        # What running the same command again does; the run's hooks say, once they know what is on disk.
+        self.what_next = "Run the same command again."
+        _state.interrupted = True
         of = f" of {max_steps}" if max_steps and max_steps > 0 else ""
         where = f" at training step {step}{of}" if step is not None else ""
         super().__init__(f"interrupted by {self.signal_name}{where}")
@@ -52,25 +59,33 @@ class _StopState:
     requested: int | None = None  # the signal that asked for a graceful stop
     step: int | None = None  # the training step reached, while training
     max_steps: int | None = None
+    interrupted: bool = False  # a signal stopped the run: what fails from here on is its consequence
 
 
 _state = _StopState()
 
 
 def _on_signal(signal_number: int, frame: FrameType | None) -> None:
-    if signal_number == signal.SIGTERM and _state.graceful and _state.requested is None:
+    if signal_number in GRACEFUL_SIGNALS and _state.graceful and _state.requested is None:
         _state.requested = signal_number
         return
     raise RunInterrupted(signal_number, _state.step, _state.max_steps)
 
 
 def install_stop_signal_handlers() -> dict[int, Any]:
-    """Make SIGINT and SIGTERM raise :class:`RunInterrupted` until :func:`restore_signal_handlers` gets what this
-    returns; outside the main thread this does nothing (Python delivers signals to the main thread only)."""
+    """Make the stop signals the process does not ignore raise :class:`RunInterrupted` until
+    :func:`restore_signal_handlers` gets what this returns; outside the main thread this does nothing (Python
+    delivers signals to the main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    _state.step = _state.max_steps = None  # what an earlier run in this process reached is not this run's
-    return {number: signal.signal(number, _on_signal) for number in STOP_SIGNALS}
+    # What an earlier run in this process reached is not this run's.
+    _state.step = _state.max_steps = None
+    _state.interrupted = False
+    return {
+        number: signal.signal(number, _on_signal)
+        for number in STOP_SIGNALS
+        if signal.getsignal(number) is not signal.SIG_IGN
+    }
 
 
 def restore_signal_handlers(previous: dict[int, Any]) -> None:
@@ -96,6 +111,11 @@ def graceful_stop_window() -> Iterator[None]:
         yield
     finally:
         _state.graceful = False
+
+
+def interrupted() -> bool:
+    """Whether a signal has stopped the run (since :func:`install_stop_signal_handlers`)."""
+    return _state.interrupted
 
 
 def stop_requested() -> int | None:

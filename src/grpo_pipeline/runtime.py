@@ -22,11 +22,23 @@ IGNORED_WARNINGS = (
     r"`gradient_checkpointing` is deprecated and will be removed in v6",
 )
 
+# Messages from dependencies that tell a person watching a run nothing, by the logger that logs them: demoted to
+# DEBUG, so the log file keeps them and the terminal (INFO and above, conf/logging.yml) does not show them.
+LOG_FILE_ONLY = {
+    "py.warnings": (r"Hint: Inferred schema contains integer column",),  # MLflow, logging a data source's schema
+    "mlflow.transformers": (  # MLflow's transformers flavour, registering a checkpoint from disk
+        r"The model card could not be",
+        r"Unable to find license information",
+    ),
+}
+
 ENVIRONMENT_DEFAULTS = {
     # transformers' per-file bars ("Loading weights", "Writing model shards") repeat for every model the
     # pipeline loads or saves; the training progress bar is the one a person follows. Read by
     # huggingface_hub when first imported.
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    # datasets' bar per map (the warm start's "Tokenizing train dataset", ...), for the same reason.
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     # TRL flags rollout_func as experimental on every run; the project pins TRL 1.16's contract instead.
     "TRL_EXPERIMENTAL_SILENCE": "1",
     # MLflow gives its loggers a stderr handler of its own ("Creating initial MLflow database tables..."); without
@@ -40,6 +52,17 @@ def _not_ignored(record: logging.LogRecord) -> bool:
     return not any(re.search(message, record.getMessage()) for message in IGNORED_WARNINGS)
 
 
+class _ToLogFile(logging.Filter):
+    def __init__(self, messages: tuple[str, ...]) -> None:
+        super().__init__()
+        self.messages = messages
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if any(re.search(message, record.getMessage()) for message in self.messages):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def configure_runtime() -> None:
     """Apply :data:`IGNORED_WARNINGS` and :data:`ENVIRONMENT_DEFAULTS` (a variable already set is kept)."""
     for message in IGNORED_WARNINGS:
@@ -47,5 +70,7 @@ def configure_runtime() -> None:
     # kedro-mlflow puts `simplefilter("once", UserWarning)` before these filters when imported, so the warnings it
     # then raises still reach the log (Kedro captures warnings into the `py.warnings` logger): filtered there too.
     logging.getLogger("py.warnings").addFilter(_not_ignored)
+    for name, messages in LOG_FILE_ONLY.items():
+        logging.getLogger(name).addFilter(_ToLogFile(messages))
     for name, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(name, value)

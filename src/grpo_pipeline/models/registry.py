@@ -10,6 +10,7 @@ one no gate checked, is not registered; the record says why.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 from pathlib import Path
@@ -73,11 +74,14 @@ def register_validated_model(
         if checkpoint.is_adapter:  # the adapter's own files, as the checkpoint on disk holds them
             for file_name in (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE):
                 mlflow.log_artifact(str(Path(str(checkpoint.path)) / file_name), ADAPTER_ARTIFACT)
-    version = mlflow.register_model(
-        info.model_uri,
-        name,
-        tags={**{key: str(value) for key, value in metrics.items()}, "grpo.mlflow_run_id": run_id},
-    )
+    printed = io.StringIO()  # MLflow prints "Successfully registered model ..." to stderr; said once, below
+    with contextlib.redirect_stderr(printed):
+        version = mlflow.register_model(
+            info.model_uri,
+            name,
+            tags={**{key: str(value) for key, value in metrics.items()}, "grpo.mlflow_run_id": run_id},
+        )
+    logger.debug("mlflow.register_model: %s", printed.getvalue().strip())
     client = MlflowClient()
     client.update_model_version(name, version.version, _description(report, checkpoint))
     client.set_registered_model_alias(name, alias, version.version)

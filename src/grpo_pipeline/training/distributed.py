@@ -27,7 +27,7 @@ from trl import GRPOConfig
 
 from grpo_pipeline.atomic import atomic_directory
 from grpo_pipeline.config.schema import DistributedParams
-from grpo_pipeline.interruption import RunInterrupted
+from grpo_pipeline.interruption import GRACEFUL_SIGNALS, RunInterrupted
 from grpo_pipeline.models.checkpoint import load_checkpoint
 from grpo_pipeline.training.checkpoints import complete_checkpoints, read_marker
 from grpo_pipeline.training.run import GrpoRun, TrainingRequest, TrainingResult, train
@@ -141,11 +141,12 @@ def launch_training(
     try:
         returncode = process.wait()
     except RunInterrupted as interrupted:
-        # The training processes stop as this one would (SIGTERM: after the current step and a checkpoint).
-        process.send_signal(interrupted.signal_number)
+        # The training processes stop as this one would (SIGTERM, SIGHUP: after the current step and a checkpoint).
+        graceful = interrupted.signal_number in GRACEFUL_SIGNALS
+        process.send_signal(signal.SIGTERM if graceful else interrupted.signal_number)
         process.wait()
         saved = complete_checkpoints(training.output_dir)
-        if interrupted.signal_number != signal.SIGTERM or not saved:
+        if not graceful or not saved:
             raise
         # They stopped at the step of their last checkpoint.
         step = int(read_marker(saved[-1])["global_step"])

@@ -49,7 +49,7 @@ from grpo_pipeline.training.trainer import (
     StopOnSignalCallback,
     close_progress_bars,
     peak_memory_mb,
-    use_reward_progress_bar,
+    use_quiet_progress_bar,
     wrapped_output_embedding,
 )
 from grpo_pipeline.training.trl_internals import PhaseTiming, TimedGRPOTrainer
@@ -196,7 +196,7 @@ def build_trainer(
     )
     if params.peft is not None and (problem := wrapped_output_embedding(trainer.model)):
         raise invalid_parameters([f"parameter '{run_config.where('peft')}': {problem}"])
-    use_reward_progress_bar(trainer)
+    use_quiet_progress_bar(trainer)
     # Added once the trainer exists: a distributed run shares a stop request over its processes.
     trainer.add_callback(StopOnSignalCallback(_shared_over_processes(trainer)))
     return trainer, step_timer
@@ -344,7 +344,7 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     completed = trainer.state.global_step >= trainer.state.max_steps or not stop_requested()
     if completed and writes_checkpoints(trainer):
         mark_finished(trainer.args.output_dir, trainer.state.global_step)
-    # A SIGTERM during training stopped it after a complete checkpoint: the run ends here, recorded as interrupted.
+    # SIGTERM or SIGHUP during training stopped it after a complete checkpoint: the run ends here, as interrupted.
     raise_if_stopped()
     if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
         best = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
 from collections.abc import Callable
@@ -10,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer_callback import ProgressCallback
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import GRPOTrainer
 
 from grpo_pipeline.atomic import follow_umask
 from grpo_pipeline.interruption import confirm_stop, record_progress, stop_requested
 from grpo_pipeline.training.checkpoints import PREFIX_CHECKPOINT_DIR, write_marker
+
+logger = logging.getLogger(__name__)
 
 
 def wrapped_output_embedding(model: torch.nn.Module) -> str | None:
@@ -52,8 +55,14 @@ class StepTimer(TrainerCallback):
         self.step_seconds.append(time.perf_counter() - self._step_started)
 
 
-class RewardProgressCallback(ProgressCallback):
-    """One tqdm bar with step, ETA and the latest reward, instead of a printed dict per logging step."""
+def _log_to_file(state: TrainerState, logs: dict[str, Any] | None) -> None:
+    if state.is_world_process_zero and logs:
+        logger.debug("step %d: %s", state.global_step, logs)
+
+
+class QuietProgressCallback(ProgressCallback):
+    """One tqdm bar with step, ETA and the latest reward (or loss), instead of the stock bar's printed dict per
+    logging step and nested bar per evaluation; each logged dict goes to the log file (DEBUG)."""
 
     def on_log(
         self,
@@ -63,14 +72,36 @@ class RewardProgressCallback(ProgressCallback):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if state.is_world_process_zero and self.training_bar is not None and logs and "reward" in logs:
-            self.training_bar.set_postfix(reward=f"{logs['reward']:.3f}", loss=f"{logs.get('loss', 0.0):.4f}")
+        _log_to_file(state, logs)
+        shown = {name: f"{logs[name]:.4f}" for name in ("loss", "reward") if isinstance((logs or {}).get(name), float)}
+        if state.is_world_process_zero and self.training_bar is not None and shown:
+            self.training_bar.set_postfix(shown)
+
+    def on_prediction_step(self, *args: Any, **kwargs: Any) -> None:
+        pass  # no bar per evaluation: its results reach the log file and MLflow
 
 
-def use_reward_progress_bar(trainer: GRPOTrainer) -> None:
-    """Swap the stock progress bar (which prints every log dict) for :class:`RewardProgressCallback`."""
+class LogFileCallback(TrainerCallback):
+    """In place of ``disable_tqdm``'s printed dict per logging step: each goes to the log file (DEBUG)."""
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _log_to_file(state, logs)
+
+
+def use_quiet_progress_bar(trainer: Trainer) -> None:
+    """Swap the stock progress bar and printer (which print every log dict) for :class:`QuietProgressCallback` and
+    :class:`LogFileCallback`."""
     if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(RewardProgressCallback)
+        trainer.add_callback(QuietProgressCallback)
+    if trainer.pop_callback(PrinterCallback) is not None:
+        trainer.add_callback(LogFileCallback)
 
 
 def close_progress_bars(trainer: GRPOTrainer) -> None:

@@ -31,6 +31,7 @@ from grpo_pipeline.models.loading import load_tokenizer
 from grpo_pipeline.tool_calling import prepare_tokenizer
 from grpo_pipeline.tools import ToolSet
 from grpo_pipeline.training.fingerprint import data_sha256, model_identity, package_versions
+from grpo_pipeline.training.trainer import use_quiet_progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ def ensure_warm_start(train_dataset: pd.DataFrame, base_model_path: str, config:
                 train_dataset=Dataset.from_pandas(examples, preserve_index=False),
                 processing_class=tokenizer,
             )
+            use_quiet_progress_bar(trainer)
             started = time.perf_counter()
             trainer.train()
             seconds = time.perf_counter() - started
@@ -162,7 +164,10 @@ def ensure_warm_start(train_dataset: pd.DataFrame, base_model_path: str, config:
             "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None,
         }
-        logger.info("Warm start: %s", summary)
+        loss = f", loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else ""
+        logger.info(
+            "Warm start: %d steps on %d solved examples in %.1f s%s", summary["steps"], len(examples), seconds, loss
+        )
         trainer.model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         return {**summary, "prompt_hashes": prompt_hashes(train_dataset["prompt"])}
