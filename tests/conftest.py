@@ -39,6 +39,7 @@ from grpo_pipeline.config.schema import FormattingParams, TinyModelParams
 from grpo_pipeline.models.loading import load_tokenizer
 from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.prompts import format_splits
+from grpo_pipeline.variants import PIPELINE_TAG
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -161,15 +162,16 @@ def _succeeded(result: subprocess.CompletedProcess[str], args: tuple[str, ...]) 
     return result
 
 
-def mlflow_runs(project: Path, run_name: str | None = None) -> list[Run]:
-    """Runs in the project copy's MLflow store (all experiments), oldest first; none when nothing was tracked."""
+def mlflow_runs(project: Path, pipeline: str | None = None) -> list[Run]:
+    """Runs (of ``pipeline``) in the project copy's MLflow store (all experiments), oldest first; none when nothing
+    was tracked."""
     if not (project / "mlflow.db").exists():
         return []
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
     return client.search_runs(
         experiment_ids,
-        filter_string=f"attributes.run_name = '{run_name}'" if run_name else "",
+        filter_string=f"tags.`{PIPELINE_TAG}` = '{pipeline}'" if pipeline else "",
         order_by=["attributes.start_time"],
     )
 

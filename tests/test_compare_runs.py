@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.variants import pipeline_name, variant_names
-from tests.conftest import NO_GATES, copy_project, invoke_kedro, run_kedro
+from tests.conftest import NO_GATES, copy_project, invoke_kedro, mlflow_runs, run_kedro
 
 pytestmark = pytest.mark.kedro_run
 
@@ -36,8 +36,7 @@ def test_compares_two_debug_runs_that_differ_in_their_rewards(debug_project: Pat
     assert (reporting / "comparison_reward_curves.png").read_bytes()[:4] == b"\x89PNG"
 
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("grpo_pipeline")
-    (comparison,) = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'compare_runs'")
+    (comparison,) = mlflow_runs(project, "compare_runs")
     logged = {Path(item.path).name for item in client.list_artifacts(comparison.info.run_id, "comparison")}
     assert logged == {"comparison.csv", "comparison.md", "comparison_reward_curves.png"}
 

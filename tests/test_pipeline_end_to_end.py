@@ -40,6 +40,7 @@ from tests.conftest import (
     invoke_kedro_subprocess,
     mlflow_runs,
     run_kedro,
+    run_kedro_subprocess,
 )
 from tests.reward_models import build_short_answer_reward_model
 
@@ -51,7 +52,7 @@ def test_debug_run_learns_and_prints_a_summary(debug_run: Run) -> None:
     project, result = debug_run
     assert "grpo-pipeline summary" in result.stdout
     assert re.search(r"Where the time went: .*debug\.train_grpo [\d.]+ s \(\d+%\)", result.stdout), result.stdout
-    assert "eval reward base" in result.stdout and "MLflow run 'grpo_debug'" in result.stdout
+    assert "eval reward base" in result.stdout and "MLflow run 'grpo_debug · validation PASSED'" in result.stdout
     assert "[debug] held-out greedy accuracy (accuracy): base" in result.stdout
     assert "[debug] held-out sampled accuracy (accuracy): base" in result.stdout
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
@@ -123,8 +124,15 @@ def test_mlflow_store_holds_the_run(debug_run: Run) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("grpo_pipeline")
     assert experiment is not None
-    (run,) = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'grpo_debug'")
+    (run,) = client.search_runs([experiment.experiment_id], filter_string="tags.`grpo.pipeline` = 'grpo_debug'")
     assert run.info.status == "FINISHED"
+    # Readable in MLflow's run list: how the run ended, its validation status and headline figures, on its runs page.
+    assert run.info.run_name == "grpo_debug · validation PASSED"
+    assert run.data.tags["grpo.outcome"] == "validation PASSED" and run.data.tags["grpo.validation"] == "PASSED"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
+    assert run.data.metrics["validation/trained/greedy/accuracy"] == pytest.approx(report["trained"]["accuracy"])
+    assert run.data.metrics["validation/greedy_accuracy_gain"] == pytest.approx(report["accuracy_gain"]["greedy"])
     assert len(client.get_metric_history(run.info.run_id, "reward")) >= 10
     assert len(client.get_metric_history(run.info.run_id, "rewards/accuracy/mean")) >= 10
     assert float(run.data.params["debug.training.learning_rate"]) > 0
@@ -226,6 +234,11 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(
     parse, resolve = run_config_module.parse_section, rewards_module.resolve_rewards
     monkeypatch.setattr(run_config_module, "parse_section", lambda *args: parsed.append(args[2]) or parse(*args))
     monkeypatch.setattr(rewards_module, "resolve_rewards", lambda *args: resolved.append(args) or resolve(*args))
+    # A version an earlier run validated, under the alias that says so.
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    client.create_registered_model("debug")
+    earlier = client.create_model_version("debug", str(project / "data/06_models/debug/base_model"))
+    client.set_registered_model_alias("debug", "validated", earlier.version)
     result = invoke_kedro(
         project,
         "run",
@@ -233,12 +246,18 @@ def test_a_failed_validation_writes_its_report_then_fails_the_run(
         f"--params=debug.training.max_steps=2,debug.validation.min_eval_reward=3.5,{NO_GATES}",
     )
     assert result.returncode != 0 and "validation.min_eval_reward=3.5" in result.stdout + result.stderr
+    # The alias no longer says "validated" of the variant once its latest validation failed.
+    registered = json.loads((project / "data/08_reporting/debug/registered_model.json").read_text())
+    assert registered["registered"] is False and registered["alias_withdrawn_from_version"] == 1
+    assert client.get_registered_model("debug").aliases == {}
     assert parsed == ["debug"] and len(resolved) == 1
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
     assert report["passed"] is False and report["global_step"] == 2 and report["samples"]
     assert "FAILED" in (project / "data/08_reporting/debug/validation_report.md").read_text()
     (run,) = mlflow_runs(project, "grpo_debug")
-    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    assert client.get_model_version("debug", "1").tags["grpo.alias_withdrawn_by_run"] == run.info.run_id
+    assert run.info.run_name.startswith("grpo_debug · validation FAILED · training.max_steps=2 ")
+    assert run.data.tags["grpo.validation"] == "FAILED"
     assert "validation_report.json" in {
         Path(item.path).name for item in client.list_artifacts(run.info.run_id, "reports")
     }
@@ -428,6 +447,18 @@ def test_parquet_and_save_to_disk_copies_give_the_same_eval_prompts_as_json_line
     # Those two runs were of the prepare stage only; the parquet copy trains below as a new experiment.
 
 
+def test_a_run_from_a_project_subfolder_writes_only_the_projects_own_folders(debug_project: Path) -> None:
+    """`kedro run` typed in notebooks/ (Kedro finds the project upwards) wrote a second mlflow.db and data/ there."""
+    project = debug_project
+    subfolder = project / "notebooks"
+    before = sorted(path.name for path in subfolder.iterdir())
+    run_kedro_subprocess(subfolder, "run", "--pipelines=grpo_debug_prepare")  # a new process: its working folder
+    assert sorted(path.name for path in subfolder.iterdir()) == before
+    (run,) = mlflow_runs(project, "grpo_debug_prepare")
+    assert run.info.status == "FINISHED" and (project / "data/03_primary/debug").is_dir()
+    assert "Running in the project folder" in (project / "logs/grpo_pipeline.log").read_text()
+
+
 def test_a_new_experiment_is_a_folder_with_its_own_data_and_no_package_edit(tmp_path: Path, debug_run: Run) -> None:
     project = copy_project(tmp_path / "project", models_from=debug_run[0])
     # As a user does it: copy the debug variant's folder, rename its top key, point its own catalog at a Parquet file.
@@ -439,6 +470,7 @@ def test_a_new_experiment_is_a_folder_with_its_own_data_and_no_package_edit(tmp_
         "mytask.raw_prompts:\n  type: pandas.ParquetDataset\n  filepath: data/01_raw/mytask.parquet\n"
     )
     source = {path: path.read_bytes() for path in (project / "src").rglob("*.py")}
+    debug_model = {path: path.stat().st_mtime_ns for path in (project / "data/06_models/debug").rglob("*")}
     assert "- grpo_mytask\n" in run_kedro(project, "registry", "list").stdout
     no_gates = NO_GATES.replace("debug.", "mytask.")
     result = run_kedro(
@@ -448,6 +480,9 @@ def test_a_new_experiment_is_a_folder_with_its_own_data_and_no_package_edit(tmp_
         f"--params=mytask.training.max_steps=4,mytask.data.columns.question=prompt,{no_gates}",
     )
     assert {path: path.read_bytes() for path in (project / "src").rglob("*.py")} == source
+    # Its model, warm start and checkpoints are its own: debug's are untouched.
+    assert {path.name for path in (project / "data/06_models/mytask").iterdir()} >= {"base_model", "warm_start"}
+    assert {path: path.stat().st_mtime_ns for path in (project / "data/06_models/debug").rglob("*")} == debug_model
     report = json.loads((project / "data/08_reporting/mytask/validation_report.json").read_text())
     assert report["global_step"] == 4 and report["eval_prompts"] == 200
     # No gate set: nothing was checked, and every record says so instead of PASSED.
@@ -462,6 +497,24 @@ def test_a_new_experiment_is_a_folder_with_its_own_data_and_no_package_edit(tmp_
     tags = {tag.key: tag.value for tag in data.tags}
     assert tags["grpo.location"] == "data/01_raw/mytask.parquet" and tags["grpo.type"] == "pandas.ParquetDataset"
     assert tags["grpo.rows"] == "1000"
+    # A variant that would build its model in debug's folder (the copied folder's path before it said {variant})
+    # is refused before work, naming both.
+    shutil.copytree(project / "conf/local/mytask", project / "conf/local/clash")
+    clash = project / "conf/local/clash/parameters.yml"
+    clash.write_text(
+        clash.read_text()
+        .replace("\nmytask:\n", "\nclash:\n")
+        .replace("data/06_models/{variant}/base_model", "data/06_models/debug/base_model")
+    )
+    refused = invoke_kedro(project, "run", "--pipelines=grpo_clash")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert (
+        "variant 'clash' would write where another variant writes, each overwriting the other's outputs: "
+        "clash.model.name_or_path = data/06_models/debug/base_model and debug.model.name_or_path = "
+        "data/06_models/debug/base_model." in refused.stderr
+    ), refused.stderr
+    assert not (project / "data/06_models/clash").exists() and not mlflow_runs(project, "grpo_clash")
+    shutil.rmtree(project / "conf/local/clash")
     # An unknown experiment gets one message naming the variants and where they are defined.
     unknown = invoke_kedro(project, "run", "--pipelines=grpo_mytsak")
     assert unknown.returncode == 1 and "grpo_mytask (conf/local/mytask)" in unknown.stderr

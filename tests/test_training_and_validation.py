@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from transformers import TrainerState
 
 from grpo_pipeline.config.run_config import RunConfig, resolve_run_config
+from grpo_pipeline.config.schema import ValidationParams
 from grpo_pipeline.evaluation import decode
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer, loading_choices
@@ -23,9 +24,12 @@ from grpo_pipeline.rewards.arithmetic import format_reward
 from grpo_pipeline.training.checkpoints import complete_checkpoints
 from grpo_pipeline.training.mlflow_logging import MlflowStepMetricsCallback
 from grpo_pipeline.training.run import TrainingRequest, train
+from grpo_pipeline.validation import FAILED, PASSED, answer_spread, failures_of, outcome
 
 REWARD = {"functions": ["accuracy", "format", "length"]}
-VALIDATION = {"max_prompts": 8, "max_new_tokens": 6}
+# A few steps leave the tiny model answering every prompt alike: these tests are about the mechanics, so the
+# collapse checks are off (test_a_collapsed_model_fails_validation_whatever_the_gates covers them).
+VALIDATION = {"max_prompts": 8, "max_new_tokens": 6, "max_same_answer_share": None, "max_no_answer_share": None}
 
 
 def training_params(output_dir: Path, **overrides: Any) -> dict[str, Any]:
@@ -177,7 +181,7 @@ def test_validation_fails_below_threshold(trained: Any, datasets: Any, tiny_mode
     # The failing report, with the samples that explain it, is returned (saved) before the run fails.
     assert report["passed"] is False and report["samples"] and "**FAILED**: mean eval reward" in markdown
     with pytest.raises(ValueError, match=r"mean eval reward .* < validation.min_eval_reward=3.5"):
-        check_validation(report)
+        check_validation(report, {})
 
 
 @pytest.mark.trainer
@@ -211,7 +215,34 @@ def test_validation_fails_on_nan_weights(trained: Any, datasets: Any, tiny_model
         checkpoint.model.model.layers[0].mlp.down_proj.weight.fill_(float("nan"))
     report, _ = validate_checkpoint(checkpoint, str(tiny_model_dir), datasets[1], run_config(Path("out")))
     with pytest.raises(ValueError, match="NaN"):
-        check_validation(report)
+        check_validation(report, {})
+
+
+def test_a_collapsed_model_fails_validation_whatever_the_gates() -> None:
+    """A model that answers "2" to every question passed a gate of min_greedy_accuracy_gain 0.0 (0.000 -> 0.000)
+    and was registered; one with no answer at all passed with no gate (NO GATE)."""
+    gated = ValidationParams(max_new_tokens=4, accuracy_reward="accuracy", min_greedy_accuracy_gain=0.0)
+    questions = range(200)
+    base = {
+        "finite": True,
+        "mean_reward": 0.0,
+        "accuracy": 0.0,
+        "answers": answer_spread([str(n) for n in questions], None),
+    }
+    collapsed = {**base, "answers": answer_spread([[{"role": "assistant", "content": " 2"}] for _ in questions], None)}
+    failures = failures_of(base, collapsed, None, gated)
+    assert outcome(failures, gated) == FAILED
+    assert failures == [
+        "the trained model gives the same answer, '2', to 100% of the held-out prompts "
+        "(validation.max_same_answer_share=0.8): it has collapsed"
+    ]
+    assert outcome(failures_of(base, base, None, gated), gated) == PASSED  # as many answers as questions
+    ungated = ValidationParams(max_new_tokens=4, answer_pattern=r"\d+")
+    silent = {**base, "answers": answer_spread(["I cannot say."] * 150 + ["7"] * 50, r"\d+")}
+    (failure,) = failures_of(base, silent, None, ungated)
+    assert outcome([failure], ungated) == FAILED and failure.startswith("the trained model gives no answer to 75%")
+    checks_off = ValidationParams(max_new_tokens=4, max_same_answer_share=None, max_no_answer_share=None)
+    assert failures_of(base, collapsed, None, checks_off) == [] and failures_of(base, silent, None, checks_off) == []
 
 
 # The held-out prompts scored every two steps, the best checkpoint the one with the best training reward.

@@ -181,6 +181,13 @@ def test_ctrl_c_on_a_piped_run_is_recorded_as_interrupted_and_the_rerun_resumes(
     assert interrupted.info.status == "KILLED" and interrupted.data.tags["grpo.interrupted_by"] == "SIGINT"
     assert int(interrupted.data.tags["grpo.interrupted_at_step"]) >= resumed_step
     assert json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())["status"] == "KILLED"
+    # MLflow's run list tells it from a failure: its name and tags say how it ended.
+    stopped_at = interrupted.data.tags["grpo.interrupted_at_step"]
+    assert interrupted.info.run_name == (
+        f"grpo_debug · interrupted by SIGINT at training step {stopped_at} of 40 · training.max_steps=40 "
+        "training.save_steps=10 validation.min_greedy_accuracy_gain=None validation.min_sampled_accuracy_gain=None"
+    )
+    assert interrupted.data.tags["grpo.validation"] == "KILLED"
     # A half-written checkpoint with a higher step (no completion marker) must never be picked.
     (output_dir / "checkpoint-39").mkdir()
     (output_dir / "checkpoint-39" / "config.json").write_text("{}")

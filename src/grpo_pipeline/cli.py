@@ -10,6 +10,7 @@ full traceback. Kedro loads ``cli.py``'s ``run`` in place of its own (kedro.fram
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.io import DatasetError
+from kedro.utils import find_kedro_project
 
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.errors import ProjectError
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
+        _work_in_the_project_folder()
         with outlive_closed_output():
             try:
                 _check_pipelines_exist(kwargs.get("pipelines"))
@@ -51,6 +54,19 @@ def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
                 raise SystemExit(1) from None
 
     return run
+
+
+def _work_in_the_project_folder() -> None:
+    """Run in the project's folder, as found from a subfolder (Kedro finds its project upwards): every relative path
+    of the configuration (data/, the MLflow store sqlite:///mlflow.db, logs/, --params paths) is the project's,
+    not a second copy under the folder the command was typed in."""
+    from kedro.framework.project import LOGGING  # noqa: PLC0415 (configured when Kedro's CLI was imported)
+
+    project = find_kedro_project(Path.cwd())
+    if project is not None and project.resolve() != Path.cwd().resolve():
+        os.chdir(project)
+        LOGGING.__init__()  # Kedro's choice of logging configuration (conf/logging.yml), made again from here
+        logger.info("Running in the project folder %s", project)
 
 
 class UnknownPipelineError(ProjectError, ValueError):

@@ -11,13 +11,14 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.config.schema import CompareRunsParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.reporting import markdown_table
-from grpo_pipeline.variants import PIPELINE_PREFIX
+from grpo_pipeline.variants import PIPELINE_PREFIX, PIPELINE_TAG
 
 logger = logging.getLogger(__name__)
 # The pseudo-parameter holding each run's data sources in the comparison.
@@ -60,12 +61,7 @@ def collect_runs(params: CompareRunsParams) -> list[dict[str, Any]]:
     else:
         runs = []
         for pipeline in params.pipelines:
-            runs += client.search_runs(
-                [experiment.experiment_id],
-                filter_string=f"attributes.run_name = '{pipeline}' and attributes.status = 'FINISHED'",
-                order_by=["attributes.start_time DESC"],
-                max_results=params.latest_per_pipeline,
-            )
+            runs += _latest_finished(client, experiment.experiment_id, pipeline, params.latest_per_pipeline)
     if not runs:
         raise ComparisonError(
             f"No finished runs of {params.pipelines} in experiment '{params.experiment_name}'. Run a pipeline "
@@ -80,6 +76,7 @@ def collect_runs(params: CompareRunsParams) -> list[dict[str, Any]]:
             {
                 "run_id": run_id,
                 "run_name": run.info.run_name,
+                "pipeline": run_pipeline(run),
                 "label": f"{run.info.run_name} {run_id[:8]}",
                 "start_time": run.info.start_time,
                 "wall_time_s": (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None,
@@ -139,6 +136,26 @@ def _shortened(value: str, width: int = 48) -> str:
     return value if len(value) <= width else value[: width - 3] + "..."
 
 
+def run_pipeline(run: Run) -> str:
+    """The pipeline a run ran: its ``grpo.pipeline`` tag; a run from before runs had descriptive names is named
+    after it."""
+    return run.data.tags.get(PIPELINE_TAG) or run.info.run_name
+
+
+def _latest_finished(client: MlflowClient, experiment_id: str, pipeline: str, count: int) -> list[Run]:
+    """The ``count`` newest FINISHED runs of ``pipeline`` (found by their tag, or, from before the tag, by name)."""
+    found: dict[str, Run] = {}
+    for selector in (f"tags.`{PIPELINE_TAG}` = '{pipeline}'", f"attributes.run_name = '{pipeline}'"):
+        for run in client.search_runs(
+            [experiment_id],
+            filter_string=f"{selector} and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=count,
+        ):
+            found[run.info.run_id] = run
+    return sorted(found.values(), key=lambda run: -run.info.start_time)[:count]
+
+
 def _config_differences(compared_runs: list[dict[str, Any]]) -> pd.DataFrame:
     """Parameters (and data sources) whose value is not the same in every run, the most telling first (rewards,
     model, data, learning rate, ...); keys are shown without the variant prefix."""
@@ -147,7 +164,7 @@ def _config_differences(compared_runs: list[dict[str, Any]]) -> pd.DataFrame:
         return key.removeprefix(f"{variant}.")
 
     tables = [
-        {strip(key, run["run_name"].removeprefix(PIPELINE_PREFIX)): value for key, value in run["params"].items()}
+        {strip(key, run["pipeline"].removeprefix(PIPELINE_PREFIX)): value for key, value in run["params"].items()}
         | ({DATA_SOURCE: _source_text(run["data_sources"])} if run.get("data_sources") else {})
         for run in compared_runs
     ]

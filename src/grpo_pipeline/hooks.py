@@ -34,7 +34,14 @@ from grpo_pipeline.prompts import SOURCE_ATTR, RawPrompts
 from grpo_pipeline.run_lock import RunLock
 from grpo_pipeline.tracking_store import check_sqlite_store, remove_if_unused, sqlite_store
 from grpo_pipeline.training.checkpoints import RUN_FINISHED_MARKER, CheckpointError, resolve_resume_checkpoint
-from grpo_pipeline.variants import find_variants
+from grpo_pipeline.variants import (
+    DEFAULT_VARIANT,
+    PIPELINE_TAG,
+    SharedFolderError,
+    find_variants,
+    pipeline_name,
+    shared_folder_problem,
+)
 
 logger = logging.getLogger(__name__)
 # The catalog entry of each variant's data source (conf/base/catalog.yml, or the variant folder's own catalog.yml).
@@ -123,10 +130,14 @@ class RunChecksHooks:
     def _check_and_lock(self, pipeline: Pipeline, catalog: DataCatalog, env: str | None) -> None:
         node_names = {node.name for node in pipeline.nodes}
         locks = []
+        # Every variant this run's environments define, run or not: none may write where another writes.
+        defined = {name: catalog.load(f"params:{name}") for name in find_variants() if f"params:{name}" in catalog}
         for variant in _variants(pipeline):
             if f"params:{variant}" not in catalog:
                 raise VariantNotReadError(variant_outside_environments(variant, env))
-            raw_params = catalog.load(f"params:{variant}")
+            raw_params = defined.setdefault(variant, catalog.load(f"params:{variant}"))
+            if problem := shared_folder_problem(variant, defined):
+                raise SharedFolderError(problem)
             # A variant already running stops this run at once, before the (seconds-long) parameter checks;
             # an output_dir that is not a usable string fails those checks instead.
             output_dir = (raw_params.get("training") or {}).get("output_dir")
@@ -309,6 +320,148 @@ class RunRecordHooks:
         self._previous_handlers = {}
 
 
+class ReadableRunHooks:
+    """What a person sees in MLflow's run list: each run named after its pipeline, the part of it run and the
+    ``--params`` it was given (``grpo_debug · training.learning_rate=0.003``) and, once it ends, how it ended, put
+    before what the list may cut off (``grpo_debug · validation PASSED · training.learning_rate=0.003``, ``grpo_debug ·
+    interrupted by SIGINT at training step 25 of 150 · ...``), tagged ``grpo.pipeline`` and ``grpo.outcome``; every
+    validation's status (tag ``grpo.validation``) and headline metrics (``validation/...``) on its run, whether or not
+    a model is registered; the experiment tagged as model training, not GenAI. A run name set in
+    ``conf/<env>/mlflow.yml`` (``tracking.run.name``) is kept."""
+
+    def __init__(self) -> None:
+        self._run_id: str | None = None
+        # The name this hook gave the run (its pipelines, then what run_details says), None when it kept another.
+        self._name: tuple[str, str] | None = None
+        self._failed_node: str | None = None
+        self._validated = False
+
+    # trylast: once kedro-mlflow opened the run.
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, **kwargs: Any) -> None:
+        import mlflow  # noqa: PLC0415 (see the module doc)
+
+        from grpo_pipeline.training.mlflow_logging import tag_run  # noqa: PLC0415 (imports transformers)
+
+        run = mlflow.active_run()
+        self._run_id, self._name, self._failed_node, self._validated = None, None, None, False
+        if run is None:
+            return
+        self._run_id = run.info.run_id
+        pipelines = list(run_params.get("pipeline_names") or [pipeline_name(DEFAULT_VARIANT)])
+        tags = {PIPELINE_TAG: "+".join(pipelines)}
+        if run.info.run_name in (*pipelines, "__default__"):  # kedro-mlflow's default, not a name the user chose
+            self._name = ("+".join(pipelines), run_details(_variants(pipeline), run_params))
+            tags["mlflow.runName"] = _run_name(*self._name)
+        tag_run(run.info.run_id, tags)
+        _open_experiment_on_runs(run.info.experiment_id)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, **kwargs: Any) -> None:
+        if dataset_name.rpartition(".")[2] != "validation_report" or self._run_id is None:
+            return
+        import mlflow  # noqa: PLC0415 (see the module doc)
+
+        from grpo_pipeline.reporting import validation_metrics  # noqa: PLC0415 (imports matplotlib)
+        from grpo_pipeline.training.mlflow_logging import tag_run  # noqa: PLC0415 (imports transformers)
+
+        self._validated = True
+        tag_run(self._run_id, {VALIDATION_TAG: str(data["status"])})
+        mlflow.log_metrics(validation_metrics(data), run_id=self._run_id, synchronous=True)
+
+    @hook_impl
+    def on_node_error(self, node: Node, **kwargs: Any) -> None:
+        self._failed_node = node.name
+
+    # tryfirst: the run summary (RunSummaryHooks) prints the run's final name.
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(self, pipeline: Pipeline, catalog: DataCatalog, **kwargs: Any) -> None:
+        reports = [f"{variant}.validation_report" for variant in _variants(pipeline)]
+        statuses = [catalog.load(name)["status"] for name in reports if name in pipeline.all_outputs()]
+        self._end(f"validation {'/'.join(statuses)}" if statuses else "finished")
+
+    # tryfirst: before kedro-mlflow ends the run.
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self, error: Exception, **kwargs: Any) -> None:
+        from grpo_pipeline.training.mlflow_logging import tag_run  # noqa: PLC0415 (imports transformers)
+        from grpo_pipeline.validation import ValidationFailedError  # noqa: PLC0415 (imports torch)
+
+        if isinstance(error, RunInterrupted):
+            outcome, status = str(error), "KILLED"
+        elif isinstance(error, ValidationFailedError):
+            outcome, status = "validation FAILED", "FAILED"
+        else:
+            outcome, status = f"failed in {self._failed_node or 'the run'}", "FAILED"
+        if self._run_id is not None and not self._validated:  # the report RunRecordHooks writes says so too
+            tag_run(self._run_id, {VALIDATION_TAG: status})
+        self._end(outcome)
+
+    def _end(self, outcome: str) -> None:
+        from grpo_pipeline.training.mlflow_logging import tag_run  # noqa: PLC0415 (imports transformers)
+
+        tags = {OUTCOME_TAG: outcome}
+        if self._name is not None:  # the outcome before the details, which MLflow's run list may cut off
+            pipelines, details = self._name
+            tags["mlflow.runName"] = _run_name(pipelines, outcome, details)
+        tag_run(self._run_id, tags)
+        self._run_id = None
+
+
+# Tags a person can add as columns of MLflow's run list.
+OUTCOME_TAG = "grpo.outcome"
+VALIDATION_TAG = "grpo.validation"
+# MLflow 3 opens an experiment without this tag on its GenAI traces page.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+RUN_NAME_LENGTH = 200
+# kedro run's options that run part of the pipelines: Kedro's run_params key, the option.
+SLICING_OPTIONS = {
+    "tags": "--tags",
+    "node_names": "--nodes",
+    "from_nodes": "--from-nodes",
+    "to_nodes": "--to-nodes",
+    "from_inputs": "--from-inputs",
+    "to_outputs": "--to-outputs",
+    "namespaces": "--namespaces",
+}
+
+
+def run_details(variants: list[str], run_params: dict[str, Any]) -> str:
+    """``--to-nodes=debug.train_grpo training.learning_rate=0.003``: the slice of the pipelines run and the
+    ``--params`` given, without the variant's prefix (a run of one variant)."""
+    prefix = f"{variants[0]}." if len(variants) == 1 else ""
+    sliced = [
+        f"{option}={','.join(map(str, run_params[key]))}"
+        for key, option in SLICING_OPTIONS.items()
+        if run_params.get(key)
+    ]
+    given = [f"{key.removeprefix(prefix)}={value}" for key, value in _flattened(run_params.get("runtime_params") or {})]
+    return " ".join([*sliced, *given])
+
+
+def _run_name(*parts: str) -> str:
+    name = " · ".join(part for part in parts if part)
+    return name if len(name) <= RUN_NAME_LENGTH else name[: RUN_NAME_LENGTH - 1] + "…"
+
+
+def _flattened(params: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    pairs = []
+    for key, value in params.items():
+        if isinstance(value, dict):
+            pairs += _flattened(value, f"{prefix}{key}.")
+        else:
+            pairs.append((f"{prefix}{key}", value))
+    return pairs
+
+
+def _open_experiment_on_runs(experiment_id: str) -> None:
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415 (see the module doc)
+
+    client = MlflowClient()
+    key, kind = EXPERIMENT_KIND
+    if key not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, key, kind)
+
+
 def _checkpoint_on_disk(catalog: DataCatalog, name: str) -> dict[str, Any] | None:
     """The checkpoint an earlier run left at ``name``'s path, and the MLflow run that trained it, without loading it."""
     from grpo_pipeline.models.checkpoint import TRAINER_STATE_FILE, is_checkpoint  # noqa: PLC0415
@@ -405,8 +558,9 @@ class RunSummaryHooks:
             lines.append(f"[{variant}] validation: {status_text(report).replace('**', '')}")
         run = mlflow.active_run() or mlflow.last_active_run()
         if run is not None:
+            name = mlflow.tracking.MlflowClient().get_run(run.info.run_id).info.run_name  # as it ended
             lines.append(
-                f"MLflow run '{run.info.run_name}' ({run.info.run_id}) in {mlflow.get_tracking_uri()}; "
-                "browse it with `kedro mlflow ui`."
+                f"MLflow run '{name}' ({run.info.run_id}) in {mlflow.get_tracking_uri()}; browse it with `kedro mlflow "
+                f"ui`, at #/experiments/{run.info.experiment_id}?workflowType=machine_learning (its runs, not GenAI)."
             )
         print("\n".join(["", "=" * 30 + " grpo-pipeline summary " + "=" * 30, *lines, "=" * 83]), flush=True)

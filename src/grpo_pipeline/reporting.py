@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +57,20 @@ DECODINGS = ("greedy", "sampled")
 def decoded_scores(model_scores: dict[str, Any], decoding: str) -> dict[str, Any] | None:
     """A validation report's scores of one model under ``decoding``: greedy ones at the top, sampled ones nested."""
     return model_scores if decoding == "greedy" else model_scores.get("sampled")
+
+
+def validation_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The validation report's scores as flat, finite metrics, e.g. ``validation/trained/greedy/accuracy``."""
+    metrics: dict[str, float | None] = {"validation/reward_gain": report["reward_gain"]}
+    for model in ("base", "trained"):
+        for decoding in DECODINGS:
+            scores = decoded_scores(report[model], decoding) or {}
+            prefix = f"validation/{model}/{decoding}"
+            metrics[f"{prefix}/mean_reward"] = scores.get("mean_reward")
+            metrics[f"{prefix}/accuracy"] = scores.get("accuracy")
+    for decoding, gain in (report.get("accuracy_gain") or {}).items():
+        metrics[f"validation/{decoding}_accuracy_gain"] = gain
+    return {key: float(value) for key, value in metrics.items() if value is not None and math.isfinite(value)}
 
 
 def _rounded(value: float | None) -> float | None:

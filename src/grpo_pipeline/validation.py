@@ -85,6 +85,7 @@ def failures_of(
         )
     if not trained["finite"]:
         failures.append("the checkpoint produces NaN/inf logits")
+    failures += collapse_failures(trained["answers"], params)
     if trained["mean_reward"] is None:
         failures.append("no reward applies to any of the trained model's held-out completions (every reward gave None)")
     elif params.min_eval_reward is not None and trained["mean_reward"] < params.min_eval_reward:
@@ -107,6 +108,38 @@ def failures_of(
                 f"{decoding} accuracy gain over the base model {shown} < validation.min_{decoding}_accuracy_gain="
                 f"{threshold}"
             )
+    return failures
+
+
+def answer_spread(completions: list[Any], pattern: str | None) -> dict[str, Any]:
+    """How a model's greedy answers spread over the prompts: its most common answer and that answer's share, and
+    the share of prompts it gives no answer to (``pattern`` finds none, or the reply is empty)."""
+    answers = [final_answer(completion, pattern) for completion in completions]
+    given = Counter(answer for answer in answers if answer is not None)
+    most_common, count = given.most_common(1)[0] if given else (None, 0)
+    total = max(len(answers), 1)
+    return {
+        "most_common": most_common,
+        "most_common_share": count / total,
+        "no_answer_share": sum(answer is None for answer in answers) / total,
+    }
+
+
+def collapse_failures(answers: dict[str, Any], params: ValidationParams) -> list[str]:
+    """A collapsed policy, whatever the gates: one answer to most prompts, or none."""
+    failures = []
+    same, share = params.max_same_answer_share, answers["most_common_share"]
+    if same is not None and share > same:
+        failures.append(
+            f"the trained model gives the same answer, {answers['most_common']!r}, to {share:.0%} of the held-out "
+            f"prompts (validation.max_same_answer_share={same}): it has collapsed"
+        )
+    none, no_answer = params.max_no_answer_share, answers["no_answer_share"]
+    if none is not None and no_answer > none:
+        failures.append(
+            f"the trained model gives no answer to {no_answer:.0%} of the held-out prompts "
+            f"(validation.max_no_answer_share={none}; answer_pattern={params.answer_pattern!r})"
+        )
     return failures
 
 
@@ -266,6 +299,7 @@ def assess(
         "rewards": greedy["rewards"],
         "skipped": greedy["skipped"],
         "finite": greedy_run.finite,
+        "answers": answer_spread(greedy_run.completions, params.answer_pattern),
         "accuracy": greedy["rewards"][params.accuracy_reward] if params.accuracy_reward else None,
         **({"tool_use": greedy_run.tool_use} if greedy_run.tool_use is not None else {}),
         "sampled": None,

@@ -8,10 +8,14 @@ vllm-serve`` and the config loader all ask :func:`find_variants` (see docs/confi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from grpo_pipeline.errors import ProjectError
 
 # The variant `kedro run` runs without --pipelines.
 DEFAULT_VARIANT = "debug"
@@ -20,6 +24,10 @@ DEFAULTS_KEY = "variant_defaults"
 # Folders of configuration that belong to the project's other pipelines, not to a variant.
 OTHER_PIPELINES = ("compare_runs",)
 PIPELINE_PREFIX = "grpo_"
+# The MLflow tag naming the pipeline a run ran (its run name says more: what was overridden, how it ended).
+PIPELINE_TAG = "grpo.pipeline"
+# Stands for the variant's name in its parameters (e.g. in output paths), as in Kedro's dataset factories.
+VARIANT_PLACEHOLDER = "{variant}"
 PARAMETER_FILES = ("parameters*.yml", "parameters*.yaml")
 
 
@@ -92,3 +100,45 @@ def unknown_variant(variant: str, conf: Path | None = None) -> str | None:
         f"no variant '{variant}' in {conf.name}/: the variants are {describe_variants(conf) or 'none'}. A variant is a "
         f"folder conf/<env>/<name>/ whose parameters.yml has a '<name>:' section (docs/configuration.md)"
     )
+
+
+class SharedFolderError(ProjectError, ValueError):
+    """Two variants would write one folder, each overwriting the other's model or checkpoints."""
+
+
+def written_folders(params: Mapping[str, Any]) -> dict[str, str]:
+    """The folders a run of a variant writes, by the parameter naming each, from its parameters as the config
+    loader hands them (defaults merged, ``{variant}`` filled in)."""
+    model = params.get("model") or {}
+    training = params.get("training") or {}
+    warm_start = params.get("warm_start") or {}
+    named = {
+        "training.output_dir": training.get("output_dir"),
+        "warm_start.output_dir": warm_start.get("output_dir"),
+        # A model the pipeline builds (build_tiny, from_gguf) is written there; any other is only read.
+        "model.name_or_path": model.get("name_or_path") if model.get("build_tiny") or model.get("from_gguf") else None,
+    }
+    return {key: folder for key, folder in named.items() if isinstance(folder, str) and folder}
+
+
+def shared_folder_problem(variant: str, params_by_variant: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """What ``variant`` would write that another variant of ``params_by_variant`` writes too (the same folder, or
+    one inside the other), naming both, or None."""
+    clashes = []
+    for key, folder in written_folders(params_by_variant[variant]).items():
+        for other, other_params in params_by_variant.items():
+            for other_key, other_folder in written_folders(other_params).items() if other != variant else ():
+                if _overlap(Path(folder), Path(other_folder)):
+                    clashes.append(f"{variant}.{key} = {folder} and {other}.{other_key} = {other_folder}")
+    if not clashes:
+        return None
+    return (
+        f"variant '{variant}' would write where another variant writes, each overwriting the other's outputs: "
+        f"{'; '.join(clashes)}. Give every variant folders of its own: {VARIANT_PLACEHOLDER} in a path stands for "
+        "the variant's name (e.g. data/06_models/{variant}/base_model), as the shipped variants write theirs"
+    )
+
+
+def _overlap(first: Path, second: Path) -> bool:
+    first, second = Path(os.path.normpath(first)), Path(os.path.normpath(second))
+    return first == second or first in second.parents or second in first.parents

@@ -19,9 +19,8 @@ from typing import Any
 from kedro.config import OmegaConfigLoader
 
 from grpo_pipeline.errors import ParameterError, invalid_parameters
-from grpo_pipeline.variants import DEFAULTS_KEY, find_variants
+from grpo_pipeline.variants import DEFAULTS_KEY, VARIANT_PLACEHOLDER, find_variants
 
-VARIANT_PLACEHOLDER = "{variant}"
 # `extends: debug` in a variant's section: that variant's own values under this one's (see conf/tiny).
 EXTENDS_KEY = "extends"
 CONFIG_LOADER_ARGS: dict[str, Any] = {

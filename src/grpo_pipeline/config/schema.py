@@ -398,6 +398,20 @@ class ValidationParams(_Section):
     min_sampled_accuracy_gain: float | None = Field(
         None, description="trained minus base sampled accuracy must reach this"
     )
+    max_same_answer_share: float | None = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="a trained model that gives one greedy answer (answer_pattern's, else the final reply) to more "
+        "than this share of the held-out prompts has collapsed, and fails, whatever the gates; null: no check",
+    )
+    max_no_answer_share: float | None = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="a trained model with no greedy answer (answer_pattern finds none, or the reply is empty) to "
+        "more than this share of the held-out prompts fails, whatever the gates; null: no check",
+    )
     merge_check_prompts: int = Field(
         8, gt=0, description="prompts on which a LoRA merged export must generate what base+adapter does"
     )

@@ -12,32 +12,17 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 from grpo_pipeline.models.checkpoint import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, HFCheckpoint, merged_copy
-from grpo_pipeline.reporting import DECODINGS, PASSED, decoded_scores, gates_text
+from grpo_pipeline.reporting import PASSED, gates_text, validation_metrics
 
 logger = logging.getLogger(__name__)
 # The flavour's requirements, written here: MLflow's inference of them imports every package of the process.
 PIP_REQUIREMENTS = ("torch", "transformers", "safetensors")
 MODEL_ARTIFACT = "model"
 ADAPTER_ARTIFACT = "adapter"
-
-
-def validation_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """The validation report's scores as flat, finite metrics, e.g. ``validation/trained/greedy/accuracy``."""
-    metrics: dict[str, float | None] = {"validation/reward_gain": report["reward_gain"]}
-    for model in ("base", "trained"):
-        for decoding in DECODINGS:
-            scores = decoded_scores(report[model], decoding) or {}
-            prefix = f"validation/{model}/{decoding}"
-            metrics[f"{prefix}/mean_reward"] = scores.get("mean_reward")
-            metrics[f"{prefix}/accuracy"] = scores.get("accuracy")
-    for decoding, gain in (report.get("accuracy_gain") or {}).items():
-        metrics[f"validation/{decoding}_accuracy_gain"] = gain
-    return {key: float(value) for key, value in metrics.items() if value is not None and math.isfinite(value)}
 
 
 def register_validated_model(
@@ -52,7 +37,8 @@ def register_validated_model(
     if report.get("status") != PASSED:
         reason = "validation failed" if report.get("failures") else "no validation gate was set, nothing was checked"
         logger.info("Not registering the checkpoint as '%s': %s", name, reason)
-        return record | {"registered": False, "reason": reason}
+        withdrawn = withdraw_alias(name, alias, run_id) if report.get("failures") else None
+        return record | {"registered": False, "reason": reason, "alias_withdrawn_from_version": withdrawn}
     if run_id is None:
         return record | {"registered": False, "reason": "the run has no MLflow run to log the model to"}
     metrics = validation_metrics(report)
@@ -62,8 +48,7 @@ def register_validated_model(
     active = mlflow.active_run()
     # The run's own process logs into its open run; anything else (a notebook, a later process) reopens it.
     opened = contextlib.nullcontext() if active and active.info.run_id == run_id else mlflow.start_run(run_id=run_id)
-    with opened:
-        mlflow.log_metrics(metrics)
+    with opened:  # the run logged the validation's metrics when it saved the report (hooks.ReadableRunHooks)
         info = mlflow.transformers.log_model(
             transformers_model={"model": model, "tokenizer": checkpoint.tokenizer},
             name=MODEL_ARTIFACT,
@@ -94,6 +79,30 @@ def register_validated_model(
         "adapter_artifacts": f"runs:/{run_id}/{ADAPTER_ARTIFACT}" if checkpoint.is_adapter else None,
         "metrics": metrics,
     }
+
+
+def withdraw_alias(name: str, alias: str, run_id: str | None) -> int | None:
+    """After a failed validation, ``models:/<name>@<alias>`` points nowhere until a validation passes again: the
+    alias is removed and the version it pointed at tagged with the run that withdrew it; that version, or None."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415 (see register_validated_model)
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415
+
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException:  # no such model, or no such alias
+        return None
+    client.delete_registered_model_alias(name, alias)
+    client.set_model_version_tag(name, version.version, "grpo.alias_withdrawn_by_run", str(run_id))
+    logger.warning(
+        "Withdrew models:/%s@%s from version %s: this run's validation failed, so the alias points nowhere until a "
+        "validation passes (version %s stays registered)",
+        name,
+        alias,
+        version.version,
+        version.version,
+    )
+    return int(version.version)
 
 
 def _description(report: dict[str, Any], checkpoint: HFCheckpoint) -> str:

@@ -88,8 +88,9 @@ def validate_checkpoint(
     return report, validation_markdown(report)
 
 
-def check_validation(validation_report: dict[str, Any]) -> None:
-    """Fail the run when the saved validation report says the checkpoint did not pass."""
+def check_validation(validation_report: dict[str, Any], registered_model: dict[str, Any]) -> None:
+    """Fail the run when the saved validation report says the checkpoint did not pass (once ``registered_model``
+    is recorded: a failed validation withdraws the registry's alias)."""
     from grpo_pipeline.validation import raise_if_failed
 
     raise_if_failed(validation_report)

@@ -74,7 +74,8 @@ def create_pipeline(namespace: str | None = None, **kwargs: object) -> Pipeline:
             ),
             Node(
                 nodes.check_validation,
-                inputs="validation_report",
+                # After register_model, which withdraws the alias from a model whose validation failed.
+                inputs=["validation_report", "registered_model"],
                 outputs=None,
                 name="check_validation",
                 tags="validate",
