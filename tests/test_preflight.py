@@ -43,6 +43,19 @@ def test_parameter_problems_come_first_and_alone() -> None:
         preflight(raw, "debug", (GOOD_ROWS.assign(answer=["x"] * 3), "rows.jsonl"))
 
 
+def test_a_prompt_and_completion_longer_than_the_model_takes_are_refused_before_work() -> None:
+    raw = {**DEBUG, "formatting": {**DEBUG["formatting"], "max_prompt_length": 250}}
+    with pytest.raises(ParameterError) as error:
+        preflight(raw, "debug", (GOOD_ROWS, "rows.jsonl"))
+    completion = DEBUG["training"].get("max_completion_length") or 8
+    assert (
+        f"parameter 'debug.formatting.max_prompt_length' (250) + 'debug.training.max_completion_length' ({completion}) "
+        f"= {250 + completion} tokens, more than the model's max_position_embeddings = 256 (parameter "
+        "'debug.model.build_tiny'); lower one of them"
+    ) in str(error.value)
+    preflight({**raw, "formatting": {**DEBUG["formatting"], "max_prompt_length": 256 - completion}}, "debug")
+
+
 def solution_reward(completions: list[str], solution: list[str], **kwargs: object) -> list[float]:
     return [float(completion == reference) for completion, reference in zip(completions, solution, strict=True)]
 

@@ -1,7 +1,8 @@
 """Every check before a run does any work, as one library function the pre-run hook calls.
 
 :func:`preflight` resolves a variant's parameters (names, types, TRL's own config checks, the rewards; see
-config/run_config.py), then checks that a model the project builds from a file can be built, every row of its raw
+config/run_config.py), then checks that a model the project builds from a file can be built, that a prompt and its
+completion fit in the model's positions, every row of its raw
 prompts and that they carry every column a reward takes, the custom rollout, that vLLM generation can work, and that
 an automatic resume would continue this very run. Problems of the parameters come first (nothing else can be checked
 without them); the other checks all run, and what they find is raised together.
@@ -10,12 +11,13 @@ without them); the other checks all run, and what they find is raised together.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from grpo_pipeline.config.run_config import RunConfig, resolved_once
-from grpo_pipeline.errors import ProjectError
+from grpo_pipeline.errors import ProjectError, invalid_parameters
 from grpo_pipeline.prompts import SOURCE_ATTR, PromptDataError, RawPrompts, normalised_rows, source_tables
 from grpo_pipeline.tools import ENVIRONMENT_COLUMN, environment_column_problem
 
@@ -76,6 +78,44 @@ def _model_problems(config: RunConfig) -> None:
         gguf_file(config.params.model.from_gguf, config.where("model.from_gguf"))
 
 
+def _context_length(config: RunConfig) -> tuple[int, str] | None:
+    """How many positions the model takes, and where that is set; None where the model is not at hand (a hub id,
+    a model built later) or does not say."""
+    model = config.params.model
+    if model.build_tiny is not None:
+        return model.build_tiny.max_position_embeddings, f"parameter '{config.where('model.build_tiny')}'"
+    config_file = Path(model.name_or_path) / "config.json"
+    if not config_file.is_file():
+        return None
+    from transformers import AutoConfig  # noqa: PLC0415 (only a local model's config is read)
+
+    try:
+        text_config = AutoConfig.from_pretrained(
+            model.name_or_path, trust_remote_code=model.trust_remote_code
+        ).get_text_config()
+    except (OSError, ValueError):  # a config transformers cannot read: loading the model says why
+        return None
+    limit = getattr(text_config, "max_position_embeddings", None)
+    return (limit, str(config_file)) if isinstance(limit, int) else None
+
+
+def _length_problems(config: RunConfig) -> None:
+    """A prompt and its completion must fit in the model's positions: past them a model with learned positions
+    fails at the first step, and one with rotary positions generates from positions it never saw."""
+    if (context := _context_length(config)) is None:
+        return
+    limit, where = context
+    prompt, completion = config.params.formatting.max_prompt_length, config.grpo_config.max_completion_length
+    if prompt + completion > limit:
+        raise invalid_parameters(
+            [
+                f"parameter '{config.where('formatting.max_prompt_length')}' ({prompt}) + "
+                f"'{config.where('training.max_completion_length')}' ({completion}) = {prompt + completion} tokens, "
+                f"more than the model's max_position_embeddings = {limit} ({where}); lower one of them"
+            ]
+        )
+
+
 def _rollout_problems(config: RunConfig) -> None:
     if config.params.run.rollout_func:
         from grpo_pipeline.training.rollouts import check_rollout_func  # noqa: PLC0415 (imports TRL)
@@ -119,7 +159,12 @@ def preflight(
     checks = [lambda: _model_problems(config)]
     checks += [lambda: _data_problems(config, raw_prompts)] if raw_prompts is not None else []
     if trains:
-        checks += [lambda: _rollout_problems(config), lambda: _vllm_problems(config), lambda: _resume_problems(config)]
+        checks += [
+            lambda: _length_problems(config),
+            lambda: _rollout_problems(config),
+            lambda: _vllm_problems(config),
+            lambda: _resume_problems(config),
+        ]
     errors: list[ProjectError] = []
     for check in checks:
         try:
