@@ -266,11 +266,25 @@ def test_a_second_run_of_a_running_variant_stops_at_once_and_writes_nothing(proj
     started = time.monotonic()
     second = invoke_kedro(project, "run", "--pipelines=grpo_debug", "--params=debug.training.learning_rate=0.001")
     elapsed = time.monotonic() - started
+    # Another variant at the same time, on the same mlflow.db: its own folders, its own run.
+    other = run_kedro(
+        project,
+        "run",
+        "--env=tiny",
+        "--pipelines=grpo_full",
+        "--to-nodes=full.train_grpo",
+        "--params=full.warm_start=null,full.training.max_steps=4",
+    )
+    overlapped = first.poll() is None
     first_output, _ = first.communicate(timeout=600)
     assert second.returncode != 0 and elapsed < 10, elapsed
     assert f"Variant 'debug' is already running (pid {first.pid}" in second.stdout + second.stderr
     assert first.returncode == 0, first_output[-3000:]
     (run,) = mlflow_runs(project, "grpo_debug")
     assert run.info.status == "FINISHED" and run.data.params["debug.training.learning_rate"] == "0.0002"
+    (full,) = mlflow_runs(project, "grpo_full")
+    assert overlapped and full.info.status == "FINISHED", other.stdout[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    assert len(client.get_metric_history(full.info.run_id, "reward")) == 4
     report = json.loads((project / "data/08_reporting/debug/validation_report.json").read_text())
     assert report["status"] == "NO GATE" and report["global_step"] == 40

@@ -64,14 +64,7 @@ class QuietProgressCallback(ProgressCallback):
     """One tqdm bar with step, ETA and the latest reward (or loss), instead of the stock bar's printed dict per
     logging step and nested bar per evaluation; each logged dict goes to the log file (DEBUG)."""
 
-    def on_log(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        logs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def on_log(self, args: Any, state: TrainerState, control: Any, logs: dict | None = None, **_: Any) -> None:
         _log_to_file(state, logs)
         shown = {name: f"{logs[name]:.4f}" for name in ("loss", "reward") if isinstance((logs or {}).get(name), float)}
         if state.is_world_process_zero and self.training_bar is not None and shown:
@@ -84,14 +77,7 @@ class QuietProgressCallback(ProgressCallback):
 class LogFileCallback(TrainerCallback):
     """In place of ``disable_tqdm``'s printed dict per logging step: each goes to the log file (DEBUG)."""
 
-    def on_log(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        logs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def on_log(self, args: Any, state: TrainerState, control: Any, logs: dict | None = None, **_: Any) -> None:
         _log_to_file(state, logs)
 
 
