@@ -500,6 +500,7 @@ def test_a_new_experiment_is_a_folder_with_its_own_data_and_no_package_edit(tmp_
     # A variant that would build its model in debug's folder (the copied folder's path before it said {variant})
     # is refused before work, naming both.
     shutil.copytree(project / "conf/local/mytask", project / "conf/local/clash")
+    (project / "conf/local/clash/catalog.yml").unlink()  # its data: the shipped catalog's
     clash = project / "conf/local/clash/parameters.yml"
     clash.write_text(
         clash.read_text()
@@ -648,7 +649,10 @@ def test_sigterm_stops_after_a_checkpoint_and_the_rerun_ends_as_an_uninterrupted
     (interrupted,) = mlflow_runs(debug_project, "grpo_debug")
     step = int(interrupted.data.tags["grpo.interrupted_at_step"])
     assert 50 <= step < 150 and interrupted.info.status == "KILLED"
-    assert f"kedro run interrupted by SIGTERM at training step {step} of 150; run it again to resume." in output
+    assert (
+        f"kedro run interrupted by SIGTERM at training step {step} of 150. Run the same command again: debug resumes "
+        f"training from data/06_models/debug/trainer_output/checkpoint-{step}." in output
+    )
     # No step lost: the checkpoint of the step it stopped at is complete.
     assert complete_checkpoints(output_dir)[-1].name == f"checkpoint-{step}"
     report = json.loads((debug_project / "data/08_reporting/debug/validation_report.json").read_text())

@@ -108,9 +108,12 @@ def test_a_variant_that_extends_another_starts_from_its_values() -> None:
 
 def test_the_tiny_environment_runs_full_and_lora_as_debug_runs() -> None:
     tiny = load_parameters(PROJECT_ROOT / "conf", "tiny")
-    same = ("model", "data", "reward", "formatting", "seed", "run")
+    same = ("data", "reward", "formatting", "seed", "run")
     for variant in ("full", "lora"):
         assert {key: tiny[variant][key] for key in same} == {key: tiny["debug"][key] for key in same}, variant
+        # The same tiny model, built in the variant's own folder: no two variants write one folder.
+        own_model = {**tiny["debug"]["model"], "name_or_path": f"data/06_models/{variant}/base_model"}
+        assert tiny[variant]["model"] == own_model
         assert tiny[variant]["warm_start"]["output_dir"] == f"data/06_models/{variant}/warm_start"
     assert tiny["full"]["training"] == tiny["debug"]["training"] | {"output_dir": "data/06_models/full/trainer_output"}
     assert tiny["full"]["validation"] == tiny["debug"]["validation"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import threading
@@ -37,6 +38,9 @@ def tiny_overrides(variant: str, **extra: object) -> str:
         "training.max_completion_length": 8,
         "formatting.max_prompt_length": 64,
         "validation.max_new_tokens": 8,
+        # A random tiny model, a dozen steps: it answers alike or not at all; the mechanics are under test.
+        "validation.max_same_answer_share": "null",
+        "validation.max_no_answer_share": "null",
         **extra,
     }
     return params_option(variant, values)
@@ -106,8 +110,8 @@ def signal_after_first_checkpoint(
         # setsid --ctty: a session of its own, whose controlling terminal is the pseudo-terminal.
         process = subprocess.Popen(["setsid", "--ctty", *command], cwd=project, stdin=tty, stdout=tty, stderr=tty)
         os.close(tty)
-        shown = bytearray()  # drained, or the run blocks on a full terminal
-        reader = threading.Thread(target=_drain, args=(terminal, shown), daemon=True)
+        shown, drained = bytearray(), threading.Event()  # drained, or the run blocks on a full terminal
+        reader = threading.Thread(target=_drain, args=(terminal, shown, drained), daemon=True)
         reader.start()
     else:
         process = subprocess.Popen(
@@ -130,6 +134,9 @@ def signal_after_first_checkpoint(
     while not complete_checkpoints(output_dir) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     if terminal is not None:
+        # The reader stops first: a read in progress would hold the terminal open past close(), delaying the hangup.
+        drained.set()
+        reader.join(timeout=10)
         os.close(terminal)
         process.wait(timeout=300)
         output = shown.decode(errors="replace")
@@ -148,12 +155,16 @@ def signal_after_first_checkpoint(
     return step, output
 
 
-def _drain(terminal: int, shown: bytearray) -> None:
-    try:
-        while chunk := os.read(terminal, 65536):
+def _drain(terminal: int, shown: bytearray, drained: threading.Event) -> None:
+    while not drained.is_set():
+        if select.select([terminal], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:  # the run ended
+                return
+            if not chunk:
+                return
             shown += chunk
-    except OSError:  # the test closed the terminal, or the run ended
-        pass
 
 
 # Long enough to stop mid-run, short enough to finish soon; a short run's accuracy gain is not gated.
