@@ -256,9 +256,6 @@ def test_grpo_tools_trains_and_validates_with_the_calculator_and_records_tool_us
         "run.completion_samples_every": 1,
         "validation.max_prompts": 16,
         "validation.sampled_completions": 2,
-        # Four steps do not teach the tiny model to answer after its tool call: the mechanics are under test.
-        "validation.max_same_answer_share": "null",
-        "validation.max_no_answer_share": "null",
     }
     run_kedro(project, "run", "--pipelines=grpo_tools", params_option("tools", short))
     report = json.loads((project / "data/08_reporting/tools/validation_report.json").read_text())
