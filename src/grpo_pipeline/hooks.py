@@ -410,7 +410,8 @@ class ReadableRunHooks:
 # Tags a person can add as columns of MLflow's run list.
 OUTCOME_TAG = "grpo.outcome"
 VALIDATION_TAG = "grpo.validation"
-# MLflow 3 opens an experiment without this tag on its GenAI traces page.
+# MLflow 3 classes an experiment by this tag: model training, not GenAI. (3.17's UI follows its own GenAI / Model
+# training switch instead, which the run summary's link sets: `?workflowType=machine_learning`.)
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 RUN_NAME_LENGTH = 200
 # kedro run's options that run part of the pipelines: Kedro's run_params key, the option.
