@@ -235,6 +235,30 @@ def test_closing_the_terminal_stops_after_a_checkpoint_and_is_recorded_as_interr
     RunLock(project / OUTPUT_DIR, "debug").check_free()
 
 
+def test_a_checkpoint_the_disk_cannot_hold_stops_the_run_naming_its_folder(debug_project: Path) -> None:
+    """A full disk while the trainer writes checkpoint-10, made here by a file-size limit on the run (prlimit, a new
+    process): one message naming the folder, the half-written checkpoint never marked complete, the run FAILED.
+    It used to end in a 100-line traceback from torch's archive writer."""
+    result = subprocess.run(
+        ["prlimit", "--fsize=2000000", KEDRO, "run", "--pipelines=grpo_debug", SHORT_RUN],
+        cwd=debug_project,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+        check=False,
+    )
+    output_dir = debug_project / OUTPUT_DIR
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
+    assert (
+        f"kedro run failed: writing checkpoint {OUTPUT_DIR}/checkpoint-10 failed at training step 10 (" in result.stderr
+    ), result.stderr[-3000:]
+    assert "so no run resumes from it" in result.stderr and "the same command trains afresh" in result.stderr
+    assert (output_dir / "checkpoint-10").is_dir() and not complete_checkpoints(output_dir)
+    (run,) = mlflow_runs(debug_project, "grpo_debug")
+    assert run.info.status == "FAILED" and run.data.tags["grpo.outcome"] == "failed in debug.train_grpo"
+
+
 def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fresh(project: Path) -> None:
     params = "--params=debug.training.max_steps=150,debug.training.save_steps=10"
     signal_after_first_checkpoint(project, params)

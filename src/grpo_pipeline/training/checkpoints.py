@@ -50,6 +50,39 @@ def complete_checkpoints(output_dir: str | Path) -> list[Path]:
     return [path for _, path in sorted(folders)]
 
 
+class CheckpointWriteError(ProjectError, OSError):
+    """Writing a checkpoint failed (a full disk, a quota, a file-size limit): the run stops naming the folder."""
+
+
+def unwritten_checkpoint_error(
+    output_dir: str | Path, global_step: int, error: BaseException
+) -> CheckpointWriteError | None:
+    """What to say when training raised ``error`` while the trainer was writing ``checkpoint-<global_step>`` (the
+    folder is there without its completion marker), or None when it was not writing one. A failed write of torch's
+    archive surfaces without its cause, so the folder's file system is probed with a small write and its free
+    space read."""
+    folder = Path(output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{global_step}"
+    if not folder.is_dir() or (folder / COMPLETE_MARKER).is_file():
+        return None
+    probe = folder / ".grpo_write_probe"
+    try:
+        probe.write_bytes(b"\0" * 65536)
+        probe.unlink()
+        cause = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    except OSError as probe_error:
+        cause = probe_error.strerror or str(probe_error)
+        probe.unlink(missing_ok=True)
+    free_mb = shutil.disk_usage(folder).free / 2**20
+    earlier = [path for path in complete_checkpoints(output_dir) if path != folder]
+    resume = f"the same command resumes from {earlier[-1]}" if earlier else "the same command trains afresh"
+    return CheckpointWriteError(
+        f"writing checkpoint {folder} failed at training step {global_step} ({cause}; {free_mb:.0f} MB free there). "
+        f"It is left incomplete (no {COMPLETE_MARKER}), so no run resumes from it. Free space under {output_dir} "
+        f"(or keep fewer checkpoints: training.save_total_limit; or write elsewhere: training.output_dir), then "
+        f"{resume}"
+    )
+
+
 def is_auto_resume(setting: str | bool) -> bool:
     """Whether ``resume_from_checkpoint`` lets the pipeline pick the checkpoint (rather than naming one)."""
     return setting is True or setting == "auto"

@@ -32,6 +32,7 @@ from grpo_pipeline.training.checkpoints import (
     read_marker,
     resolve_resume_checkpoint,
     start_fresh,
+    unwritten_checkpoint_error,
 )
 from grpo_pipeline.training.fingerprint import check_resume, run_fingerprint
 from grpo_pipeline.training.mlflow_logging import (
@@ -338,6 +339,10 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     try:
         with graceful_stop_window():
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except Exception as error:
+        if unwritten := unwritten_checkpoint_error(trainer.args.output_dir, trainer.state.global_step, error):
+            raise unwritten from error
+        raise
     finally:
         close_progress_bars(trainer)
     wall_seconds = time.perf_counter() - started
