@@ -2,10 +2,10 @@
 
 :func:`preflight` resolves a variant's parameters (names, types, TRL's own config checks, the rewards; see
 config/run_config.py), then checks that a model the project builds from a file can be built, that a prompt and its
-completion fit in the model's positions, every row of its raw
-prompts and that they carry every column a reward takes, the custom rollout, that vLLM generation can work, and that
-an automatic resume would continue this very run. Problems of the parameters come first (nothing else can be checked
-without them); the other checks all run, and what they find is raised together.
+completion fit in the model's positions, every row of its raw prompts and that they carry every column a reward
+takes, the custom rollout, that vLLM generation can work, and that an automatic resume would continue this very run.
+Problems of the parameters come first (nothing else can be checked without them); the other checks all run, and what
+they find is raised together.
 """
 
 from __future__ import annotations

@@ -95,11 +95,10 @@ def withdraw_alias(name: str, alias: str, run_id: str | None) -> int | None:
     client.delete_registered_model_alias(name, alias)
     client.set_model_version_tag(name, version.version, "grpo.alias_withdrawn_by_run", str(run_id))
     logger.warning(
-        "Withdrew models:/%s@%s from version %s: this run's validation failed, so the alias points nowhere until a "
-        "validation passes (version %s stays registered)",
+        "Withdrew models:/%s@%s from version %s, which stays registered: this run's validation failed, so the alias "
+        "points nowhere until a validation passes",
         name,
         alias,
-        version.version,
         version.version,
     )
     return int(version.version)
