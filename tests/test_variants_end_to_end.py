@@ -7,9 +7,12 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -257,6 +260,102 @@ def test_a_checkpoint_the_disk_cannot_hold_stops_the_run_naming_its_folder(debug
     assert (output_dir / "checkpoint-10").is_dir() and not complete_checkpoints(output_dir)
     (run,) = mlflow_runs(debug_project, "grpo_debug")
     assert run.info.status == "FAILED" and run.data.tags["grpo.outcome"] == "failed in debug.train_grpo"
+
+
+@pytest.fixture
+def tracking_server(debug_project: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real ``mlflow server`` on 127.0.0.1, which the project's runs track to (conf/local/mlflow.yml), as the docs
+    advise for several machines."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = f"sqlite:///{tmp_path / 'server.db'}"
+    options = ["--backend-store-uri", store, "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]
+    server = subprocess.Popen(
+        [str(Path(KEDRO).with_name("mlflow")), "server", *options, "--host", "127.0.0.1", "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        process_group=0,  # with the uvicorn process it starts: signals go to the group
+    )
+    uri = f"http://127.0.0.1:{port}"
+    mlflow_yml = (debug_project / "conf/base/mlflow.yml").read_text().replace("sqlite:///mlflow.db", uri)
+    (debug_project / "conf/local/mlflow.yml").write_text(mlflow_yml)
+    deadline = time.monotonic() + 120
+    while not _answers(uri):
+        assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+        time.sleep(0.5)
+    yield uri, server
+    os.killpg(server.pid, signal.SIGCONT)
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+def _answers(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_tracking_server_that_stops_answering_stops_the_run_and_the_rerun_resumes_once_it_is_back(
+    debug_project: Path, tracking_server: tuple[str, subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared tracking server hangs mid-training (SIGSTOP: requests get no answer): the run stops after a complete
+    checkpoint, with one message naming the server; a run while it hangs is refused at once; once it answers again
+    the rerun resumes, and records how the stopped run ended, which that run could not. It used to retry each
+    request for minutes, then blame the disk ("writing checkpoint ... failed") with the checkpoint left unmarked."""
+    uri, server = tracking_server
+    # MLflow's own settings, kept short here: one try of 3 s per request.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    output_dir = debug_project / OUTPUT_DIR
+    params = f"--params=debug.training.max_steps=40,debug.training.save_steps=10,{NO_GATES}"
+
+    def hang_after_the_first_checkpoint() -> None:
+        deadline = time.monotonic() + 300
+        while not complete_checkpoints(output_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(server.pid, signal.SIGSTOP)
+
+    hanger = threading.Thread(target=hang_after_the_first_checkpoint, daemon=True)
+    hanger.start()
+    stopped = invoke_kedro(debug_project, "run", "--pipelines=grpo_debug", params)
+    hanger.join()
+    resumable = complete_checkpoints(output_dir)[-1]
+    # (In process, stdout also holds the DEBUG records a terminal does not show: the traceback among them.)
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+    assert re.search(
+        rf"kedro run failed: the MLflow tracking server {uri} stopped answering at training step \d+ \(no answer "
+        rf"within 3 s, MLFLOW_HTTP_REQUEST_TIMEOUT\)\. Once the server answers, run the same command: debug resumes "
+        rf"training from {OUTPUT_DIR}/{resumable.name}\.",
+        stopped.stderr,
+    ), stopped.stderr[-3000:]
+    assert int(resumable.name.split("-")[1]) < 40
+
+    started = time.monotonic()
+    refused = invoke_kedro(debug_project, "run", "--pipelines=grpo_debug", params)
+    assert refused.returncode == 1 and time.monotonic() - started < 60
+    assert f"kedro run failed: The MLflow tracking server {uri} (server.mlflow_tracking_uri" in refused.stderr
+    assert complete_checkpoints(output_dir)[-1] == resumable
+
+    os.killpg(server.pid, signal.SIGCONT)
+    resumed = run_kedro(debug_project, "run", "--pipelines=grpo_debug", "--to-nodes=debug.train_grpo", params)
+    assert f"Resuming training from {OUTPUT_DIR}/{resumable.name}" in resumed.stdout + resumed.stderr
+    client = MlflowClient(tracking_uri=uri)
+    latest, lost = client.search_runs(
+        [client.get_experiment_by_name("grpo_pipeline").experiment_id], order_by=["attributes.start_time DESC"]
+    )
+    assert latest.info.status == "FINISHED" and latest.data.tags["grpo.resumed_from_mlflow_run"] == lost.info.run_id
+    # What the stopped run could not tell the server, its rerun did.
+    assert lost.info.status == "FAILED" and lost.info.run_name == "grpo_debug · failed in debug.train_grpo · " + (
+        "training.max_steps=40 training.save_steps=10 validation.min_greedy_accuracy_gain=None "
+        "validation.min_sampled_accuracy_gain=None"
+    )
+    assert lost.data.tags["grpo.error"].startswith(f"the MLflow tracking server {uri} stopped answering at training")
+    history = client.get_metric_history(latest.info.run_id, "reward")
+    assert sorted({point.step for point in history}) == list(range(1, 41))
 
 
 def test_a_changed_rerun_refuses_the_crashed_checkpoint_until_told_to_start_fresh(project: Path) -> None:

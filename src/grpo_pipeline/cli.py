@@ -1,10 +1,10 @@
 """The project's ``kedro run``: Kedro's own command, with the project's errors shown as one message block.
 
 An error the project raised for the user (:class:`grpo_pipeline.errors.ProjectError`: bad parameters or
-data, a refused resume, a locked variant, a broken reward, a failed validation, ...) or a dataset error
-is printed once, without a traceback, and the command exits with 1. The traceback still goes to the log
-at DEBUG level (``kedro run -v`` or a file handler in ``conf/logging.yml``). Anything else keeps Kedro's
-full traceback. Kedro loads ``cli.py``'s ``run`` in place of its own (kedro.framework.cli).
+data, a refused resume, a locked variant, a broken reward, a failed validation, ...), a dataset error or
+a tracking server that stopped answering is printed once, without a traceback, and the command exits with 1.
+The traceback still goes to the log at DEBUG level (``kedro run -v`` or a file handler in ``conf/logging.yml``).
+Anything else keeps Kedro's full traceback. Kedro loads ``cli.py``'s ``run`` in place of its own (kedro.framework.cli).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from kedro.utils import find_kedro_project
 
 from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.errors import ProjectError
-from grpo_pipeline.interruption import RunInterrupted
+from grpo_pipeline.interruption import interruption_of
 from grpo_pipeline.pipelines.grpo import STAGES
 from grpo_pipeline.terminal import outlive_closed_output
+from grpo_pipeline.tracking_store import lost_server
 from grpo_pipeline.variants import (
     DEFAULTS_KEY,
     OTHER_PIPELINES,
@@ -44,13 +45,19 @@ def _short_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 _check_pipelines_exist(kwargs.get("pipelines"))
                 return callback(*args, **kwargs)
-            except RunInterrupted as interrupted:
-                _end_open_runs_killed()
-                click.secho(f"\nkedro run {interrupted}. {interrupted.what_next}", err=True, fg="yellow")
-                raise SystemExit(interrupted.exit_code) from None
-            except (ProjectError, DatasetError) as error:
+            except Exception as error:
+                if interrupted := interruption_of(error):
+                    if lost_server() is None:
+                        _end_open_runs_killed()
+                    click.secho(f"\nkedro run {interrupted}. {interrupted.what_next}", err=True, fg="yellow")
+                    raise SystemExit(interrupted.exit_code) from None
+                # A lost tracking server is the cause to show, whatever failed for it (a node, kedro-mlflow's hook).
+                lost = lost_server(error)
+                if not isinstance(lost or error, ProjectError | DatasetError):
+                    raise
                 logger.debug("kedro run failed", exc_info=True)
-                click.secho(f"\nkedro run failed: {error}", err=True, fg="red")
+                said = f"{lost}. {lost.what_next}" if lost else str(error)
+                click.secho(f"\nkedro run failed: {said}", err=True, fg="red")
                 raise SystemExit(1) from None
 
     return run

@@ -26,13 +26,25 @@ from grpo_pipeline.interruption import (
     RunInterrupted,
     install_stop_signal_handlers,
     interrupted,
+    interruption_of,
     restore_signal_handlers,
 )
 from grpo_pipeline.lineage import describe_source
 from grpo_pipeline.preflight import preflight
 from grpo_pipeline.prompts import SOURCE_ATTR, RawPrompts
 from grpo_pipeline.run_lock import RunLock
-from grpo_pipeline.tracking_store import check_sqlite_store, remove_if_unused, sqlite_store
+from grpo_pipeline.tracking_store import (
+    TrackingServerLostError,
+    check_sqlite_store,
+    check_tracking_server,
+    drop_active_runs,
+    forget_lost_server,
+    lost_server,
+    record_later,
+    remove_if_unused,
+    sqlite_store,
+    unrecorded,
+)
 from grpo_pipeline.training.checkpoints import RUN_FINISHED_MARKER, CheckpointError, resolve_resume_checkpoint
 from grpo_pipeline.variants import (
     DEFAULT_VARIANT,
@@ -60,7 +72,7 @@ KEDRO_FAILURE_LOGGERS = (
 
 class _SilentOnInterrupt(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not interrupted()
+        return not interrupted() and lost_server() is None
 
 
 _silent_on_interrupt = _SilentOnInterrupt()
@@ -93,8 +105,10 @@ class RunChecksHooks:
     auto-resume would continue this very run. Only when every check passed are the variants' output locks
     taken (see run_lock.py), so nothing, the lock file included, is written on bad input; a tracking store
     kedro-mlflow created for a refused run is removed, and one that is not a database is refused before MLflow
-    opens it. A run that finds its predecessor's MLflow run still RUNNING (the process died without closing
-    it) marks it KILLED; an interrupted run ends its MLflow run KILLED, with the signal and step.
+    opens it, and a tracking server that does not answer is refused before anything runs. A run that finds its
+    predecessor's MLflow run still RUNNING marks it KILLED (the process died without closing it), or records how it
+    ended when that run could not (its tracking server stopped answering); an interrupted run ends its MLflow run
+    KILLED, with the signal and step.
     """
 
     def __init__(self) -> None:
@@ -105,6 +119,7 @@ class RunChecksHooks:
     # tryfirst: before kedro-mlflow's hook opens the tracking store.
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: KedroContext) -> None:
+        forget_lost_server()  # an earlier run's, in this process (a notebook's, a test's)
         setting = "server.mlflow_tracking_uri in conf/<env>/mlflow.yml"
         try:
             uri = (context.config_loader["mlflow"].get("server") or {}).get("mlflow_tracking_uri")
@@ -114,6 +129,7 @@ class RunChecksHooks:
         self._new_store = store if store is not None and not store.exists() else None
         if store is not None:
             check_sqlite_store(store, setting)
+        check_tracking_server(uri, setting)
 
     # tryfirst: before kedro-mlflow's hook opens an MLflow run for a pipeline that will not run.
     @hook_impl(tryfirst=True)
@@ -164,7 +180,7 @@ class RunChecksHooks:
             previous = lock.acquire()
             self._locks.append(lock)
             if previous.get("mlflow_run_id"):
-                _close_dead_run(previous["mlflow_run_id"])
+                _close_previous_run(previous["mlflow_run_id"], previous.get(UNRECORDED_END))
 
     @hook_impl(trylast=True)
     def before_node_run(self, **kwargs: Any) -> None:
@@ -179,21 +195,40 @@ class RunChecksHooks:
     def after_pipeline_run(self, **kwargs: Any) -> None:
         self._release()
 
-    # trylast: after kedro-mlflow ended its run FAILED, which an interrupted run was not.
-    @hook_impl(trylast=True)
-    def on_pipeline_error(self, error: Exception, **kwargs: Any) -> None:
-        if isinstance(error, RunInterrupted):
-            run_ids = {lock.recorded("mlflow_run_id") for lock in self._locks} - {None}
+    # A wrapper: first, before any hook talks to MLflow, a lost tracking server is noticed (every later request is
+    # then tried once, not for minutes); last, after kedro-mlflow ended its run FAILED (which an interrupted run was
+    # not), even when it could not (the server lost).
+    @hook_impl(wrapper=True)
+    def on_pipeline_error(self, error: Exception, **kwargs: Any) -> Any:
+        lost = lost_server(error)
+        try:
+            return (yield)
+        finally:
+            self._after_error(interruption_of(error), lost)
+
+    def _after_error(self, interruption: RunInterrupted | None, lost: TrackingServerLostError | None) -> None:
+        run_ids = {lock.recorded("mlflow_run_id") for lock in self._locks} - {None}
+        if interruption is not None:
             for run_id in run_ids:
-                _mark_killed(run_id, error)
-            next_runs = [
-                _next_run(lock.variant, self._resume_settings[lock.variant], lock.path.parent)
-                for lock in self._locks
-                if lock.variant in self._resume_settings
-            ]
-            if next_runs:
-                error.what_next = f"Run the same command again: {'; '.join(next_runs)}."
-            logger.debug("%s", error.what_next)
+                _mark_killed(run_id, interruption)
+        elif lost is not None:
+            for run_id in run_ids:
+                record_later(run_id, status="FAILED")
+        if lost is not None:
+            drop_active_runs()
+        for lock in self._locks:
+            if (end := unrecorded(lock.recorded("mlflow_run_id"))) is not None:
+                lock.record(**{UNRECORDED_END: end})
+        stopped = interruption or lost
+        next_runs = [
+            _next_run(lock.variant, self._resume_settings[lock.variant], lock.path.parent)
+            for lock in self._locks
+            if lock.variant in self._resume_settings
+        ]
+        if stopped is not None and next_runs:
+            again = "Run the same command again" if lost is None else "Once the server answers, run the same command"
+            stopped.what_next = f"{again}: {'; '.join(next_runs)}."
+            logger.debug("%s", stopped.what_next)
         self._release()
 
     def _release(self) -> None:
@@ -230,25 +265,49 @@ def _raw_prompts(catalog: DataCatalog, variant: str) -> tuple[RawPrompts, str]:
     return raw, source
 
 
+# The lock file's record of what the run holding it could not write to its MLflow run (tracking_store.record_later).
+UNRECORDED_END = "unrecorded_mlflow_end"
+
+
 def _mark_killed(run_id: str, interrupted: RunInterrupted) -> None:
     """End MLflow run ``run_id`` KILLED, tagged with the signal and the training step it reached."""
     from mlflow.tracking import MlflowClient  # noqa: PLC0415 (see the module doc)
 
+    step = {} if interrupted.step is None else {"grpo.interrupted_at_step": str(interrupted.step)}
+    _tag(run_id, {"grpo.interrupted_by": interrupted.signal_name, **step})
+    if lost_server() is None:
+        MlflowClient().set_terminated(run_id, status="KILLED")
+    else:
+        record_later(run_id, status="KILLED")
+
+
+def _tag(run_id: str | None, tags: dict[str, str]) -> None:
+    """Tag MLflow run ``run_id``; once the tracking server is lost, keep the tags for the next run to write."""
     from grpo_pipeline.training.mlflow_logging import tag_run  # noqa: PLC0415 (imports transformers)
 
-    step = {} if interrupted.step is None else {"grpo.interrupted_at_step": str(interrupted.step)}
-    tag_run(run_id, {"grpo.interrupted_by": interrupted.signal_name, **step})
-    MlflowClient().set_terminated(run_id, status="KILLED")
+    if lost_server() is None:
+        tag_run(run_id, tags)
+    else:
+        record_later(run_id, tags=tags)
 
 
-def _close_dead_run(run_id: str) -> None:
-    """Mark the MLflow run of a process that died while holding the lock KILLED, if it is still RUNNING."""
+def _close_previous_run(run_id: str, end: dict[str, Any] | None) -> None:
+    """Write how the previous run on these outputs ended to its MLflow run, when it is still RUNNING: ``end``, what
+    that run could not write itself (its tracking server stopped answering), or else KILLED (its process died)."""
     from mlflow.exceptions import MlflowException  # noqa: PLC0415 (see the module doc)
     from mlflow.tracking import MlflowClient  # noqa: PLC0415 (same)
 
+    from grpo_pipeline.training.mlflow_logging import tag_run  # noqa: PLC0415 (imports transformers)
+
     client = MlflowClient()
     try:
-        if client.get_run(run_id).info.status == "RUNNING":
+        if client.get_run(run_id).info.status != "RUNNING":
+            return
+        if end:
+            tag_run(run_id, end["tags"])
+            client.set_terminated(run_id, status=end["status"] or "FAILED")
+            logger.info("MLflow run %s: recorded how it ended (%s), which it could not record itself", run_id, end)
+        else:
             client.set_terminated(run_id, status="KILLED")
             logger.warning("MLflow run %s was left RUNNING by a process that died; marked KILLED", run_id)
     except MlflowException:
@@ -295,7 +354,7 @@ class RunRecordHooks:
 
         self._restore_signal_handlers()
         run = mlflow.active_run()
-        status = "KILLED" if isinstance(error, RunInterrupted) else "FAILED"
+        status = "KILLED" if interruption_of(error) else "FAILED"
         for variant in _variants(pipeline):
             report_name = f"{variant}.validation_report"
             if report_name not in pipeline.all_outputs() or report_name in self._saved:
@@ -311,9 +370,11 @@ class RunRecordHooks:
                 catalog.save(report_name, report)
                 catalog.save(f"{variant}.validation_report_md", failed_run_markdown(report))
             except Exception:  # the run's own error is the one to show, not this one's
-                logger.warning("[%s] could not write the failed run's validation report", variant, exc_info=True)
+                # (Its files are written before MLflow is told, which a lost server does not hear.)
+                lost = lost_server() is not None
+                logger.warning("[%s] could not write the failed run's validation report", variant, exc_info=not lost)
         if run is not None:
-            mlflow.set_tags({"grpo.failed_node": str(self._failed_node), "grpo.error": str(error)[:5000]})
+            _tag(run.info.run_id, {"grpo.failed_node": str(self._failed_node), "grpo.error": str(error)[:5000]})
 
     def _restore_signal_handlers(self) -> None:
         restore_signal_handlers(self._previous_handlers)
@@ -383,27 +444,24 @@ class ReadableRunHooks:
     # tryfirst: before kedro-mlflow ends the run.
     @hook_impl(tryfirst=True)
     def on_pipeline_error(self, error: Exception, **kwargs: Any) -> None:
-        from grpo_pipeline.training.mlflow_logging import tag_run  # noqa: PLC0415 (imports transformers)
         from grpo_pipeline.validation import ValidationFailedError  # noqa: PLC0415 (imports torch)
 
-        if isinstance(error, RunInterrupted):
-            outcome, status = str(error), "KILLED"
+        if interruption := interruption_of(error):
+            outcome, status = str(interruption), "KILLED"
         elif isinstance(error, ValidationFailedError):
             outcome, status = "validation FAILED", "FAILED"
         else:
             outcome, status = f"failed in {self._failed_node or 'the run'}", "FAILED"
         if self._run_id is not None and not self._validated:  # the report RunRecordHooks writes says so too
-            tag_run(self._run_id, {VALIDATION_TAG: status})
+            _tag(self._run_id, {VALIDATION_TAG: status})
         self._end(outcome)
 
     def _end(self, outcome: str) -> None:
-        from grpo_pipeline.training.mlflow_logging import tag_run  # noqa: PLC0415 (imports transformers)
-
         tags = {OUTCOME_TAG: outcome}
         if self._name is not None:  # the outcome before the details, which MLflow's run list may cut off
             pipelines, details = self._name
             tags["mlflow.runName"] = _run_name(pipelines, outcome, details)
-        tag_run(self._run_id, tags)
+        _tag(self._run_id, tags)
         self._run_id = None
 
 

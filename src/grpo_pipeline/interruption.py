@@ -11,6 +11,8 @@ trainer save a complete checkpoint, and the training code then raises :class:`Ru
 or a closed terminal loses no step. (``training.trainer.StopOnSignalCallback`` is that callback.)
 A second signal while stopping gracefully interrupts at once. A signal the process was started ignoring
 (SIGHUP under ``nohup``, SIGINT for a shell's background job) stays ignored: the user asked for that.
+A failure the run cannot go on after, but which need not lose the steps trained (the MLflow tracking server
+gone), stops training the same way (:func:`stop_training_for`) and is raised once the checkpoint is written.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from grpo_pipeline.errors import ProjectError
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Stop after the current step and a checkpoint, rather than at once (Ctrl-C).
 GRACEFUL_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# What asks training to stop when a failure does (stop_training_for), where a signal's number would: above every
+# signal's, so that the processes of a distributed run, sharing the largest request, all stop for it.
+STOP_FOR_FAILURE = 1000
 
 
 class RunInterrupted(ProjectError):
@@ -56,7 +61,8 @@ class RunInterrupted(ProjectError):
 @dataclass
 class _StopState:
     graceful: bool = False  # inside graceful_stop_window: SIGTERM asks the trainer to stop
-    requested: int | None = None  # the signal that asked for a graceful stop
+    requested: int | None = None  # the signal that asked for a graceful stop, or STOP_FOR_FAILURE
+    failure: ProjectError | None = None  # the failure that asked for it (stop_training_for)
     step: int | None = None  # the training step reached, while training
     max_steps: int | None = None
     interrupted: bool = False  # a signal stopped the run: what fails from here on is its consequence
@@ -70,6 +76,20 @@ def _on_signal(signal_number: int, frame: FrameType | None) -> None:
         _state.requested = signal_number
         return
     raise RunInterrupted(signal_number, _state.step, _state.max_steps)
+
+
+def interruption_of(error: BaseException) -> RunInterrupted | None:
+    """``error`` if it is a :class:`RunInterrupted`, or the one it was raised in place of: a library that turns every
+    exception inside its calls into its own (MLflow's stores and HTTP client do) turns a Ctrl-C that lands during
+    one of them into its error; the run was still interrupted."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RunInterrupted):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def install_stop_signal_handlers() -> dict[int, Any]:
@@ -106,7 +126,7 @@ def handle_stop_signals() -> Iterator[None]:
 @contextmanager
 def graceful_stop_window() -> Iterator[None]:
     """While training: SIGTERM lets the current step finish and a checkpoint be written (see the module doc)."""
-    _state.graceful, _state.requested = True, None
+    _state.graceful, _state.requested, _state.failure = True, None, None
     try:
         yield
     finally:
@@ -119,8 +139,17 @@ def interrupted() -> bool:
 
 
 def stop_requested() -> int | None:
-    """The signal that asked training to stop gracefully, if one did."""
+    """The signal that asked training to stop gracefully (or :data:`STOP_FOR_FAILURE`), if one did."""
     return _state.requested
+
+
+def stop_training_for(failure: ProjectError) -> None:
+    """Have training stop after the current step and a complete checkpoint, as SIGTERM does, and the run then fail
+    with ``failure`` (:func:`raise_if_stopped`); the first failure is the one raised."""
+    if _state.failure is None:
+        _state.failure = failure
+    if _state.requested is None:
+        _state.requested = STOP_FOR_FAILURE
 
 
 def record_progress(step: int, max_steps: int) -> None:
@@ -133,7 +162,16 @@ def confirm_stop(signal_number: int) -> None:
     _state.requested = signal_number
 
 
+class StoppedElsewhereError(ProjectError):
+    """Another process of a distributed run failed; this one stopped with it, after the same checkpoint."""
+
+
 def raise_if_stopped() -> None:
-    """After training returned: raise :class:`RunInterrupted` when it returned because a signal asked it to."""
+    """After training returned: raise :class:`RunInterrupted` when it returned because a signal asked it to, or the
+    failure that asked it to."""
+    if _state.requested == STOP_FOR_FAILURE:
+        raise _state.failure or StoppedElsewhereError(
+            f"another training process failed at training step {_state.step}; its message is above"
+        )
     if _state.requested is not None:
         raise RunInterrupted(_state.requested, _state.step, _state.max_steps)

@@ -44,6 +44,11 @@ ENVIRONMENT_DEFAULTS = {
     # MLflow gives its loggers a stderr handler of its own ("Creating initial MLflow database tables..."); without
     # it they reach the project's logging (conf/logging.yml: warnings to the terminal, the rest to the log file).
     "MLFLOW_CONFIGURE_LOGGING": "false",
+    # A tracking server that stops answering ends the run within minutes (tracking_store.lost_server), not after
+    # MLflow's default 7 retries of 120 s each (~15 minutes for a machine that went down): 4 retries over ~30 s of
+    # backoff, 60 s to answer each.
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
 
 
@@ -52,14 +57,22 @@ def _not_ignored(record: logging.LogRecord) -> bool:
     return not any(re.search(message, record.getMessage()) for message in IGNORED_WARNINGS)
 
 
+# Shown once, then demoted like LOG_FILE_ONLY: urllib3's warning on each retry of a request (MLflow retries each
+# request to a tracking server that does not answer: a block of a dozen lines on the terminal per retry).
+LOG_FILE_AFTER_THE_FIRST = {"urllib3.connectionpool": (r"^Retrying \(",)}
+
+
 class _ToLogFile(logging.Filter):
-    def __init__(self, messages: tuple[str, ...]) -> None:
+    def __init__(self, messages: tuple[str, ...], after_the_first: bool = False) -> None:
         super().__init__()
         self.messages = messages
+        self.shown = not after_the_first  # whether one was shown
 
     def filter(self, record: logging.LogRecord) -> bool:
         if any(re.search(message, record.getMessage()) for message in self.messages):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            if self.shown:
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            self.shown = True
         return True
 
 
@@ -72,5 +85,7 @@ def configure_runtime() -> None:
     logging.getLogger("py.warnings").addFilter(_not_ignored)
     for name, messages in LOG_FILE_ONLY.items():
         logging.getLogger(name).addFilter(_ToLogFile(messages))
+    for name, messages in LOG_FILE_AFTER_THE_FIRST.items():
+        logging.getLogger(name).addFilter(_ToLogFile(messages, after_the_first=True))
     for name, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(name, value)

@@ -54,13 +54,19 @@ class CheckpointWriteError(ProjectError, OSError):
     """Writing a checkpoint failed (a full disk, a quota, a file-size limit): the run stops naming the folder."""
 
 
+# How the writers of a checkpoint's files report a failed write without an OSError: torch's archive writer
+# ("[enforce fail at inline_container.cc:...]", "PytorchStreamWriter failed writing file ...") and safetensors
+# ("Error while serializing: IoError(...)").
+_FILE_WRITERS = ("inline_container", "PytorchStreamWriter", "IoError")
+
+
 def unwritten_checkpoint_error(
     output_dir: str | Path, global_step: int, error: BaseException
 ) -> CheckpointWriteError | None:
     """What to say when training raised ``error`` while the trainer was writing ``checkpoint-<global_step>`` (the
-    folder is there without its completion marker), or None when it was not writing one. A failed write of torch's
-    archive surfaces without its cause, so the folder's file system is probed with a small write and its free
-    space read."""
+    folder is there without its completion marker), or None when it was not writing one, or when what failed was
+    not a write. A failed write of torch's archive surfaces without its cause, so the folder's file system is probed
+    with a small write and its free space read."""
     folder = Path(output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{global_step}"
     if not folder.is_dir() or (folder / COMPLETE_MARKER).is_file():
         return None
@@ -68,10 +74,13 @@ def unwritten_checkpoint_error(
     try:
         probe.write_bytes(b"\0" * 65536)
         probe.unlink()
-        cause = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
     except OSError as probe_error:
         cause = probe_error.strerror or str(probe_error)
         probe.unlink(missing_ok=True)
+    else:
+        if not (isinstance(error, OSError) or any(writer in str(error) for writer in _FILE_WRITERS)):
+            return None  # something else failed while the checkpoint was written: that error is the one to show
+        cause = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
     free_mb = shutil.disk_usage(folder).free / 2**20
     earlier = [path for path in complete_checkpoints(output_dir) if path != folder]
     resume = f"the same command resumes from {earlier[-1]}" if earlier else "the same command trains afresh"

@@ -16,8 +16,12 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from grpo_pipeline.interruption import interruption_of, stop_training_for
+from grpo_pipeline.tracking_store import lost_server
 
 # MLflow accepts at most 1000 metrics per log_batch call.
 _BATCH_SIZE = 1000
@@ -62,6 +66,8 @@ class MlflowStepMetricsCallback(TrainerCallback):
     Steps are buffered and written every ``flush_seconds``, at each checkpoint save and at the end:
     one SQLite transaction per logged step would cost more than a tiny model's training step. A crash
     loses at most ``flush_seconds`` of history, which the resumed run restores from its checkpoint.
+    A tracking server that stops answering stops training after the next step and a complete checkpoint
+    (interruption.py): the rerun resumes from it once the server is back, with the history it holds.
     """
 
     def __init__(self, run_id: str | None, flush_seconds: float = 5.0) -> None:
@@ -70,9 +76,16 @@ class MlflowStepMetricsCallback(TrainerCallback):
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
 
-    def flush(self) -> None:
-        if self.run_id and self._pending:
-            log_metrics(self.run_id, self._pending)
+    def flush(self, step: int) -> None:
+        if self.run_id and self._pending and lost_server() is None:
+            try:
+                log_metrics(self.run_id, self._pending)
+            except MlflowException as error:
+                if (interruption := interruption_of(error)) is not None:
+                    raise interruption from None
+                if (lost := lost_server(error, step)) is None:
+                    raise
+                stop_training_for(lost)
         self._pending = []
         self._last_flush = time.monotonic()
 
@@ -88,15 +101,15 @@ class MlflowStepMetricsCallback(TrainerCallback):
         if self.run_id and state.is_world_process_zero and entry:
             self._pending += metrics_of([entry])
             if time.monotonic() - self._last_flush >= self.flush_seconds:
-                self.flush()
+                self.flush(state.global_step)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self.flush()
+        self.flush(state.global_step)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self.flush()
+        self.flush(state.global_step)
 
 
 def tracking_uri() -> str:

@@ -189,8 +189,9 @@ def build_trainer(
         **run_config.tools.trainer_kwargs(),
         callbacks=[
             step_timer,
-            MlflowStepMetricsCallback(mlflow_run_id),
+            # A checkpoint is marked complete once written, before anything reaches the tracking server.
             CheckpointCompletionCallback(mlflow_run_id, fingerprint),
+            MlflowStepMetricsCallback(mlflow_run_id),
         ],
         samples_every=params.run.completion_samples_every,
         samples_per_step=params.run.completion_samples_per_step,
@@ -349,7 +350,8 @@ def train(request: TrainingRequest, mlflow_run_id: str | None = None) -> GrpoRun
     completed = trainer.state.global_step >= trainer.state.max_steps or not stop_requested()
     if completed and writes_checkpoints(trainer):
         mark_finished(trainer.args.output_dir, trainer.state.global_step)
-    # SIGTERM or SIGHUP during training stopped it after a complete checkpoint: the run ends here, as interrupted.
+    # SIGTERM or SIGHUP (or a lost tracking server) during training stopped it after a complete checkpoint: the run
+    # ends here, as interrupted (or failed).
     raise_if_stopped()
     if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
         best = {
