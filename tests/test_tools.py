@@ -256,6 +256,7 @@ def test_grpo_tools_trains_and_validates_with_the_calculator_and_records_tool_us
         "run.completion_samples_every": 1,
         "validation.max_prompts": 16,
         "validation.sampled_completions": 2,
+        "warm_start.sft.per_device_train_batch_size": 8,
     }
     run_kedro(project, "run", "--pipelines=grpo_tools", params_option("tools", short))
     report = json.loads((project / "data/08_reporting/tools/validation_report.json").read_text())
