@@ -299,6 +299,7 @@ def _answers(uri: str) -> bool:
         return False
 
 
+@pytest.mark.slow  # a real `mlflow server`: ~15 s to start
 def test_a_tracking_server_that_stops_answering_stops_the_run_and_the_rerun_resumes_once_it_is_back(
     debug_project: Path, tracking_server: tuple[str, subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
