@@ -14,6 +14,7 @@ from kedro.io import DatasetError
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_settings
 
 from grpo_pipeline.interruption import RunInterrupted, install_stop_signal_handlers, restore_signal_handlers
 from grpo_pipeline.tracking_store import (
@@ -100,7 +101,8 @@ def test_ctrl_c_during_a_request_to_the_server_is_an_interruption_not_an_mlflow_
     with socket.socket() as hanging:  # listens, never answers: a request waits on it
         hanging.bind(("127.0.0.1", 0))
         hanging.listen()
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{hanging.getsockname()[1]}")
+        # The flush writes where MLflow tracks: set for this test (an earlier run in this process may have set it).
+        monkeypatch.setattr(tracking_settings, "_tracking_uri", f"http://127.0.0.1:{hanging.getsockname()[1]}")
         callback = MlflowStepMetricsCallback("0" * 32)
         callback._pending = [Metric("reward", 1.0, 0, 1)]
         previous = install_stop_signal_handlers()
