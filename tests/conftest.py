@@ -176,6 +176,19 @@ def mlflow_runs(project: Path, pipeline: str | None = None) -> list[Run]:
     )
 
 
+def greedy_answers(model: Any, tokenizer: Any, prompt_texts: list[str], max_new_tokens: int) -> list[str]:
+    """What ``model`` answers to templated prompts with plain ``transformers`` greedy decoding, one at a time and
+    decoded as the rewards read it: an account of the model that owes nothing to the project's generation."""
+    answers = []
+    for text in prompt_texts:
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        output = model.generate(
+            ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+        answers.append(tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True))
+    return answers
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tiny", TinyModelParams())

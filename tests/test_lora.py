@@ -12,11 +12,10 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from grpo_pipeline.errors import ParameterError
-from grpo_pipeline.evaluation import decode, generate
 from grpo_pipeline.models.loading import load_causal_lm, loading_choices
 from grpo_pipeline.models.registry import register_validated_model
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, validate_checkpoint
-from tests.conftest import inside
+from tests.conftest import greedy_answers, inside
 from tests.test_training_and_validation import VALIDATION, run_config, train_and_save
 
 PEFT = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear", "merge_and_export": True}
@@ -124,5 +123,5 @@ def test_a_validated_lora_checkpoint_is_registered_merged_with_its_adapter_besid
         loaded = mlflow.transformers.load_model("models:/tiny_lora@validated", return_type="components")
     # The registered model is base+adapter merged: it answers as the validated adapter checkpoint does (greedy).
     prompts = datasets[1]["prompt_text"].head(len(report["samples"])).tolist()
-    completions, _ = generate(loaded["model"], loaded["tokenizer"], prompts, VALIDATION["max_new_tokens"])
-    assert decode(loaded["tokenizer"], completions) == [sample["trained_completion"] for sample in report["samples"]]
+    answers = greedy_answers(loaded["model"], loaded["tokenizer"], prompts, VALIDATION["max_new_tokens"])
+    assert answers == [sample["trained_completion"] for sample in report["samples"]]

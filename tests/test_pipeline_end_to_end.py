@@ -24,7 +24,6 @@ from safetensors.torch import load_file
 
 from grpo_pipeline import rewards as rewards_module
 from grpo_pipeline.config import run_config as run_config_module
-from grpo_pipeline.evaluation import decode, generate
 from grpo_pipeline.io import PromptJSONLinesDataset
 from grpo_pipeline.pipeline_registry import register_pipelines
 from grpo_pipeline.pipelines.grpo import STAGES
@@ -35,6 +34,7 @@ from tests.conftest import (
     NO_GATES,
     PROJECT_ROOT,
     copy_project,
+    greedy_answers,
     inside,
     invoke_kedro,
     invoke_kedro_subprocess,
@@ -171,8 +171,8 @@ def test_the_validated_model_is_registered_and_generates_as_validated_when_loade
         model = mlflow.transformers.load_model("models:/debug@validated", return_type="components")
     # The registered model answers the held-out prompts as the validated checkpoint did (greedy).
     prompts = eval_dataset["prompt_text"].head(len(report["samples"])).tolist()
-    completions, _ = generate(model["model"], model["tokenizer"], prompts, report["max_new_tokens"])
-    assert decode(model["tokenizer"], completions) == [sample["trained_completion"] for sample in report["samples"]]
+    answers = greedy_answers(model["model"], model["tokenizer"], prompts, report["max_new_tokens"])
+    assert answers == [sample["trained_completion"] for sample in report["samples"]]
 
 
 def test_all_variants_and_stages_are_registered() -> None:

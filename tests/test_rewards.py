@@ -1,21 +1,15 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
-from datasets import Dataset
-from trl import GRPOConfig, GRPOTrainer
 
-from grpo_pipeline.config.schema import RewardModelParams, RewardParams
+from grpo_pipeline.config.schema import RewardParams
 from grpo_pipeline.errors import ParameterError
-from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError, RewardSet, resolve_rewards
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
 from grpo_pipeline.rewards.guard import guarded, is_async_reward
-from grpo_pipeline.rewards.models import load_reward_model, reward_model_scorers
-from tests.reward_models import build_short_answer_reward_model
 
 
 def chat(text: str) -> list[dict[str, str]]:
@@ -152,36 +146,3 @@ def test_rewards_by_import_path_with_kwargs_and_trl_built_ins() -> None:
 def test_bad_reward_entries_are_parameter_errors(entry: Any, message: str) -> None:
     with pytest.raises(ParameterError, match=message):
         resolve_rewards(RewardParams(functions=[entry]))
-
-
-@pytest.mark.trainer
-def test_validation_scores_a_reward_model_exactly_as_grpo_trainer_does(
-    tiny_model_dir: Path, datasets: Any, tmp_path: Path
-) -> None:
-    params = RewardModelParams(name_or_path=str(build_short_answer_reward_model(tmp_path / "short_answer")))
-    model, tokenizer = load_reward_model(params)
-    trainer = GRPOTrainer(
-        model=load_causal_lm(tiny_model_dir),
-        reward_funcs=[model],
-        reward_processing_classes=[tokenizer],
-        args=GRPOConfig(
-            output_dir=str(tmp_path / "out"),
-            per_device_train_batch_size=4,
-            num_generations=4,
-            use_cpu=True,
-            bf16=False,  # as the pipeline trains on a CPU; under bf16 TRL scores in bf16 (about 3e-3 apart)
-            report_to="none",
-        ),
-        train_dataset=Dataset.from_pandas(datasets[0][["prompt", "answer"]], preserve_index=False),
-        processing_class=load_tokenizer(tiny_model_dir),
-    )
-    prompts = datasets[1]["prompt"].tolist()
-    texts = ["7", "twelve", "1 2 3 4 5 6", "", "9", "42", "a", "no idea at all"][: len(prompts)]
-    completions = [[{"role": "assistant", "content": text}] for text in texts]
-    inputs = [{"prompt": prompt, "answer": "1"} for prompt in prompts]
-    by_trl = trainer._calculate_rewards(inputs, prompts, completions, [tokenizer.encode(t) for t in texts])[:, 0]
-    (scorer,) = reward_model_scorers([params])
-    by_validation = scorer(prompts=prompts, completions=completions)
-    assert trainer.reward_func_names == [params.label] == ["short_answer"]
-    assert by_validation == pytest.approx(by_trl.tolist(), abs=1e-5)
-    assert by_validation[0] > by_validation[-1] + 0.3  # it prefers the short answer

@@ -12,11 +12,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
-from transformers import AutoModelForCausalLM
 
-from grpo_pipeline import tool_calling
 from grpo_pipeline.config.run_config import resolve_run_config
 from grpo_pipeline.config.schema import FormattingParams, TinyModelParams
 from grpo_pipeline.errors import ParameterError
@@ -26,8 +23,6 @@ from grpo_pipeline.models.tiny import ensure_tiny_model
 from grpo_pipeline.pipelines.grpo.nodes import train_grpo, validate_checkpoint
 from grpo_pipeline.prompts import format_splits
 from grpo_pipeline.sandbox import params_option
-from grpo_pipeline.tool_calling import Rollout, call_tools
-from grpo_pipeline.tools import resolve_tool_set
 from grpo_pipeline.validation import at_k, final_answer
 from tests.conftest import PROJECT_ROOT, copy_project, invoke_kedro, mlflow_runs, run_kedro
 
@@ -104,60 +99,6 @@ def test_a_trl_reward_that_reads_the_first_message_only_is_warned_of_with_tools(
 def test_several_environments_need_the_environment_column() -> None:
     with pytest.raises(ParameterError, match=r"add 'environment' to data.required_columns"):
         resolve_run_config(params({"environment": {"count": f"{EXAMPLES}:Counter"}}), "debug")
-
-
-def test_tool_calls_run_as_trl_runs_them_with_state_kept_across_calls() -> None:
-    tools = resolve_tool_set([f"{EXAMPLES}:slow_add"], f"{EXAMPLES}:Counter")
-    environment, offered = tools.new_environment({"answer": "5"})
-    environment.reset(answer="5")
-    rollout = Rollout([], [], offered, environment)
-
-    def call(name: str, **arguments: Any) -> dict[str, Any]:
-        return {"type": "function", "function": {"name": name, "arguments": arguments}}
-
-    messages = call_tools(rollout, [call("increment", amount=2), call("slow_add", a=1, b=2), call("nope")])
-    messages += call_tools(rollout, [call("increment", amount=3)])
-    assert [m["content"] for m in messages] == ["2", "3", "{'error': 'Tool nope not found.'}", "5"]
-    assert (rollout.tool_calls, rollout.tool_failures) == (4, 1)
-    assert environment.get_reward() == 1.0  # 2 + 3 across two turns reached the row's answer
-
-
-def test_rollouts_read_a_shared_prompt_prefix_once_and_leave_their_batch_when_done_changing_no_token(
-    tiny_model_dir: Path,
-) -> None:
-    """Tool-calling contexts share a long system turn (the tools' descriptions): validation reads it once, pads each
-    row after it and lets ended rows leave the batch; every row generates what it generates alone in one call."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    generator = torch.Generator().manual_seed(0)
-    vocabulary = model.get_input_embeddings().num_embeddings
-    prefix = torch.randint(4, vocabulary, (48,), generator=generator).tolist()
-    sequences = [prefix + torch.randint(4, vocabulary, (n,), generator=generator).tolist() for n in (1, 5, 9, 3, 2, 4)]
-    budgets = [20, 3, 20, 11, 20, 20]
-    stop = model.generation_config.eos_token_id
-    read: list[int] = []
-    model.get_input_embeddings().register_forward_hook(lambda _, args, __: read.append(args[0].numel()))
-
-    shared = tool_calling.SharedPrefix.of(model, sequences, None)
-    together, finite, caches = tool_calling._continue(model, sequences, budgets, 0, {stop}, None, 3, shared)
-
-    # The prefix once, then the first batch's own tokens; two batches of three rows, each losing a row early.
-    assert finite and read[:2] == [len(prefix), 3 * 9] and min(read) < 3
-    assert together == [alone(model, ids, budget, stop) for ids, budget in zip(sequences, budgets, strict=True)]
-
-    # The next turn (a tool's result appended) reads only its new tokens: the rest is in each row's cache.
-    suffixes = [torch.randint(4, vocabulary, (n,), generator=generator).tolist() for n in (3, 1, 4, 2, 5, 3)]
-    turns = [ids + reply + suffix for ids, reply, suffix in zip(sequences, together, suffixes, strict=True)]
-    read.clear()
-    next_turn, finite, _ = tool_calling._continue(model, turns, [12] * 6, 0, {stop}, None, 3, shared, caches)
-    assert finite and read[0] == 3 * (1 + 4)  # the first batch: each row's last reply token and up to 4 new ones
-    assert next_turn == [alone(model, ids, 12, stop) for ids in turns]
-
-
-def alone(model: Any, ids: list[int], budget: int, stop: int) -> list[int]:
-    """What ``model`` generates greedily after ``ids`` alone, in one call, up to its end-of-sequence token."""
-    output = model.generate(torch.tensor([ids]), max_new_tokens=budget, do_sample=False, pad_token_id=0)
-    tokens = output[0, len(ids) :].tolist()
-    return tokens[: tokens.index(stop) + 1] if stop in tokens else tokens
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from grpo_pipeline.config.loader import load_parameters
 from grpo_pipeline.config.run_config import RunConfig
 from grpo_pipeline.config.schema import ModelParams, VariantParams, WarmStartParams, parse_section
 from grpo_pipeline.errors import ParameterError
-from grpo_pipeline.evaluation import decode, generate
 from grpo_pipeline.models.loading import load_causal_lm, load_tokenizer
 from grpo_pipeline.training.warm_start import (
     FINGERPRINT_FILE,
@@ -21,7 +20,7 @@ from grpo_pipeline.training.warm_start import (
     ensure_warm_start,
     recorded_fingerprint,
 )
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, greedy_answers
 from tests.test_training_and_validation import run_config, weights_changed
 
 
@@ -48,8 +47,7 @@ def test_the_warm_start_teaches_the_answers_and_is_reused_until_something_change
     warm = load_causal_lm(path)
     assert weights_changed(tiny_model_dir, warm)
     tokenizer = load_tokenizer(path)
-    ids, _ = generate(warm, tokenizer, train["prompt_text"].tolist(), max_new_tokens=4)
-    answers = decode(tokenizer, ids)
+    answers = greedy_answers(warm, tokenizer, train["prompt_text"].tolist(), max_new_tokens=4)
     # Supervised on answers of the training problems: it answers with their digits, not the random model's noise.
     assert sum(answer.strip().isdigit() for answer in answers) >= len(answers) // 2, answers
 

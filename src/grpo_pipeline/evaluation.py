@@ -1,156 +1,167 @@
-"""Generation (greedy, or sampled as GRPO samples) and reward scoring of a model on held-out prompts, for
-checkpoint validation."""
+"""Generation and reward scoring of a model on held-out prompts, for checkpoint validation, through the trainer's own
+path: a ``GRPOTrainer`` built as training builds it (the run's GRPOConfig: transformers or vLLM, ``rollout_func``,
+tools and environments, reward functions and reward models) generates and scores each batch as a training step
+does, greedy or sampled as GRPO samples."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
+import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from trl.data_utils import is_conversational
+from datasets import Dataset
+from transformers import TrainerState
 
+from grpo_pipeline.config.run_config import RunConfig
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
-from grpo_pipeline.rewards import RewardFunction, RewardSet
-from grpo_pipeline.rewards.guard import guarded, is_async_reward
-from grpo_pipeline.rewards.models import reward_model_scorers
+from grpo_pipeline.tools import assistant_turns, called_a_tool
+from grpo_pipeline.training.sources import trainer_sources
+from grpo_pipeline.training.trl_internals import ScoredBatch, ScoringGRPOTrainer
 
 # How GRPOTrainer samples completions (without vLLM): these GRPOConfig fields plus its generation_kwargs.
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+# Prompts generated together (all their samples at once) by transformers; vLLM schedules every prompt itself.
+PROMPTS_PER_CALL = 32
 
 
-def sampling_settings(config: Any | None = None) -> dict[str, Any]:
-    """How a ``trl.GRPOConfig`` samples completions; TRL's defaults without one."""
-    if config is None:
-        from trl import GRPOConfig  # noqa: PLC0415 (only an old checkpoint, which records none, needs the defaults)
-
-        defaults = {field.name: field.default for field in dataclasses.fields(GRPOConfig)}
-        return {name: defaults[name] for name in SAMPLING_FIELDS}
+def sampling_settings(config: Any) -> dict[str, Any]:
+    """How a ``trl.GRPOConfig`` samples completions, for the records."""
     extra = {key: value for key, value in (config.generation_kwargs or {}).items() if key != "max_new_tokens"}
     return {name: getattr(config, name) for name in SAMPLING_FIELDS} | extra
 
 
-@torch.no_grad()
-def generate(
-    policy: torch.nn.Module,
-    tokenizer: Any,
-    prompt_texts: list[str],
-    max_new_tokens: int,
-    sampling: dict[str, Any] | None = None,
-    samples: int = 1,
-    batch_size: int = 32,
-) -> tuple[list[list[int]], bool]:
-    """Completion token ids (up to EOS) for templated prompts, greedy or with ``sampling`` (``samples`` per prompt,
-    a prompt's together), and whether every logit was finite."""
-    policy.eval()
-    tokenizer.padding_side = "left"
-    completions: list[list[int]] = []
-    finite = True
-    for start in range(0, len(prompt_texts), batch_size):
-        batch = tokenizer(
-            prompt_texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(policy.device)
-        output = policy.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            **({"do_sample": True, "num_return_sequences": samples, **sampling} if sampling else {"do_sample": False}),
-            output_logits=True,
-            return_dict_in_generate=True,
-            pad_token_id=tokenizer.pad_token_id,
+def validation_config(run_config: RunConfig, max_new_tokens: int, output_dir: str) -> Any:
+    """The run's ``trl.GRPOConfig`` for generating and scoring only: its generation and rewards as they are, the
+    completion budget ``max_new_tokens``, and nothing that only training needs (no reference model, no
+    checkpoints, no trackers)."""
+    from grpo_pipeline.config.trl_config import build_trl_config  # noqa: PLC0415 (TRL takes seconds to import)
+
+    kwargs = {
+        key: value
+        for key, value in run_config.grpo_config_kwargs().items()
+        if key not in ("gradient_checkpointing", "activation_checkpointing")
+    } | {
+        "output_dir": output_dir,
+        "max_completion_length": max_new_tokens,
+        "model_init_kwargs": None,  # the model is loaded already, as the run loads it
+        "beta": 0.0,
+        "vllm_importance_sampling_correction": False,
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "load_best_model_at_end": False,
+        "activation_checkpointing": False,
+        "report_to": "none",
+    }
+    return build_trl_config("GRPOConfig", kwargs, run_config.where("training"))
+
+
+@dataclass(frozen=True)
+class Completions:
+    """What a model generated for a set of prompts (a prompt's samples together), as the rewards saw it: the
+    completions (text, or messages with tool turns), their token ids, each reward's values (``rewards[completion,
+    reward]``, NaN: not applicable), tool use (None without tools) and whether every logit was finite."""
+
+    completions: list[Any]
+    ids: list[list[int]]
+    rewards: np.ndarray
+    tool_use: dict[str, float] | None
+    finite: bool
+
+
+class Evaluator:
+    """One model generating and scoring held-out prompts through a :class:`ScoringGRPOTrainer` built for it from the
+    run's configuration; rewards get the checkpoint's ``trainer_state`` as in training."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        frame: pd.DataFrame,
+        run_config: RunConfig,
+        max_new_tokens: int,
+        reward_models: list[tuple[Any, Any]],
+        trainer_state: TrainerState,
+    ) -> None:
+        self.rows = frame.drop(columns=list(FORMATTED_COLUMNS), errors="ignore").to_dict(orient="records")
+        self._output_dir = tempfile.TemporaryDirectory(prefix="grpo-validation-")
+        self.trainer = ScoringGRPOTrainer(
+            model=model,
+            args=validation_config(run_config, max_new_tokens, self._output_dir.name),
+            train_dataset=Dataset.from_list(self.rows),
+            processing_class=tokenizer,
+            **trainer_sources(run_config, reward_models),
         )
-        finite = finite and all(bool(torch.isfinite(step).all()) for step in output.logits)
-        for generated in output.sequences[:, batch["input_ids"].shape[1] :].tolist():
-            end = generated.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in generated else len(generated)
-            completions.append([token for token in generated[:end] if token != tokenizer.pad_token_id])
-    return completions, finite
+        self.trainer.state = trainer_state
+        self.tools = run_config.tools.active
 
+    def close(self) -> None:
+        del self.trainer
+        self._output_dir.cleanup()
 
-def decode(tokenizer: Any, completions: list[list[int]], skip_special_tokens: bool = True) -> list[str]:
-    """Completion text as ``GRPOTrainer`` hands it to the rewards (special tokens skipped), so validation scores
-    what training scored; ``skip_special_tokens=False`` shows what the model really generated."""
-    return tokenizer.batch_decode(completions, skip_special_tokens=skip_special_tokens)
-
-
-def reward_scorers(rewards: RewardSet) -> dict[str, RewardFunction]:
-    """Every reward of the run by its name: the functions as training calls them, reward models loaded once and
-    called through :class:`~grpo_pipeline.rewards.models.RewardModelScorer`, each guarded (see rewards/guard.py)."""
-    scorers = iter(reward_model_scorers(rewards.models))
-    return {
-        reward.name: reward.function if reward.function is not None else guarded(reward.name, next(scorers))
-        for reward in rewards.rewards
-    }
-
-
-def _no_op(*args: Any, **kwargs: Any) -> None:
-    """TRL's ``log_extra`` / ``log_metric`` outside training: validation has no completions table or step metrics."""
-
-
-def run_coroutines(coroutines: list[Any], return_exceptions: bool = False) -> list[Any]:
-    """The coroutines' results, run concurrently (``asyncio.gather``) on a fresh event loop in a thread of its own:
-    this may be called where a loop already runs (a notebook)."""
-
-    async def gather() -> list[Any]:
-        return await asyncio.gather(*coroutines, return_exceptions=return_exceptions)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(asyncio.run, gather()).result()
-
-
-def call_rewards(scorers: dict[str, RewardFunction], completions: list[Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """Each reward's values for ``completions``, the rewards called as ``GRPOTrainer._calculate_rewards`` calls them:
-    same arguments, the async ones run concurrently on an event loop."""
-    kwargs = {"completions": completions, **inputs, "log_extra": _no_op, "log_metric": _no_op}
-    pending = {name: function for name, function in scorers.items() if is_async_reward(function)}
-    values = {name: function(**kwargs) for name, function in scorers.items() if name not in pending}
-    if pending:
-        results = run_coroutines([function(**kwargs) for function in pending.values()])
-        values |= dict(zip(pending, results, strict=True))
-    return {name: values[name] for name in scorers}
-
-
-def score(
-    completions: list[Any],
-    completion_ids: list[list[int]],
-    frame: pd.DataFrame,
-    scorers: dict[str, RewardFunction],
-    weights: list[float],
-    trainer_state: Any = None,
-    reward_inputs: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Each reward and their weighted sum, as TRL computes them: a reward's ``None`` (not applicable) is left out of
-    its mean and of the sum; a completion no reward applies to is left out of the total's mean."""
-    prompts = frame["prompt"].tolist()
-    columns = {
-        column: frame[column].tolist() for column in frame.columns if column not in ("prompt", *FORMATTED_COLUMNS)
-    }
-    if is_conversational({"prompt": prompts[0]}):
-        completions = [
-            [{"role": "assistant", "content": text}] if isinstance(text, str) else text for text in completions
+    def complete(self, greedy: bool, samples: int = 1, count: int | None = None) -> Completions:
+        """``samples`` completions of each of the first ``count`` prompts (all: None), greedy or sampled."""
+        rows = self.rows[:count]
+        per_call = len(rows) if self.trainer.use_vllm else PROMPTS_PER_CALL
+        batches: list[ScoredBatch] = [
+            self.trainer.generate_and_score(rows[start : start + per_call], samples, greedy)
+            for start in range(0, len(rows), per_call)
         ]
-    inputs = {
-        "prompts": prompts,
-        "completion_ids": completion_ids,
-        **columns,
-        "trainer_state": trainer_state,
-        **(reward_inputs or {}),
-    }
-    raw = call_rewards(scorers, completions, inputs)
-    per_reward = {
-        name: np.array([np.nan if v is None else v for v in values], dtype=float) for name, values in raw.items()
-    }
-    matrix = np.stack(list(per_reward.values()), axis=1)
-    applicable = ~np.isnan(matrix)
-    total = np.where(applicable.any(axis=1), np.nansum(matrix * np.asarray(weights), axis=1), np.nan)
+        completions = [completion for batch in batches for completion in batch.completions]
+        ids = [ids for batch in batches for ids in batch.completion_ids]
+        tool_use = None
+        if self.tools:
+            calls = sum(batch.tool_calls for batch in batches)
+            tool_use = {
+                "tool_calls_per_completion": calls / len(completions),
+                "tool_failure_rate": sum(batch.tool_failures for batch in batches) / calls if calls else 0.0,
+                "tool_use_share": float(np.mean([called_a_tool(completion) for completion in completions])),
+                "turns_per_completion": float(np.mean([len(assistant_turns(c)) for c in completions])),
+            }
+        rewards = np.concatenate([batch.rewards for batch in batches])
+        first = batches[0]
+        sequences = [p + c for p, c in zip(first.prompt_ids, first.completion_ids, strict=True)]
+        return Completions(completions, ids, rewards, tool_use, finite_logits(self.trainer.model, sequences))
+
+
+# The sequences whose logits are checked: enough to see NaN/inf weights or an overflow, cheap beside generating.
+FINITE_CHECK_SEQUENCES = 4
+
+
+@torch.no_grad()
+def finite_logits(model: torch.nn.Module, sequences: list[list[int]]) -> bool:
+    """Whether ``model``'s weights and its logits for the first ``sequences`` (prompts with their completions) are
+    all finite: a checkpoint with NaN/inf weights, or one that overflows its dtype, generates without failing."""
+    if not all(bool(torch.isfinite(parameter).all()) for parameter in model.parameters()):
+        return False
+    for ids in sequences[:FINITE_CHECK_SEQUENCES]:
+        logits = model(input_ids=torch.tensor([ids], device=model.device)).logits
+        if not bool(torch.isfinite(logits).all()):
+            return False
+    return True
+
+
+def summarise(rewards: np.ndarray, names: list[str], weights: list[float]) -> dict[str, Any]:
+    """Each reward and their weighted sum, as TRL sums them: a reward's NaN (not applicable) is left out of its
+    mean and of the sum; a completion no reward applies to is left out of the total's mean."""
+    applicable = ~np.isnan(rewards)
+    total = np.where(applicable.any(axis=1), np.nansum(rewards * np.asarray(weights), axis=1), np.nan)
     return {
         "mean_reward": _nanmean(total),
-        "rewards": {name: _nanmean(values) for name, values in per_reward.items()},
-        "skipped": {name: int(np.isnan(values).sum()) for name, values in per_reward.items()},
+        "rewards": {name: _nanmean(rewards[:, index]) for index, name in enumerate(names)},
+        "skipped": {name: int(np.isnan(rewards[:, index]).sum()) for index, name in enumerate(names)},
         "per_prompt": [None if np.isnan(value) else float(value) for value in total],
-        "per_completion": per_reward,
+        "per_completion": {name: rewards[:, index] for index, name in enumerate(names)},
     }
+
+
+def trainer_state_of(recorded: dict[str, Any]) -> TrainerState:
+    """A checkpoint's trainer state as TRL hands it to rewards (``trainer_state``): its step, epoch and history."""
+    known = {field.name for field in dataclasses.fields(TrainerState)}
+    return TrainerState(**{key: value for key, value in recorded.items() if key in known})
 
 
 def _nanmean(values: np.ndarray) -> float | None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from grpo_pipeline.chat_template import render, training_chat_template
 from grpo_pipeline.config.schema import DataParams, FormattingParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.rewards.columns import ColumnCheck
@@ -346,17 +347,28 @@ def _length_statistics(lengths: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
 
 
 def format_split(
-    frame: pd.DataFrame, split: str, tokenizer: Any, params: FormattingParams, tools: ToolSet | None = None
+    frame: pd.DataFrame,
+    split: str,
+    tokenizer: Any,
+    params: FormattingParams,
+    tools: ToolSet | None = None,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """One split through the chat template: the kept rows with ``prompt_text`` and ``prompt_tokens``, and statistics.
 
     The ``prompt`` column of the result is what ``GRPOTrainer`` takes: chat messages, or with
     ``formatting.prompt_format: text`` the templated string; ``prompt_text`` always holds the latter, with the
-    descriptions of the tools the row is offered (``tools``) as the trainer renders them.
+    descriptions of the tools the row is offered (``tools``) as the trainer renders them (its template, and
+    ``chat_template_kwargs``: GRPOConfig's).
     """
+    chat_template = training_chat_template(tokenizer, tools=bool(tools and tools.active))
     texts = [
-        tokenizer.apply_chat_template(
-            messages, tools=tools.row_tools(row) if tools else None, tokenize=False, add_generation_prompt=True
+        render(
+            tokenizer,
+            messages,
+            tools=tools.row_tools(row) if tools else None,
+            chat_template=chat_template,
+            chat_template_kwargs=chat_template_kwargs,
         )
         for messages, row in zip(frame["prompt"], frame.to_dict(orient="records"), strict=True)
     ]
@@ -390,9 +402,10 @@ def format_splits(
     tokenizer: Any,
     params: FormattingParams,
     tools: ToolSet | None = None,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Both splits through :func:`format_split`, with their statistics in one record."""
-    train, train_statistics = format_split(train_prompts, "train", tokenizer, params, tools)
-    evaluation, eval_statistics = format_split(eval_prompts, "eval", tokenizer, params, tools)
+    train, train_statistics = format_split(train_prompts, "train", tokenizer, params, tools, chat_template_kwargs)
+    evaluation, eval_statistics = format_split(eval_prompts, "eval", tokenizer, params, tools, chat_template_kwargs)
     statistics = {"max_prompt_length": params.max_prompt_length, "train": train_statistics, "eval": eval_statistics}
     return train, evaluation, statistics

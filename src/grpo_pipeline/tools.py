@@ -6,8 +6,6 @@ An environment is a callable (usually a class) that makes one environment per ro
 its tools, ``reset(**row)`` starts a rollout (a returned string is appended to the last user message) and an
 optional ``get_reward()`` scores the finished rollout, counted as one more reward named after the class, weight 1.
 A mapping ``{name: factory}`` picks each row's environment by its ``environment`` column.
-
-Generation with tools outside the trainer (validation) is in tool_calling.py.
 """
 
 from __future__ import annotations
@@ -195,20 +193,3 @@ def resolve_tool_set(tools: list[str], environment: str | Mapping[str, str] | No
     if problems:
         raise invalid_parameters(problems)
     return ToolSet(tuple(functions), factories if environment is not None else None, probes)
-
-
-def environment_reward(environment_type: type) -> Callable[..., Any]:
-    """The reward TRL adds for an environment class with ``get_reward``: each rollout of that very class scored by
-    its environment, None (not applicable) for the others; async when ``get_reward`` is."""
-    if inspect.iscoroutinefunction(environment_type.get_reward):
-
-        async def reward(environments: list[Any], **kwargs: Any) -> list[float | None]:
-            return [await e.get_reward() if type(e) is environment_type else None for e in environments]
-
-    else:
-
-        def reward(environments: list[Any], **kwargs: Any) -> list[float | None]:  # type: ignore[misc]
-            return [e.get_reward() if type(e) is environment_type else None for e in environments]
-
-    reward.__name__ = reward.__qualname__ = environment_type.__name__
-    return reward

@@ -8,21 +8,19 @@ decide whether the checkpoint passes.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from contextlib import closing
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from transformers import TrainerState
 
 from grpo_pipeline.config.run_config import RunConfig
 from grpo_pipeline.config.schema import ValidationParams
 from grpo_pipeline.errors import ProjectError
-from grpo_pipeline.evaluation import decode, generate, reward_scorers, sampling_settings, score
+from grpo_pipeline.evaluation import Evaluator, sampling_settings, summarise, trainer_state_of
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm, loading_choices
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
@@ -36,10 +34,10 @@ from grpo_pipeline.reporting import (
     plain,
     transcript,
 )
+from grpo_pipeline.rewards import RewardSet
 from grpo_pipeline.rewards.arithmetic import completion_text
 from grpo_pipeline.rewards.guard import scoring_context
-from grpo_pipeline.tool_calling import tool_rollouts, tool_usage
-from grpo_pipeline.tools import ToolSet
+from grpo_pipeline.rewards.models import load_reward_model
 
 
 class ValidationFailedError(ProjectError, ValueError):
@@ -47,18 +45,14 @@ class ValidationFailedError(ProjectError, ValueError):
 
 
 def merged_export_check(
-    checkpoint: HFCheckpoint, prompt_texts: list[str], merged_ids: list[list[int]] | None, params: ValidationParams
+    checkpoint: HFCheckpoint, merged_ids: list[list[int]], adapter: Evaluator, params: ValidationParams
 ) -> dict[str, Any] | None:
-    """Whether the merged export generates base+adapter's tokens on the first prompts (``merged_ids``: the export's
-    greedy tokens, generated here when None); None without an export."""
+    """Whether the merged export generates base+adapter's tokens (``adapter``) on the first prompts (``merged_ids``:
+    the export's greedy tokens); None without an export."""
     if checkpoint.merged_model is None:
         return None
-    count = min(params.merge_check_prompts, len(prompt_texts))
-    if merged_ids is None:
-        merged_ids, _ = generate(
-            checkpoint.merged_model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens
-        )
-    adapter_ids, _ = generate(checkpoint.model, checkpoint.tokenizer, prompt_texts[:count], params.max_new_tokens)
+    count = min(params.merge_check_prompts, len(merged_ids))
+    adapter_ids = adapter.complete(greedy=True, count=count).ids
     identical = sum(a == b for a, b in zip(merged_ids[:count], adapter_ids, strict=True))
     return {"prompts": count, "identical_greedy_generations": identical, "matches": identical == count}
 
@@ -200,100 +194,12 @@ def at_k(correct: np.ndarray, answers: list[str | None], k: int) -> dict[str, fl
     }
 
 
-def sampling_of(checkpoint: HFCheckpoint) -> dict[str, Any]:
-    """How GRPO sampled while training this checkpoint (recorded in its trainer state); TRL's defaults for a
-    checkpoint that does not say."""
-    return checkpoint.trainer_state.get("sampling") or sampling_settings()
-
-
-def trainer_state_of(checkpoint: HFCheckpoint) -> TrainerState:
-    """The checkpoint's trainer state as TRL hands it to rewards (``trainer_state``): its step, epoch and history."""
-    known = {field.name for field in dataclasses.fields(TrainerState)}
-    return TrainerState(**{key: value for key, value in checkpoint.trainer_state.items() if key in known})
-
-
-@dataclass(frozen=True)
-class Generation:
-    """How validation generates: the completion budget, and the tools the model may call as in training (with
-    ``max_tool_calling_iterations`` rounds of calls)."""
-
-    max_new_tokens: int
-    tools: ToolSet = field(default_factory=ToolSet)
-    max_tool_calling_iterations: int | None = None
-
-
-@dataclass(frozen=True)
-class Completions:
-    """What a model generated for a set of prompts, ready for the rewards: the completions (text, or messages with
-    tool turns), their token ids, what else the rewards are handed (the rollouts' environments), tool use, and
-    whether every logit was finite."""
-
-    completions: list[Any]
-    ids: list[list[int]]
-    reward_inputs: dict[str, Any]
-    tool_use: dict[str, float] | None
-    finite: bool
-
-
-def complete(
-    policy: Any,
-    tokenizer: Any,
-    frame: pd.DataFrame,
-    generation: Generation,
-    sampling: dict[str, Any] | None = None,
-    samples: int = 1,
-) -> Completions:
-    """``samples`` completions per prompt of ``frame`` (a prompt's together), greedy or with ``sampling``; with tools,
-    multi-turn as GRPOTrainer generates them, each rollout in an environment of its own."""
-    if not generation.tools.active:
-        ids, finite = generate(
-            policy, tokenizer, frame["prompt_text"].tolist(), generation.max_new_tokens, sampling, samples
-        )
-        return Completions(decode(tokenizer, ids), ids, {}, None, finite)
-    rows = [
-        {column: value for column, value in row.items() if column not in FORMATTED_COLUMNS}
-        for row in frame.to_dict(orient="records")
-        for _ in range(samples)
-    ]
-    rollouts, finite = tool_rollouts(
-        policy,
-        tokenizer,
-        [row["prompt"] for row in rows],
-        rows,
-        generation.tools,
-        generation.max_new_tokens,
-        generation.max_tool_calling_iterations,
-        sampling,
-    )
-    environments = [rollout.environment for rollout in rollouts]
-    return Completions(
-        [rollout.completion for rollout in rollouts],
-        [rollout.completion_ids for rollout in rollouts],
-        {"environments": environments} if generation.tools.environments is not None else {},
-        tool_usage(rollouts),
-        finite,
-    )
-
-
-def assess(
-    policy: Any,
-    tokenizer: Any,
-    frame: pd.DataFrame,
-    scorers: dict[str, Any],
-    weights: list[float],
-    params: ValidationParams,
-    generation: Generation,
-    sampling: dict[str, Any],
-    seed: int,
-    trainer_state: TrainerState,
-) -> dict[str, Any]:
-    """Greedy and sampled completions of ``policy`` on ``frame``'s prompts, each reward (with how many completions it
-    did not apply to), their weighted sum, tool use and, with ``params.accuracy_reward``, accuracy, and for the
-    sampled ones pass@k and maj@k."""
-    greedy_run = complete(policy, tokenizer, frame, generation)
-    greedy = score(
-        greedy_run.completions, greedy_run.ids, frame, scorers, weights, trainer_state, greedy_run.reward_inputs
-    )
+def assess(evaluator: Evaluator, params: ValidationParams, rewards: RewardSet, seed: int) -> dict[str, Any]:
+    """Greedy and sampled completions of the evaluator's model on its prompts, each reward (with how many
+    completions it did not apply to), their weighted sum, tool use and, with ``params.accuracy_reward``, accuracy,
+    and for the sampled ones pass@k and maj@k."""
+    greedy_run = evaluator.complete(greedy=True)
+    greedy = summarise(greedy_run.rewards, rewards.names, rewards.weights)
     result = {
         "mean_reward": greedy["mean_reward"],
         "rewards": greedy["rewards"],
@@ -310,17 +216,8 @@ def assess(
     if params.sampled_completions and greedy_run.finite:  # sampling from NaN logits fails outright
         torch.manual_seed(seed)
         count = params.sampled_completions
-        sampled_run = complete(policy, tokenizer, frame, generation, sampling, count)
-        repeated = frame.loc[frame.index.repeat(count)].reset_index(drop=True)
-        sampled = score(
-            sampled_run.completions,
-            sampled_run.ids,
-            repeated,
-            scorers,
-            weights,
-            trainer_state,
-            sampled_run.reward_inputs,
-        )
+        sampled_run = evaluator.complete(greedy=False, samples=count)
+        sampled = summarise(sampled_run.rewards, rewards.names, rewards.weights)
         accuracy = params.accuracy_reward
         result["sampled"] = {
             "completions_per_prompt": count,
@@ -353,40 +250,34 @@ def validate_against_base(
     validated (``mlflow_run_id``) and which trained the checkpoint.
 
     The base model is loaded as the run loads it (``model_init_kwargs``: quantization, attention), and the rewards
-    are called as training calls them, with the checkpoint's trainer state.
+    are called as training calls them, with the checkpoint's trainer state: each model generates and is scored by a
+    ``GRPOTrainer`` built from the run's configuration (evaluation.py).
     """
     params, rewards, seed = config.params.validation, config.rewards, config.params.seed
     frame = eval_dataset.head(params.max_prompts).reset_index(drop=True)
-    scorers, sampling, tokenizer = reward_scorers(rewards), sampling_of(checkpoint), checkpoint.tokenizer
-    trainer_state = trainer_state_of(checkpoint)
-    generation = Generation(params.max_new_tokens, config.tools, config.grpo_config.max_tool_calling_iterations)
+    tokenizer, trainer_state = checkpoint.tokenizer, trainer_state_of(checkpoint.trainer_state)
+    reward_models = [load_reward_model(model) for model in rewards.models]
+
+    def evaluator(model: Any) -> Evaluator:
+        return Evaluator(model, tokenizer, frame, config, params.max_new_tokens, reward_models, trainer_state)
+
     base_model = load_causal_lm(base_model_path, **config.model_init_kwargs)
     # Both as training loaded them: the base with the run's model_init_kwargs, the checkpoint with those it records.
     trained_model, trained_kind = evaluated_model(checkpoint)
     model_loading = {"base": loading_choices(base_model), "trained": loading_choices(trained_model)}
     token = scoring_context.set(f"in validation of {checkpoint.path or 'the checkpoint'}")
     try:
-        base = assess(
-            base_model, tokenizer, frame, scorers, rewards.weights, params, generation, sampling, seed, trainer_state
-        )
+        with closing(evaluator(base_model)) as base_evaluator:
+            base = assess(base_evaluator, params, rewards, seed)
         del base_model
-        trained = assess(
-            trained_model,
-            tokenizer,
-            frame,
-            scorers,
-            rewards.weights,
-            params,
-            generation,
-            sampling,
-            seed,
-            trainer_state,
-        )
+        with closing(evaluator(trained_model)) as trained_evaluator:
+            trained = assess(trained_evaluator, params, rewards, seed)
+        merged_export = None
+        if checkpoint.merged_model is not None:
+            with closing(evaluator(checkpoint.model)) as adapter:
+                merged_export = merged_export_check(checkpoint, trained["greedy_ids"], adapter, params)
     finally:
         scoring_context.reset(token)
-    # With tools the greedy ids span several turns; the merged export is compared on the first one.
-    first_turn_ids = None if config.tools.active else trained["greedy_ids"]
-    merged_export = merged_export_check(checkpoint, frame["prompt_text"].tolist(), first_turn_ids, params)
     failures = failures_of(base, trained, merged_export, params)
     status = outcome(failures, params)
     hidden = ("greedy_ids", "completions", "per_prompt")
@@ -398,7 +289,7 @@ def validate_against_base(
         "global_step": checkpoint.trainer_state.get("global_step"),
         "eval_prompts": len(frame),
         "max_new_tokens": params.max_new_tokens,
-        "sampling": sampling | {"completions_per_prompt": params.sampled_completions},
+        "sampling": sampling_settings(config.grpo_config) | {"completions_per_prompt": params.sampled_completions},
         "reward_weights": dict(zip(rewards.names, rewards.weights, strict=True)),
         "accuracy_reward": params.accuracy_reward,
         "base": {key: value for key, value in base.items() if key not in hidden},
@@ -431,7 +322,7 @@ def validate_against_base(
                 frame.to_dict(orient="records"),
                 base["completions"],
                 trained["completions"],
-                decode(tokenizer, trained["greedy_ids"], skip_special_tokens=False),
+                tokenizer.batch_decode(trained["greedy_ids"], skip_special_tokens=False),
                 base["per_prompt"],
                 trained["per_prompt"],
                 strict=True,

@@ -24,7 +24,6 @@ from grpo_pipeline.imports import import_object, is_import_path
 from grpo_pipeline.rewards.arithmetic import accuracy_reward, format_reward, length_reward
 from grpo_pipeline.rewards.columns import CHECKS_ATTRIBUTE, ColumnCheck
 from grpo_pipeline.rewards.guard import RewardError, RewardFunction, guarded
-from grpo_pipeline.tools import environment_reward
 
 # The project's own rewards, by the name each has everywhere (none takes a TRL reward's name).
 REWARD_FUNCTIONS: dict[str, RewardFunction] = {
@@ -150,9 +149,7 @@ class RewardSet:
     @property
     def functions(self) -> list[RewardFunction]:
         """The reward functions the project hands the trainer (not an environment's, which TRL adds itself)."""
-        return [
-            reward.function for reward in self.rewards if reward.function is not None and reward.environment is None
-        ]
+        return [reward.function for reward in self.rewards if reward.function is not None]
 
     @property
     def models(self) -> list[RewardModelParams]:
@@ -207,10 +204,7 @@ def resolve_rewards(
         checks = getattr(getattr(function, "func", function), CHECKS_ATTRIBUTE, {})
         rewards.append(Reward(name, weight, function=guarded(name, function), column_checks=checks))
     rewards += [Reward(model.label, model.weight, model=model) for model in params.models]
-    rewards += [
-        Reward(kind.__name__, 1.0, function=guarded(kind.__name__, environment_reward(kind)), environment=kind)
-        for kind in environment_types
-    ]
+    rewards += [Reward(kind.__name__, 1.0, environment=kind) for kind in environment_types]
     if not rewards:
         problems.append(
             f"parameter '{prefix}': no reward; give one under functions or models, or an environment with get_reward"

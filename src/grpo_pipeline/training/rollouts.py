@@ -23,6 +23,7 @@ from transformers import PreTrainedTokenizerBase
 from trl.data_utils import is_conversational
 from trl.models import unwrap_model_for_generation
 
+from grpo_pipeline.chat_template import render
 from grpo_pipeline.config.schema import RunParams, invalid_parameters
 from grpo_pipeline.imports import import_object
 
@@ -34,39 +35,31 @@ RolloutFunc = Callable[[list[Any], "GRPOTrainer"], RolloutOutput]
 SeedRolloutFunc = Callable[[list[str], "GRPOConfig", PreTrainedTokenizerBase], RolloutOutput]
 
 
+def _rendered(prompts: list[Any], trainer: GRPOTrainer, tokenize: bool) -> list[Any]:
+    return [
+        render(
+            trainer.processing_class,
+            prompt,
+            chat_template=trainer.chat_template,
+            tokenize=tokenize,
+            chat_template_kwargs=trainer.chat_template_kwargs,
+        )
+        for prompt in prompts
+    ]
+
+
 def templated_prompts(prompts: list[Any], trainer: GRPOTrainer) -> list[str]:
     """The prompts as the model reads them: chat messages through the trainer's chat template."""
     if not is_conversational({"prompt": prompts[0]}):
         return list(prompts)
-    return [
-        trainer.processing_class.apply_chat_template(
-            prompt,
-            chat_template=trainer.chat_template,
-            add_generation_prompt=True,
-            tokenize=False,
-            **trainer.chat_template_kwargs,
-        )
-        for prompt in prompts
-    ]
+    return _rendered(prompts, trainer, tokenize=False)
 
 
 def prompt_token_ids(prompts: list[Any], trainer: GRPOTrainer) -> list[list[int]]:
     """Token ids of each prompt, tokenized the way GRPOTrainer tokenizes them itself."""
     if not is_conversational({"prompt": prompts[0]}):
         return trainer.processing_class(text=prompts)["input_ids"]
-    return [
-        list(
-            trainer.processing_class.apply_chat_template(
-                prompt,
-                chat_template=trainer.chat_template,
-                add_generation_prompt=True,
-                tokenize=True,
-                return_dict=True,
-                **trainer.chat_template_kwargs,
-            )["input_ids"]
-        )
-        for prompt in prompts
-    ]
+    return _rendered(prompts, trainer, tokenize=True)
 
 
 def _until_eos(tokens: list[int], eos_token_ids: set[int]) -> list[int]:

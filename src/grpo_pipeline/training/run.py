@@ -43,7 +43,7 @@ from grpo_pipeline.training.mlflow_logging import (
     tag_run,
     tracked_entry,
 )
-from grpo_pipeline.training.rollouts import load_rollout_func
+from grpo_pipeline.training.sources import trainer_sources
 from grpo_pipeline.training.trainer import (
     CheckpointCompletionCallback,
     StepTimer,
@@ -165,8 +165,6 @@ def build_trainer(
     check_vllm_generation(config, request.base_model_path, run_config.variant)
     if params.run.torch_num_threads:
         torch.set_num_threads(params.run.torch_num_threads)
-    rewards = run_config.rewards
-    reward_models = [load_reward_model(model) for model in rewards.models]
     evaluates = config.eval_strategy != "no"
     if evaluates and (request.eval_dataset is None or request.eval_dataset.empty):
         raise invalid_parameters(
@@ -178,15 +176,12 @@ def build_trainer(
     step_timer = StepTimer()
     trainer = TimedGRPOTrainer(
         model=request.base_model_path,  # TRL loads it with config.model_init_kwargs
-        reward_funcs=[*rewards.functions, *(model for model, _ in reward_models)],
-        reward_processing_classes=[None] * len(rewards.functions) + [tokenizer for _, tokenizer in reward_models],
         args=config,
         train_dataset=_as_dataset(request.train_dataset),
         eval_dataset=_as_dataset(request.eval_dataset) if evaluates else None,
         processing_class=load_tokenizer(request.base_model_path, params.model.revision, params.model.trust_remote_code),
         peft_config=run_config.build_lora_config(),
-        rollout_func=load_rollout_func(params.run.rollout_func) if params.run.rollout_func else None,
-        **run_config.tools.trainer_kwargs(),
+        **trainer_sources(run_config, [load_reward_model(model) for model in run_config.rewards.models]),
         callbacks=[
             step_timer,
             # A checkpoint is marked complete once written, before anything reaches the tracking server.

@@ -7,7 +7,12 @@ TRL offers no public hook for two things the project reports (and transformers' 
 - sample completions with each reward and the advantage as a step scored them (the ``_logs`` buffer;
   ``log_completions`` prints a rich table and writes a parquet file per step instead), and
 - resuming a model with tied embeddings without a false "missing keys ['lm_head.weight']" warning
-  (``Trainer._issue_warnings_after_load``).
+  (``Trainer._issue_warnings_after_load``), and
+- validation: generating and scoring held-out rows exactly as a training step does
+  (``_generate_and_score_completions``), greedy or with several samples per prompt (the trainer's
+  ``num_generations_eval``, ``generation_config`` / ``generation_kwargs`` or its vLLM backend's
+  ``generation_kwargs``), keeping each completion with its rewards (TRL keeps them only in a bounded log buffer)
+  and its tool calls (``_metrics``): :class:`ScoringGRPOTrainer`.
 
 :func:`check_trl_internals` verifies those parts exist with the shape this module expects, and runs
 whenever a :class:`TimedGRPOTrainer` is built, so a TRL release that changes them fails at once, naming
@@ -16,11 +21,15 @@ the version, instead of mis-reporting.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import trl
 from trl import GRPOTrainer
@@ -32,9 +41,10 @@ from grpo_pipeline.tools import assistant_turns, called_a_tool
 # The TRL release this module was written against; a newer one may work, the check says if it does not.
 WRITTEN_FOR_TRL = "1.16"
 _LOG_BUFFERS = ("prompt", "completion", "rewards", "advantages")
-_TIMED_METHODS = {
+_READ_METHODS = {
     "_generate": ("prompts",),
     "_calculate_rewards": ("inputs", "prompts", "completions", "completion_ids_list"),
+    "_generate_and_score_completions": ("inputs",),
 }
 
 
@@ -45,7 +55,7 @@ class TrlInternalsChangedError(ProjectError, RuntimeError):
 def check_trl_internals(trainer: GRPOTrainer) -> None:
     """Raise :class:`TrlInternalsChangedError` unless ``trainer`` has the private parts this module uses."""
     problems = []
-    for method, parameters in _TIMED_METHODS.items():
+    for method, parameters in _READ_METHODS.items():
         # TRL's own method, which TimedGRPOTrainer's override calls: the override always has the expected shape.
         found = getattr(GRPOTrainer, method, None)
         if found is None or list(inspect.signature(found).parameters) != ["self", *parameters]:
@@ -58,6 +68,11 @@ def check_trl_internals(trainer: GRPOTrainer) -> None:
     metrics = getattr(trainer, "_metrics", None)
     if not isinstance(metrics, dict) or "train" not in metrics:
         problems.append("GRPOTrainer._metrics no longer has a 'train' section")
+    for attribute in ("num_generations_eval", "generation_config" if not trainer.use_vllm else "vllm_generation"):
+        if not hasattr(trainer, attribute):
+            problems.append(f"GRPOTrainer.{attribute} is gone")
+    if trainer.use_vllm and not isinstance(getattr(trainer.vllm_generation, "generation_kwargs", None), dict):
+        problems.append("GRPOTrainer.vllm_generation.generation_kwargs is gone")
     if problems:
         raise TrlInternalsChangedError(
             f"TRL {trl.__version__} changed GRPOTrainer internals that grpo_pipeline/training/trl_internals.py "
@@ -169,3 +184,91 @@ class TimedGRPOTrainer(GRPOTrainer):
         finally:
             self.phase_timing.evaluating = False
             self.phase_timing.evaluation_seconds += time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """What one generation batch produced, as a training step scores it: each completion as the rewards saw it
+    (text, or messages with tool turns), its prompt's and its own token ids (the tools' results included), every
+    reward's value for it (``rewards[completion, reward]`` in the trainer's order; NaN: not applicable), and the
+    batch's tool calls and how many of them failed."""
+
+    completions: list[Any]
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    rewards: np.ndarray
+    tool_calls: int
+    tool_failures: int
+
+
+class ScoringGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` that generates and scores held-out rows through its own path (transformers or vLLM,
+    ``rollout_func``, tools and environments, reward functions and models) without training, for validation.
+
+    :meth:`generate_and_score` runs ``_generate_and_score_completions`` on the rows, each repeated once per sample
+    as TRL's sampler repeats a prompt, in eval mode (``num_generations_eval`` completions per prompt), greedy or
+    with the trainer's own sampling settings, and keeps the completions and rewards it produced.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        check_trl_internals(self)
+        self._generated: tuple | None = None
+        self._rewards: torch.Tensor | None = None
+
+    def _generate(self, prompts: list) -> tuple:
+        self._generated = super()._generate(prompts)
+        return self._generated
+
+    def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
+        self._rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._rewards
+
+    @contextmanager
+    def _decoding(self, greedy: bool, samples: int) -> Iterator[None]:
+        """``samples`` completions per prompt, greedy (the most likely token at every step) or sampled as training
+        samples; the trainer's settings are restored afterwards."""
+        saved = self.num_generations_eval, self.model.training
+        self.num_generations_eval = samples
+        if self.use_vllm:
+            backend = self.vllm_generation
+            kept = backend.generation_kwargs
+            # vLLM decodes greedily at temperature 0; generation_kwargs override the trainer's temperature.
+            backend.generation_kwargs = {**kept, "temperature": 0.0} if greedy else kept
+        else:
+            kept = self.generation_config, self.generation_kwargs
+            if greedy:
+                self.generation_config = copy.deepcopy(self.generation_config)
+                self.generation_config.do_sample = False
+                self.generation_kwargs = {**self.generation_kwargs, "do_sample": False}
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.num_generations_eval = saved[0]
+            self.model.train(saved[1])
+            if self.use_vllm:
+                self.vllm_generation.generation_kwargs = kept
+            else:
+                self.generation_config, self.generation_kwargs = kept
+
+    def generate_and_score(self, rows: list[dict[str, Any]], samples: int, greedy: bool) -> ScoredBatch:
+        """``samples`` completions of each of ``rows`` (dataset rows as the trainer takes them), scored."""
+        metrics = self._metrics["eval"]
+        calls_before = len(metrics["tools/call_frequency"])
+        with self._decoding(greedy, samples):
+            self._generate_and_score_completions([row for row in rows for _ in range(samples)])
+        prompt_ids, completion_ids, _, completions, *_ = self._generated
+        count = len(completion_ids)
+        tool_calls = tool_failures = 0
+        if len(metrics["tools/call_frequency"]) > calls_before:  # TRL logs each batch's calls as a frequency
+            tool_calls = round(metrics["tools/call_frequency"][-1] * count)
+            tool_failures = round(metrics["tools/failure_frequency"][-1] * tool_calls)
+        return ScoredBatch(
+            list(completions),
+            [list(ids) for ids in prompt_ids],
+            [list(ids) for ids in completion_ids],
+            self._rewards.float().cpu().numpy(),
+            tool_calls,
+            tool_failures,
+        )

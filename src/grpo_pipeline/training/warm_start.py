@@ -23,12 +23,12 @@ from datasets import Dataset
 from trl import SFTTrainer
 from trl.data_utils import is_conversational
 
+from grpo_pipeline.chat_template import render, training_chat_template
 from grpo_pipeline.config.run_config import RunConfig
 from grpo_pipeline.config.schema import ModelParams, WarmStartParams
 from grpo_pipeline.errors import ProjectError
 from grpo_pipeline.fingerprinted import ensure_artifact, read_record
 from grpo_pipeline.models.loading import load_tokenizer
-from grpo_pipeline.tool_calling import prepare_tokenizer
 from grpo_pipeline.tools import ToolSet
 from grpo_pipeline.training.fingerprint import data_sha256, model_identity, package_versions
 from grpo_pipeline.training.trainer import use_quiet_progress_bar
@@ -64,17 +64,15 @@ def solved_examples(
     completions = [_solved_completion(value, conversational) for value in train_dataset[completion_column].astype(str)]
     if tools is None or not tools.active:
         return pd.DataFrame({"prompt": prompts, "completion": completions})
-    chat_template = prepare_tokenizer(tokenizer)
+    chat_template = training_chat_template(tokenizer, tools=True)
     rows = []
     for prompt, completion, row in zip(prompts, completions, train_dataset.to_dict(orient="records"), strict=True):
-        render = functools.partial(
-            tokenizer.apply_chat_template, tools=tools.row_tools(row), chat_template=chat_template, tokenize=False
-        )
-        texts = [render(prompt, add_generation_prompt=True)]
+        render_turns = functools.partial(render, tokenizer, tools=tools.row_tools(row), chat_template=chat_template)
+        texts = [render_turns(prompt, add_generation_prompt=True)]
         masks = [0]
         for index, message in enumerate(completion):
             following = completion[index + 1]["role"] if index + 1 < len(completion) else None
-            texts.append(render(prompt + completion[: index + 1], add_generation_prompt=following == "assistant"))
+            texts.append(render_turns(prompt + completion[: index + 1], add_generation_prompt=following == "assistant"))
             masks.append(int(message["role"] == "assistant"))
         input_ids: list[int] = []
         assistant_masks: list[int] = []

@@ -44,7 +44,14 @@ def format_prompts(
 
     model = run_config.params.model
     tokenizer = load_tokenizer(base_model_path, model.revision, model.trust_remote_code)
-    return format_splits(train_prompts, eval_prompts, tokenizer, run_config.params.formatting, run_config.tools)
+    return format_splits(
+        train_prompts,
+        eval_prompts,
+        tokenizer,
+        run_config.params.formatting,
+        run_config.tools,
+        run_config.grpo_config.chat_template_kwargs,
+    )
 
 
 def warm_start(train_dataset: pd.DataFrame, base_model_path: str, run_config: RunConfig) -> str:
