@@ -15,6 +15,7 @@ from transformers import TrainerState
 
 from grpo_pipeline.config.run_config import RunConfig, resolve_run_config
 from grpo_pipeline.config.schema import ValidationParams
+from grpo_pipeline.evaluation import Evaluator
 from grpo_pipeline.io.checkpoint_dataset import HFCheckpointDataset
 from grpo_pipeline.models.loading import load_causal_lm, loading_choices
 from grpo_pipeline.pipelines.grpo.nodes import benchmark_run, check_validation, train_grpo, validate_checkpoint
@@ -22,8 +23,9 @@ from grpo_pipeline.rewards import REWARD_FUNCTIONS, RewardError
 from grpo_pipeline.rewards.arithmetic import format_reward
 from grpo_pipeline.training.checkpoints import complete_checkpoints
 from grpo_pipeline.training.mlflow_logging import MlflowStepMetricsCallback
-from grpo_pipeline.training.run import TrainingRequest, train
-from grpo_pipeline.validation import FAILED, PASSED, answer_spread, failures_of, outcome
+from grpo_pipeline.training.run import TrainingRequest, build_trainer, train
+from grpo_pipeline.validation import answer_spread, failures_of
+from grpo_pipeline.validation_report import FAILED, PASSED, status_of, thresholds_of
 
 REWARD = {"functions": ["accuracy", "format", "length"]}
 # A few steps leave the tiny model answering every prompt alike: these tests are about the mechanics, so the
@@ -230,16 +232,20 @@ def test_a_collapsed_model_fails_validation_whatever_the_gates() -> None:
     }
     collapsed = {**base, "answers": answer_spread([[{"role": "assistant", "content": " 2"}] for _ in questions], None)}
     failures = failures_of(base, collapsed, None, gated)
-    assert outcome(failures, gated) == FAILED
+    assert status_of(failures, thresholds_of(gated)) == FAILED
     assert failures == [
         "the trained model gives the same answer, '2', to 100% of the held-out prompts "
         "(validation.max_same_answer_share=0.8): it has collapsed"
     ]
-    assert outcome(failures_of(base, base, None, gated), gated) == PASSED  # as many answers as questions
+    assert (
+        status_of(failures_of(base, base, None, gated), thresholds_of(gated)) == PASSED
+    )  # as many answers as questions
     ungated = ValidationParams(max_new_tokens=4, answer_pattern=r"\d+")
     silent = {**base, "answers": answer_spread(["I cannot say."] * 150 + ["7"] * 50, r"\d+")}
     (failure,) = failures_of(base, silent, None, ungated)
-    assert outcome([failure], ungated) == FAILED and failure.startswith("the trained model gives no answer to 75%")
+    assert status_of([failure], thresholds_of(ungated)) == FAILED and failure.startswith(
+        "the trained model gives no answer to 75%"
+    )
     checks_off = ValidationParams(max_new_tokens=4, max_same_answer_share=None, max_no_answer_share=None)
     assert failures_of(base, collapsed, None, checks_off) == [] and failures_of(base, silent, None, checks_off) == []
 
@@ -411,3 +417,35 @@ def test_step_metrics_reach_mlflow_every_flush_interval_training_and_evaluation_
         assert not client.get_metric_history(run_id, "train_runtime")
     finally:
         mlflow.set_tracking_uri(previous_uri)
+
+
+@pytest.mark.trainer
+def test_a_sampling_option_trl_honours_changes_validations_samples_exactly_as_it_changes_trainings(
+    tiny_model_dir: Path, datasets: Any, tmp_path: Path
+) -> None:
+    """Validation samples through the trainer's own generation: a GRPOConfig sampling field or a generation_kwargs
+    entry reaches validation's samples as it reaches training's, token for token under one seed."""
+    prompts = datasets[1]["prompt"].tolist()
+    samples = 4
+
+    def sampled_ids(**training: Any) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+        config = run_config(tmp_path / "out", validation={**VALIDATION, "sampled_completions": samples}, **training)
+        request = TrainingRequest(datasets[0], str(tiny_model_dir), config)
+        trainer, _ = build_trainer(request, None, request.fingerprint())
+        trainer.model.train()
+        torch.manual_seed(0)
+        in_training = trainer._generate([prompt for prompt in prompts for _ in range(samples)])[1]
+        evaluator = Evaluator(
+            load_causal_lm(tiny_model_dir), trainer.processing_class, datasets[1], config, 6, [], TrainerState()
+        )
+        torch.manual_seed(0)
+        in_validation = evaluator.complete(greedy=False, samples=samples).ids
+        greedy = evaluator.complete(greedy=True).ids
+        return in_training, in_validation, greedy
+
+    default_training, default_validation, greedy = sampled_ids()
+    assert default_validation == default_training
+    for option in ({"top_k": 1}, {"generation_kwargs": {"top_k": 1}}):
+        in_training, in_validation, _ = sampled_ids(**option)
+        # top_k 1 samples the most likely token: every sample is the greedy completion, in training and validation.
+        assert in_validation == in_training == [ids for ids in greedy for _ in range(samples)] != default_validation

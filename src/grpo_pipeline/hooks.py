@@ -423,8 +423,8 @@ class ReadableRunHooks:
             return
         import mlflow  # noqa: PLC0415 (see the module doc)
 
-        from grpo_pipeline.reporting import validation_metrics  # noqa: PLC0415 (imports matplotlib)
         from grpo_pipeline.training.mlflow_logging import tag_run  # noqa: PLC0415 (imports transformers)
+        from grpo_pipeline.validation_report import validation_metrics  # noqa: PLC0415
 
         self._validated = True
         tag_run(self._run_id, {VALIDATION_TAG: str(data["status"])})

@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
-
-def display_text(value: Any) -> str:
-    """A prompt or completion as text for a report: the last message's content for conversational data."""
-    if isinstance(value, list) and value and isinstance(value[-1], dict):
-        return str(value[-1].get("content", ""))
-    return str(value)
-
-
-def _call_text(call: dict[str, Any]) -> str:
-    function = call.get("function", call)
-    arguments = function.get("arguments") or {}
-    shown = (
-        ", ".join(f"{key}={value!r}" for key, value in arguments.items()) if isinstance(arguments, dict) else arguments
-    )
-    return f"{function.get('name')}({shown})"
-
-
-def transcript(completion: Any) -> str:
-    """A completion as text for a report: every turn of a conversational one, so that tool use shows (``call
-    multiply(a=12, b=3) -> [multiply: 36] -> 36``: the model's calls, the tools' answers, its replies)."""
-    if not isinstance(completion, list):
-        return str(completion)
-    turns = []
-    for message in completion:
-        if message.get("role") == "tool":
-            turns.append(f"[{message.get('name')}: {message.get('content')}]")
-            continue
-        calls = [f"call {_call_text(call)}" for call in message.get("tool_calls") or []]
-        turns += [text for text in (str(message.get("content") or "").strip(), *calls) if text]
-    return " -> ".join(turns)
+from grpo_pipeline.validation_report import (
+    DECODINGS,
+    FAILED,
+    NO_GATE,
+    decoded_scores,
+    gates_text,
+)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -51,33 +27,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, divider, *rows])
 
 
-DECODINGS = ("greedy", "sampled")
-
-
-def decoded_scores(model_scores: dict[str, Any], decoding: str) -> dict[str, Any] | None:
-    """A validation report's scores of one model under ``decoding``: greedy ones at the top, sampled ones nested."""
-    return model_scores if decoding == "greedy" else model_scores.get("sampled")
-
-
-def validation_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """The validation report's scores as flat, finite metrics, e.g. ``validation/trained/greedy/accuracy``."""
-    metrics: dict[str, float | None] = {"validation/reward_gain": report["reward_gain"]}
-    for model in ("base", "trained"):
-        for decoding in DECODINGS:
-            scores = decoded_scores(report[model], decoding) or {}
-            prefix = f"validation/{model}/{decoding}"
-            metrics[f"{prefix}/mean_reward"] = scores.get("mean_reward")
-            metrics[f"{prefix}/accuracy"] = scores.get("accuracy")
-    for decoding, gain in (report.get("accuracy_gain") or {}).items():
-        metrics[f"validation/{decoding}_accuracy_gain"] = gain
-    return {key: float(value) for key, value in metrics.items() if value is not None and math.isfinite(value)}
-
-
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-# How the report names a validation's tool-use figures (tool_calling.tool_usage).
+# How the report names a validation's tool-use figures (evaluation.Evaluator.complete).
 TOOL_USE_LABELS = {
     "tool_calls_per_completion": "tool calls",
     "tool_failure_rate": "tool errors",
@@ -155,15 +109,6 @@ def failed_run_report(
         "checkpoint": checkpoint,
         "failures": [f"the run {'was interrupted' if status == 'KILLED' else 'failed'} before validation: {error}"],
     }
-
-
-# How a validation ends (validation.py decides): its gates set and met, not met, or none set (nothing checked).
-PASSED, FAILED, NO_GATE = "PASSED", "FAILED", "NO GATE"
-
-
-def gates_text(report: dict[str, Any]) -> str:
-    """The gates a validation report was held to: ``min_greedy_accuracy_gain 0.15, ...``."""
-    return ", ".join(f"{gate} {value}" for gate, value in report["thresholds"].items() if value is not None)
 
 
 def status_text(report: dict[str, Any]) -> str:

@@ -24,20 +24,13 @@ from grpo_pipeline.evaluation import Evaluator, sampling_settings, summarise, tr
 from grpo_pipeline.models.checkpoint import HFCheckpoint
 from grpo_pipeline.models.loading import load_causal_lm, loading_choices
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
-from grpo_pipeline.reporting import (
-    DECODINGS,
-    FAILED,
-    NO_GATE,
-    PASSED,
-    decoded_scores,
-    display_text,
-    plain,
-    transcript,
-)
+from grpo_pipeline.reporting import plain
 from grpo_pipeline.rewards import RewardSet
 from grpo_pipeline.rewards.arithmetic import completion_text
 from grpo_pipeline.rewards.guard import scoring_context
 from grpo_pipeline.rewards.models import load_reward_model
+from grpo_pipeline.transcripts import display_text, transcript
+from grpo_pipeline.validation_report import DECODINGS, ValidationReport, decoded_scores, thresholds_of
 
 
 class ValidationFailedError(ProjectError, ValueError):
@@ -137,17 +130,6 @@ def collapse_failures(answers: dict[str, Any], params: ValidationParams) -> list
     return failures
 
 
-# The validation parameters that gate the checkpoint; with none set the report says nothing was checked.
-GATES = ("min_eval_reward", "min_reward_gain", "min_greedy_accuracy_gain", "min_sampled_accuracy_gain")
-
-
-def outcome(failures: list[str], params: ValidationParams) -> str:
-    """FAILED with any failure, PASSED when a gate was set and met, NO GATE when none was set (nothing checked)."""
-    if failures:
-        return FAILED
-    return PASSED if any(getattr(params, gate) is not None for gate in GATES) else NO_GATE
-
-
 def reward_gain(base: dict[str, Any], trained: dict[str, Any]) -> float | None:
     """Trained minus base mean reward, None where either has none (no reward applied)."""
     if base["mean_reward"] is None or trained["mean_reward"] is None:
@@ -245,7 +227,7 @@ def validate_against_base(
     eval_dataset: pd.DataFrame,
     config: RunConfig,
     mlflow_run_id: str | None = None,
-) -> dict[str, Any]:
+) -> ValidationReport:
     """The validation report: scores of base and trained model, the merged-export check, pass or fail; which run
     validated (``mlflow_run_id``) and which trained the checkpoint.
 
@@ -278,36 +260,31 @@ def validate_against_base(
                 merged_export = merged_export_check(checkpoint, trained["greedy_ids"], adapter, params)
     finally:
         scoring_context.reset(token)
-    failures = failures_of(base, trained, merged_export, params)
-    status = outcome(failures, params)
     hidden = ("greedy_ids", "completions", "per_prompt")
-    return {
-        "mlflow_run_id": mlflow_run_id,
-        "checkpoint": checkpoint.path,
-        "checkpoint_mlflow_run_id": checkpoint.trainer_state.get("mlflow_run_id"),
-        "base_model": base_model_path,
-        "global_step": checkpoint.trainer_state.get("global_step"),
-        "eval_prompts": len(frame),
-        "max_new_tokens": params.max_new_tokens,
-        "sampling": sampling_settings(config.grpo_config) | {"completions_per_prompt": params.sampled_completions},
-        "reward_weights": dict(zip(rewards.names, rewards.weights, strict=True)),
-        "accuracy_reward": params.accuracy_reward,
-        "base": {key: value for key, value in base.items() if key not in hidden},
-        "trained": {key: value for key, value in trained.items() if key not in hidden},
-        "reward_gain": reward_gain(base, trained),
-        "accuracy_gain": {decoding: accuracy_gain(base, trained, decoding) for decoding in DECODINGS}
+    return ValidationReport(
+        mlflow_run_id=mlflow_run_id,
+        checkpoint=checkpoint.path,
+        checkpoint_mlflow_run_id=checkpoint.trainer_state.get("mlflow_run_id"),
+        base_model=base_model_path,
+        global_step=checkpoint.trainer_state.get("global_step"),
+        eval_prompts=len(frame),
+        max_new_tokens=params.max_new_tokens,
+        sampling=sampling_settings(config.grpo_config) | {"completions_per_prompt": params.sampled_completions},
+        reward_weights=dict(zip(rewards.names, rewards.weights, strict=True)),
+        accuracy_reward=params.accuracy_reward,
+        base={key: value for key, value in base.items() if key not in hidden},
+        trained={key: value for key, value in trained.items() if key not in hidden},
+        reward_gain=reward_gain(base, trained),
+        accuracy_gain={decoding: accuracy_gain(base, trained, decoding) for decoding in DECODINGS}
         if params.accuracy_reward
         else None,
-        "adapter": checkpoint.is_adapter,
-        "trained_model": trained_kind,
-        "model_loading": model_loading,
-        "merged_export": merged_export,
-        "thresholds": {gate: getattr(params, gate) for gate in GATES},
-        "status": status,
-        # Whether the gates were met: null when none was set, so that nothing reads an unchecked run as passed.
-        "passed": None if status == NO_GATE else not failures,
-        "failures": failures,
-        "samples": [
+        adapter=checkpoint.is_adapter,
+        trained_model=trained_kind,
+        model_loading=model_loading,
+        merged_export=merged_export,
+        thresholds=thresholds_of(params),
+        failures=failures_of(base, trained, merged_export, params),
+        samples=[
             {
                 "prompt": display_text(prompt),
                 **{column: str(value) for column, value in row.items() if column not in ("prompt", *FORMATTED_COLUMNS)},
@@ -328,7 +305,7 @@ def validate_against_base(
                 strict=True,
             )
         ][: params.sample_rows],
-    }
+    )
 
 
 def raise_if_failed(report: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo_pipeline.models.checkpoint import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, HFCheckpoint, merged_copy
-from grpo_pipeline.reporting import PASSED, gates_text, validation_metrics
+from grpo_pipeline.validation_report import PASSED, gates_text, validation_metrics
 
 logger = logging.getLogger(__name__)
 # The flavour's requirements, written here: MLflow's inference of them imports every package of the process.

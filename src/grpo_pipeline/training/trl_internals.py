@@ -35,8 +35,8 @@ import trl
 from trl import GRPOTrainer
 
 from grpo_pipeline.errors import ProjectError
-from grpo_pipeline.reporting import display_text, transcript
 from grpo_pipeline.tools import assistant_turns, called_a_tool
+from grpo_pipeline.transcripts import display_text, transcript
 
 # The TRL release this module was written against; a newer one may work, the check says if it does not.
 WRITTEN_FOR_TRL = "1.16"
@@ -268,7 +268,7 @@ class ScoringGRPOTrainer(GRPOTrainer):
             list(completions),
             [list(ids) for ids in prompt_ids],
             [list(ids) for ids in completion_ids],
-            self._rewards.float().cpu().numpy(),
+            self._rewards.double().cpu().numpy(),
             tool_calls,
             tool_failures,
         )

@@ -91,7 +91,7 @@ def validate_checkpoint(
     from grpo_pipeline.training.mlflow_logging import active_run_id
     from grpo_pipeline.validation import validate_against_base
 
-    report = validate_against_base(checkpoint, base_model_path, eval_dataset, run_config, active_run_id())
+    report = validate_against_base(checkpoint, base_model_path, eval_dataset, run_config, active_run_id()).to_dict()
     return report, validation_markdown(report)
 
 
