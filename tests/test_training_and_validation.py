@@ -190,7 +190,7 @@ def test_validation_reports_greedy_and_sampled_accuracy_and_gates_on_them(
     trained: Any, datasets: Any, tiny_model_dir: Path
 ) -> None:
     checkpoint = trained[0].load()
-    assert checkpoint.trainer_state["sampling"]["temperature"] == 1.0  # recorded by training, read by validation
+    assert checkpoint.trainer_state["sampling"]["temperature"] == 1.0  # recorded by training
     gated = {**VALIDATION, "accuracy_reward": "accuracy", "sampled_completions": 4, "min_greedy_accuracy_gain": 0.9}
     report, markdown = validate_checkpoint(
         checkpoint, str(tiny_model_dir), datasets[1], run_config(Path("out"), validation=gated, seed=3)

@@ -1,13 +1,14 @@
 """The validation policy: the checkpoint reloaded from disk against its base model on the held-out prompts.
 
-Both generate greedily, and sample as GRPO sampled during training (the checkpoint records how), and are
-scored with the run's rewards; with ``validation.accuracy_reward`` the report gives greedy and sampled
-accuracy. A LoRA merged export must generate what base+adapter does; the thresholds under ``validation``
+Both generate greedily, and sample as GRPO samples, through a ``GRPOTrainer`` built from the run's configuration
+(evaluation.py), and are scored with the run's rewards; with ``validation.accuracy_reward`` the report gives greedy
+and sampled accuracy. A LoRA merged export must generate what base+adapter does; the thresholds under ``validation``
 decide whether the checkpoint passes.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from contextlib import closing
@@ -31,6 +32,8 @@ from grpo_pipeline.rewards.guard import scoring_context
 from grpo_pipeline.rewards.models import load_reward_model
 from grpo_pipeline.transcripts import display_text, transcript
 from grpo_pipeline.validation_report import DECODINGS, ValidationReport, decoded_scores, thresholds_of
+
+logger = logging.getLogger(__name__)
 
 
 class ValidationFailedError(ProjectError, ValueError):
@@ -238,6 +241,14 @@ def validate_against_base(
     params, rewards, seed = config.params.validation, config.rewards, config.params.seed
     frame = eval_dataset.head(params.max_prompts).reset_index(drop=True)
     tokenizer, trainer_state = checkpoint.tokenizer, trainer_state_of(checkpoint.trainer_state)
+    sampling = sampling_settings(config.grpo_config)
+    if (trained_with := checkpoint.trainer_state.get("sampling")) and trained_with != sampling:
+        logger.warning(
+            "%s was trained sampling with %s; validation samples as the run's configuration says: %s",
+            checkpoint.path or "The checkpoint",
+            trained_with,
+            sampling,
+        )
     reward_models = [load_reward_model(model) for model in rewards.models]
 
     def evaluator(model: Any) -> Evaluator:
@@ -269,7 +280,7 @@ def validate_against_base(
         global_step=checkpoint.trainer_state.get("global_step"),
         eval_prompts=len(frame),
         max_new_tokens=params.max_new_tokens,
-        sampling=sampling_settings(config.grpo_config) | {"completions_per_prompt": params.sampled_completions},
+        sampling=sampling | {"completions_per_prompt": params.sampled_completions},
         reward_weights=dict(zip(rewards.names, rewards.weights, strict=True)),
         accuracy_reward=params.accuracy_reward,
         base={key: value for key, value in base.items() if key not in hidden},
