@@ -186,6 +186,10 @@ class TimedGRPOTrainer(GRPOTrainer):
             self.phase_timing.evaluation_seconds += time.perf_counter() - started
 
 
+# What a transformers generation config samples with, and ignores when greedy.
+_SAMPLING_ONLY_FLAGS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
+
+
 @dataclass(frozen=True)
 class ScoredBatch:
     """What one generation batch produced, as a training step scores it: each completion as the rewards saw it
@@ -238,9 +242,13 @@ class ScoringGRPOTrainer(GRPOTrainer):
         else:
             kept = self.generation_config, self.generation_kwargs
             if greedy:
+                # Unset, not left as training set them: transformers warns of sampling flags in a greedy call.
+                unset = {flag: None for flag in _SAMPLING_ONLY_FLAGS}
                 self.generation_config = copy.deepcopy(self.generation_config)
-                self.generation_config.do_sample = False
-                self.generation_kwargs = {**self.generation_kwargs, "do_sample": False}
+                self.generation_config.update(do_sample=False, **unset)
+                self.generation_kwargs = {**self.generation_kwargs, "do_sample": False} | {
+                    flag: None for flag in self.generation_kwargs if flag in unset
+                }
         self.model.eval()
         try:
             yield
