@@ -18,7 +18,6 @@ from transformers import TrainerState
 
 from grpo_pipeline.config.run_config import RunConfig
 from grpo_pipeline.prompts import FORMATTED_COLUMNS
-from grpo_pipeline.tools import assistant_turns, called_a_tool
 from grpo_pipeline.training.sources import trainer_sources
 from grpo_pipeline.training.trl_internals import ScoredBatch, ScoringGRPOTrainer
 
@@ -97,6 +96,11 @@ class Evaluator:
         )
         self.trainer.state = trainer_state
         self.tools = run_config.tools.active
+        if len(self.trainer.reward_func_names) != len(run_config.rewards.names):
+            raise RuntimeError(
+                f"GRPOTrainer scores with {self.trainer.reward_func_names}, the run names {run_config.rewards.names}: "
+                "validation cannot tell which reward is which (see rewards/__init__.py: resolve_rewards)"
+            )
 
     def close(self) -> None:
         del self.trainer
@@ -112,19 +116,30 @@ class Evaluator:
         ]
         completions = [completion for batch in batches for completion in batch.completions]
         ids = [ids for batch in batches for ids in batch.completion_ids]
-        tool_use = None
-        if self.tools:
-            calls = sum(batch.tool_calls for batch in batches)
-            tool_use = {
-                "tool_calls_per_completion": calls / len(completions),
-                "tool_failure_rate": sum(batch.tool_failures for batch in batches) / calls if calls else 0.0,
-                "tool_use_share": float(np.mean([called_a_tool(completion) for completion in completions])),
-                "turns_per_completion": float(np.mean([len(assistant_turns(c)) for c in completions])),
-            }
+        tool_use = tool_use_over(batches) if self.tools else None
         rewards = np.concatenate([batch.rewards for batch in batches])
         first = batches[0]
         sequences = [p + c for p, c in zip(first.prompt_ids, first.completion_ids, strict=True)]
         return Completions(completions, ids, rewards, tool_use, finite_logits(self.trainer.model, sequences))
+
+
+def tool_use_over(batches: list[ScoredBatch]) -> dict[str, float]:
+    """The batches' tool use together, from the trainer's per-batch metrics: calls per completion, the share of
+    calls that failed, the share of completions with a call, assistant turns per completion."""
+    sizes = np.array([len(batch.completions) for batch in batches], dtype=float)
+
+    def per_batch(name: str) -> np.ndarray:
+        return np.array([batch.tool_metrics.get(name, 0.0) for batch in batches])
+
+    calls = per_batch("tools/call_frequency") * sizes
+    return {
+        "tool_calls_per_completion": float(calls.sum() / sizes.sum()),
+        "tool_failure_rate": float((per_batch("tools/failure_frequency") * calls).sum() / calls.sum())
+        if calls.sum()
+        else 0.0,
+        "tool_use_share": float((per_batch("tools/use_share") * sizes).sum() / sizes.sum()),
+        "turns_per_completion": float((per_batch("tools/turns") * sizes).sum() / sizes.sum()),
+    }
 
 
 # The sequences whose logits are checked: enough to see NaN/inf weights or an overflow, cheap beside generating.

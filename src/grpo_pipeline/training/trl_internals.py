@@ -1,6 +1,6 @@
 """Everything the project reads from ``trl.GRPOTrainer``'s private parts, in one place.
 
-TRL offers no public hook for two things the project reports (and transformers' Trainer none for a third):
+TRL offers no public hook for these (and transformers' Trainer none for the third):
 - the time spent generating and scoring rewards (``_generate``, ``_calculate_rewards``: TRL's profiler logs them
   to W&B/trackio only), and with tools the completions ``_generate`` returns (its fourth value, the messages of
   every turn), for the share of completions that called a tool and their turns,
@@ -195,17 +195,17 @@ class ScoredBatch:
     """What one generation batch produced, as a training step scores it: each completion as the rewards saw it
     (text, or messages with tool turns), its prompt's and its own token ids (the tools' results included), every
     reward's value for it (``rewards[completion, reward]`` in the trainer's order; NaN: not applicable), and the
-    batch's tool calls and how many of them failed."""
+    batch's tool-use metrics (TRL's ``tools/call_frequency`` and ``tools/failure_frequency``, the project's
+    ``tools/use_share`` and ``tools/turns``; none without tools)."""
 
     completions: list[Any]
     prompt_ids: list[list[int]]
     completion_ids: list[list[int]]
     rewards: np.ndarray
-    tool_calls: int
-    tool_failures: int
+    tool_metrics: dict[str, float]
 
 
-class ScoringGRPOTrainer(GRPOTrainer):
+class ScoringGRPOTrainer(TimedGRPOTrainer):
     """``GRPOTrainer`` that generates and scores held-out rows through its own path (transformers or vLLM,
     ``rollout_func``, tools and environments, reward functions and models) without training, for validation.
 
@@ -216,7 +216,6 @@ class ScoringGRPOTrainer(GRPOTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        check_trl_internals(self)
         self._generated: tuple | None = None
         self._rewards: torch.Tensor | None = None
 
@@ -262,21 +261,15 @@ class ScoringGRPOTrainer(GRPOTrainer):
 
     def generate_and_score(self, rows: list[dict[str, Any]], samples: int, greedy: bool) -> ScoredBatch:
         """``samples`` completions of each of ``rows`` (dataset rows as the trainer takes them), scored."""
-        metrics = self._metrics["eval"]
-        calls_before = len(metrics["tools/call_frequency"])
+        self._metrics["eval"].clear()
         with self._decoding(greedy, samples):
             self._generate_and_score_completions([row for row in rows for _ in range(samples)])
         prompt_ids, completion_ids, _, completions, *_ = self._generated
-        count = len(completion_ids)
-        tool_calls = tool_failures = 0
-        if len(metrics["tools/call_frequency"]) > calls_before:  # TRL logs each batch's calls as a frequency
-            tool_calls = round(metrics["tools/call_frequency"][-1] * count)
-            tool_failures = round(metrics["tools/failure_frequency"][-1] * tool_calls)
+        tool_metrics = {name: values[-1] for name, values in self._metrics["eval"].items() if name.startswith("tools/")}
         return ScoredBatch(
             list(completions),
             [list(ids) for ids in prompt_ids],
             [list(ids) for ids in completion_ids],
             self._rewards.double().cpu().numpy(),
-            tool_calls,
-            tool_failures,
+            tool_metrics,
         )
