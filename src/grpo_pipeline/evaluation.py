@@ -103,6 +103,7 @@ class Evaluator:
             )
 
     def close(self) -> None:
+        self.trainer.release()
         del self.trainer
         self._output_dir.cleanup()
 

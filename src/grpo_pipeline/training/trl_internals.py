@@ -22,6 +22,7 @@ the version, instead of mis-reporting.
 from __future__ import annotations
 
 import copy
+import gc
 import inspect
 import time
 from collections.abc import Iterator
@@ -222,6 +223,19 @@ class ScoringGRPOTrainer(TimedGRPOTrainer):
     def _generate(self, prompts: list) -> tuple:
         self._generated = super()._generate(prompts)
         return self._generated
+
+    def release(self) -> None:
+        """Let go of the vLLM backend before the next model's trainer starts its own: the server's weight-update
+        group (TRL closes it only when the process exits), or the colocated engine and its GPU memory."""
+        if not self.use_vllm:
+            return
+        client = getattr(self.vllm_generation, "vllm_client", None)
+        if client is not None:
+            client.close_communicator()
+        if getattr(self.vllm_generation, "llm", None) is not None:
+            self.vllm_generation.llm = None
+            gc.collect()
+            torch.cuda.empty_cache()
 
     def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
         self._rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
