@@ -62,13 +62,14 @@ def validation_config(run_config: RunConfig, max_new_tokens: int, output_dir: st
 class Completions:
     """What a model generated for a set of prompts (a prompt's samples together), as the rewards saw it: the
     completions (text, or messages with tool turns), their token ids, each reward's values (``rewards[completion,
-    reward]``, NaN: not applicable), tool use (None without tools) and whether every logit was finite."""
+    reward]``, NaN: not applicable), tool use (None without tools), and the prompt and completion ids of the first
+    generation batch (what :meth:`Evaluator.finite` reads)."""
 
     completions: list[Any]
     ids: list[list[int]]
     rewards: np.ndarray
     tool_use: dict[str, float] | None
-    finite: bool
+    first_sequences: list[list[int]]
 
 
 class Evaluator:
@@ -121,7 +122,11 @@ class Evaluator:
         rewards = np.concatenate([batch.rewards for batch in batches])
         first = batches[0]
         sequences = [p + c for p, c in zip(first.prompt_ids, first.completion_ids, strict=True)]
-        return Completions(completions, ids, rewards, tool_use, finite_logits(self.trainer.model, sequences))
+        return Completions(completions, ids, rewards, tool_use, sequences)
+
+    def finite(self, completions: Completions) -> bool:
+        """Whether the model's weights and its logits for the first of ``completions`` are all finite."""
+        return finite_logits(self.trainer.model, completions.first_sequences)
 
 
 def tool_use_over(batches: list[ScoredBatch]) -> dict[str, float]:

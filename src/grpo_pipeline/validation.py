@@ -40,13 +40,9 @@ class ValidationFailedError(ProjectError, ValueError):
     """The checkpoint did not pass validation; the message lists every failure and what to do."""
 
 
-def merged_export_check(
-    checkpoint: HFCheckpoint, merged_ids: list[list[int]], adapter: Evaluator, params: ValidationParams
-) -> dict[str, Any] | None:
-    """Whether the merged export generates base+adapter's tokens (``adapter``) on the first prompts (``merged_ids``:
-    the export's greedy tokens); None without an export."""
-    if checkpoint.merged_model is None:
-        return None
+def merged_export_check(merged_ids: list[list[int]], adapter: Evaluator, params: ValidationParams) -> dict[str, Any]:
+    """Whether a LoRA checkpoint's merged export generates base+adapter's tokens (``adapter``) on the first prompts
+    (``merged_ids``: the export's greedy tokens)."""
     count = min(params.merge_check_prompts, len(merged_ids))
     adapter_ids = adapter.complete(greedy=True, count=count).ids
     identical = sum(a == b for a, b in zip(merged_ids[:count], adapter_ids, strict=True))
@@ -184,12 +180,13 @@ def assess(evaluator: Evaluator, params: ValidationParams, rewards: RewardSet, s
     completions it did not apply to), their weighted sum, tool use and, with ``params.accuracy_reward``, accuracy,
     and for the sampled ones pass@k and maj@k."""
     greedy_run = evaluator.complete(greedy=True)
+    finite = evaluator.finite(greedy_run)
     greedy = summarise(greedy_run.rewards, rewards.names, rewards.weights)
     result = {
         "mean_reward": greedy["mean_reward"],
         "rewards": greedy["rewards"],
         "skipped": greedy["skipped"],
-        "finite": greedy_run.finite,
+        "finite": finite,
         "answers": answer_spread(greedy_run.completions, params.answer_pattern),
         "accuracy": greedy["rewards"][params.accuracy_reward] if params.accuracy_reward else None,
         **({"tool_use": greedy_run.tool_use} if greedy_run.tool_use is not None else {}),
@@ -198,7 +195,7 @@ def assess(evaluator: Evaluator, params: ValidationParams, rewards: RewardSet, s
         "completions": greedy_run.completions,
         "per_prompt": greedy["per_prompt"],
     }
-    if params.sampled_completions and greedy_run.finite:  # sampling from NaN logits fails outright
+    if params.sampled_completions and finite:  # sampling from NaN logits fails outright
         torch.manual_seed(seed)
         count = params.sampled_completions
         sampled_run = evaluator.complete(greedy=False, samples=count)
@@ -268,7 +265,7 @@ def validate_against_base(
         merged_export = None
         if checkpoint.merged_model is not None:
             with closing(evaluator(checkpoint.model)) as adapter:
-                merged_export = merged_export_check(checkpoint, trained["greedy_ids"], adapter, params)
+                merged_export = merged_export_check(trained["greedy_ids"], adapter, params)
     finally:
         scoring_context.reset(token)
     hidden = ("greedy_ids", "completions", "per_prompt")
